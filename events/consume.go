@@ -1,0 +1,78 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Msg is one part read from the stream.
+type Msg struct {
+	Seq   uint64      // stream sequence
+	Delta *BlockDelta // nil when Err is set
+	Err   error       // the message could not be decoded: the stream is poisoned here
+	raw   jetstream.Msg
+}
+
+// Ack acknowledges the message. Call it only once what it carries is durable.
+func (m Msg) Ack() error { return m.raw.Ack() }
+
+// ConsumeConfig positions a consumer.
+type ConsumeConfig struct {
+	ChainID uint64
+	// FromSeq is the first stream sequence to deliver (the applier's stored
+	// position + 1); 0 or 1 reads from the start.
+	FromSeq uint64
+	// Buffer is how many messages may wait unacknowledged; default 1024.
+	Buffer int
+}
+
+// Consume delivers the chain's parts in stream order from cfg.FromSeq into
+// the returned channel until ctx ends. The consumer is ephemeral, explicitly
+// acknowledged, and created afresh at every start from the position the
+// caller stores with its data: the position is never the server's to keep.
+func Consume(ctx context.Context, s jetstream.Stream, cfg ConsumeConfig) (<-chan Msg, error) {
+	if cfg.Buffer == 0 {
+		cfg.Buffer = 1024
+	}
+	cc := jetstream.ConsumerConfig{
+		Description:       "balidx applier",
+		FilterSubject:     Subject(cfg.ChainID),
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckExplicitPolicy,
+		AckWait:           5 * time.Minute, // a batch is acked after its bbolt commit
+		MaxAckPending:     cfg.Buffer,
+		InactiveThreshold: time.Minute,
+		MaxDeliver:        -1,
+	}
+	if cfg.FromSeq > 1 {
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = cfg.FromSeq
+	}
+	cons, err := s.CreateConsumer(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer from seq %d: %w", cfg.FromSeq, err)
+	}
+	out := make(chan Msg, cfg.Buffer)
+	cctx, err := cons.Consume(func(m jetstream.Msg) {
+		meta, err := m.Metadata()
+		if err != nil {
+			return // not a stream message; never delivered by a pull consumer
+		}
+		d, derr := Decode(m.Data())
+		select {
+		case out <- Msg{Seq: meta.Sequence.Stream, Delta: d, Err: derr, raw: m}:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(cfg.Buffer))
+	if err != nil {
+		return nil, fmt.Errorf("consume from seq %d: %w", cfg.FromSeq, err)
+	}
+	go func() {
+		<-ctx.Done()
+		cctx.Stop()
+	}()
+	return out, nil
+}

@@ -1,0 +1,220 @@
+// Package events defines what the indexer publishes and the applier consumes:
+// the BlockDelta wire format, the JetStream stream that carries it, and the
+// helpers that publish and consume it. See FORMAT.md beside this file.
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/holiman/uint256"
+)
+
+// Version is the BlockDelta format version this build writes and reads.
+const Version = 1
+
+// Limits of the format. A message outside them is refused as ErrTooLarge.
+const (
+	// MaxChangesPerPart bounds one message; large blocks are split in parts.
+	MaxChangesPerPart = 1024
+	// MaxParts bounds how many messages one block may span (the genesis
+	// allocation of a large chain included): 1024 × 65536 = 67M changes.
+	MaxParts = 65536
+	// MaxMessageBytes is the largest encoded part accepted (a full part of
+	// 1024 changes with 78-digit amounts takes ~290 KiB).
+	MaxMessageBytes = 512 << 10
+)
+
+// NativeAsset is the asset of the chain's own coin; every other asset is
+// named by its ERC-20 contract address.
+var NativeAsset = common.Address{}
+
+// Block names a block.
+type Block struct {
+	Number     uint64      `json:"number"`
+	Hash       common.Hash `json:"hash"`
+	ParentHash common.Hash `json:"parent_hash"`
+	Timestamp  uint64      `json:"timestamp"`
+}
+
+// Change is one balance that changed in a block: the amount held by Account
+// of Asset before the block (Pre) and after it (Post). Absolute amounts make
+// applying idempotent and let the applier check Pre against what it holds.
+type Change struct {
+	Account common.Address
+	Asset   common.Address // NativeAsset or an ERC-20 contract
+	Pre     uint256.Int
+	Post    uint256.Int
+}
+
+// BlockDelta is one message on the stream: a part of the changes of one
+// trusted block. A block with more than MaxChangesPerPart changes is split in
+// Parts messages with Part = 1..Parts, published consecutively; the block
+// counts as applied only once all its parts are.
+type BlockDelta struct {
+	Version int    `json:"version"`
+	ChainID uint64 `json:"chain_id"`
+	Block
+	Part    int      `json:"part"`
+	Parts   int      `json:"parts"`
+	Changes []Change `json:"changes"`
+}
+
+// MsgID is the JetStream message id of a part, derived from (chain id,
+// number, hash, part): a retried publish of the same part is deduplicated,
+// while a different block at the same height is not.
+func (d *BlockDelta) MsgID() string {
+	return fmt.Sprintf("%d:%d:%s:%d", d.ChainID, d.Number, d.Hash.Hex(), d.Part)
+}
+
+// Split cuts the changes of one block into parts of at most
+// MaxChangesPerPart changes. A block without changes still yields one part:
+// every trusted block is published, so that continuity can be checked.
+func Split(chainID uint64, b Block, changes []Change) []BlockDelta {
+	parts := (len(changes) + MaxChangesPerPart - 1) / MaxChangesPerPart
+	if parts == 0 {
+		parts = 1
+	}
+	out := make([]BlockDelta, parts)
+	for i := range out {
+		lo := i * MaxChangesPerPart
+		hi := min(lo+MaxChangesPerPart, len(changes))
+		out[i] = BlockDelta{Version: Version, ChainID: chainID, Block: b, Part: i + 1, Parts: parts, Changes: changes[lo:hi]}
+	}
+	return out
+}
+
+// Encode returns the JSON encoding of d.
+func Encode(d *BlockDelta) ([]byte, error) {
+	if err := d.validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode block %d: %w", d.Number, err)
+	}
+	if len(b) > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: block %d part %d encodes to %d bytes", ErrTooLarge, d.Number, d.Part, len(b))
+	}
+	return b, nil
+}
+
+// Decode parses and validates one message. Unknown fields are refused: a
+// field this build does not understand might change the meaning of the rest.
+func Decode(data []byte) (*BlockDelta, error) {
+	if len(data) > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, len(data))
+	}
+	var probe struct {
+		Version *int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidDelta, err)
+	}
+	if probe.Version == nil {
+		return nil, fmt.Errorf("%w: no version", ErrInvalidDelta)
+	}
+	if *probe.Version != Version {
+		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrUnsupportedVersion, *probe.Version, Version)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var d BlockDelta
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidDelta, err)
+	}
+	if err := d.validate(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func (d *BlockDelta) validate() error {
+	switch {
+	case d.Version != Version:
+		return fmt.Errorf("%w: %d", ErrUnsupportedVersion, d.Version)
+	case d.ChainID == 0:
+		return fmt.Errorf("%w: chain id 0", ErrInvalidDelta)
+	case d.Hash == (common.Hash{}):
+		return fmt.Errorf("%w: block %d has no hash", ErrInvalidDelta, d.Number)
+	case d.Parts < 1 || d.Parts > MaxParts:
+		return fmt.Errorf("%w: block %d has %d parts (1..%d)", ErrTooLarge, d.Number, d.Parts, MaxParts)
+	case d.Part < 1 || d.Part > d.Parts:
+		return fmt.Errorf("%w: block %d part %d of %d", ErrInvalidDelta, d.Number, d.Part, d.Parts)
+	case len(d.Changes) > MaxChangesPerPart:
+		return fmt.Errorf("%w: block %d part %d has %d changes (max %d)", ErrTooLarge, d.Number, d.Part, len(d.Changes), MaxChangesPerPart)
+	}
+	return nil
+}
+
+type changeJSON struct {
+	Account common.Address `json:"account"`
+	Asset   string         `json:"asset"`
+	Pre     string         `json:"pre"`
+	Post    string         `json:"post"`
+}
+
+const nativeName = "native"
+
+// MarshalJSON writes amounts as base-10 strings and the native asset as "native".
+func (c Change) MarshalJSON() ([]byte, error) {
+	asset := nativeName
+	if c.Asset != NativeAsset {
+		asset = hexutil.Encode(c.Asset[:])
+	}
+	return json.Marshal(changeJSON{Account: c.Account, Asset: asset, Pre: c.Pre.Dec(), Post: c.Post.Dec()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes and nothing looser: amounts
+// must be base-10 without sign or leading zeros, assets "native" or an address.
+func (c *Change) UnmarshalJSON(b []byte) error {
+	var j changeJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return err
+	}
+	c.Account = j.Account
+	switch {
+	case j.Asset == nativeName:
+		c.Asset = NativeAsset
+	case common.IsHexAddress(j.Asset) && len(j.Asset) == 42:
+		c.Asset = common.HexToAddress(j.Asset)
+		if c.Asset == NativeAsset {
+			return fmt.Errorf("asset %q: the zero address is not a token", j.Asset)
+		}
+	default:
+		return fmt.Errorf("asset %q: want %q or a 0x-prefixed address", j.Asset, nativeName)
+	}
+	if err := parseAmount(&c.Pre, j.Pre); err != nil {
+		return fmt.Errorf("pre: %w", err)
+	}
+	if err := parseAmount(&c.Post, j.Post); err != nil {
+		return fmt.Errorf("post: %w", err)
+	}
+	return nil
+}
+
+func parseAmount(z *uint256.Int, s string) error {
+	if s == "" || len(s) > 78 || (len(s) > 1 && s[0] == '0') {
+		return fmt.Errorf("amount %q is not a canonical base-10 uint256", s)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return fmt.Errorf("amount %q is not base-10", s)
+		}
+	}
+	if err := z.SetFromDecimal(s); err != nil {
+		return fmt.Errorf("amount %q: %w", s, err)
+	}
+	return nil
+}
+
+// Subject is the subject the deltas of a chain are published on.
+func Subject(chainID uint64) string {
+	return "balidx.blocks." + strconv.FormatUint(chainID, 10)
+}

@@ -1,0 +1,136 @@
+package events
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func sampleDelta() BlockDelta {
+	max := new(uint256.Int).SetAllOne()
+	return BlockDelta{
+		Version: Version, ChainID: 1337,
+		Block: Block{
+			Number:     42,
+			Hash:       common.HexToHash("0x00000000000000000000000000000000000000000000000000000000000000aa"),
+			ParentHash: common.HexToHash("0x00000000000000000000000000000000000000000000000000000000000000a9"),
+			Timestamp:  1700000000,
+		},
+		Part: 1, Parts: 1,
+		Changes: []Change{
+			{Account: common.HexToAddress("0x742d35Cc6634C0532925a3b844Bc454e4438f44e"), Asset: NativeAsset, Pre: *uint256.NewInt(1000), Post: *uint256.NewInt(0)},
+			{Account: common.HexToAddress("0x00000000000000000000000000000000000000ff"), Asset: common.HexToAddress("0x5FbDB2315678afecb367f032d93F642f64180aa3"), Pre: *uint256.NewInt(0), Post: *max},
+		},
+	}
+}
+
+func TestGolden(t *testing.T) {
+	d := sampleDelta()
+	got, err := Encode(&d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "delta-v1.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, bytes.TrimSpace(want)) {
+		t.Fatalf("encoding changed (run with -update if intended, and bump Version if readers break):\ngot  %s\nwant %s", got, want)
+	}
+	back, err := Decode(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Number != d.Number || back.Hash != d.Hash || len(back.Changes) != 2 || back.Changes[1].Post != d.Changes[1].Post || back.Changes[0].Asset != NativeAsset {
+		t.Fatalf("round trip: got %+v, want %+v", back, d)
+	}
+}
+
+func TestDecodeRefuses(t *testing.T) {
+	good, err := Encode(ptr(sampleDelta()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(good)
+	tests := []struct {
+		name string
+		data string
+		want error
+	}{
+		{"not json", "nope", ErrInvalidDelta},
+		{"no version", `{"chain_id":1}`, ErrInvalidDelta},
+		{"future version", strings.Replace(s, `"version":1`, `"version":2`, 1), ErrUnsupportedVersion},
+		{"unknown field", strings.Replace(s, `"part":1`, `"part":1,"extra":true`, 1), ErrInvalidDelta},
+		{"hex amount", strings.Replace(s, `"pre":"1000"`, `"pre":"0x3e8"`, 1), ErrInvalidDelta},
+		{"negative amount", strings.Replace(s, `"pre":"1000"`, `"pre":"-1"`, 1), ErrInvalidDelta},
+		{"leading zero", strings.Replace(s, `"pre":"1000"`, `"pre":"01000"`, 1), ErrInvalidDelta},
+		{"overflow", strings.Replace(s, `"pre":"1000"`, `"pre":"`+strings.Repeat("9", 78)+`"`, 1), ErrInvalidDelta},
+		{"zero token", strings.Replace(s, `"asset":"native"`, `"asset":"0x0000000000000000000000000000000000000000"`, 1), ErrInvalidDelta},
+		{"bad asset", strings.Replace(s, `"asset":"native"`, `"asset":"eth"`, 1), ErrInvalidDelta},
+		{"part beyond parts", strings.Replace(s, `"part":1`, `"part":2`, 1), ErrInvalidDelta},
+		{"too many parts", strings.Replace(s, `"parts":1`, `"parts":70000`, 1), ErrTooLarge},
+		{"chain 0", strings.Replace(s, `"chain_id":1337`, `"chain_id":0`, 1), ErrInvalidDelta},
+		{"too big", strings.Repeat(" ", MaxMessageBytes+1), ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.data))
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSplit(t *testing.T) {
+	changes := make([]Change, 2*MaxChangesPerPart+1)
+	parts := Split(1, Block{Number: 7, Hash: common.Hash{1}}, changes)
+	if len(parts) != 3 {
+		t.Fatalf("got %d parts, want 3", len(parts))
+	}
+	total := 0
+	for i, p := range parts {
+		if p.Part != i+1 || p.Parts != 3 {
+			t.Fatalf("part %d: got %d/%d", i, p.Part, p.Parts)
+		}
+		total += len(p.Changes)
+		if _, err := Encode(&p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total != len(changes) {
+		t.Fatalf("got %d changes, want %d", total, len(changes))
+	}
+	if empty := Split(1, Block{Number: 8, Hash: common.Hash{2}}, nil); len(empty) != 1 || empty[0].Parts != 1 {
+		t.Fatalf("empty block: got %+v, want one part", empty)
+	}
+}
+
+func TestFullPartFitsMessageLimit(t *testing.T) {
+	max := new(uint256.Int).SetAllOne()
+	changes := make([]Change, MaxChangesPerPart)
+	for i := range changes {
+		changes[i] = Change{Account: common.Address{0xff}, Asset: common.Address{0xee}, Pre: *max, Post: *max}
+	}
+	p := Split(1, Block{Number: 1, Hash: common.Hash{1}}, changes)[0]
+	if _, err := Encode(&p); err != nil {
+		t.Fatalf("a full part of maximal amounts must fit: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,17 @@
+package events
+
+import "errors"
+
+// Errors of the events package. Every decoding failure wraps ErrInvalidDelta
+// so that a consumer can tell a poisoned message from a transport failure.
+var (
+	// ErrInvalidDelta: a message is not a well-formed BlockDelta of this version.
+	ErrInvalidDelta = errors.New("invalid block delta")
+	// ErrUnsupportedVersion: a message carries a format version this build cannot read.
+	ErrUnsupportedVersion = errors.New("unsupported block delta version")
+	// ErrTooLarge: a message or one of its parts exceeds the format's limits.
+	ErrTooLarge = errors.New("block delta exceeds limits")
+	// ErrPublishConflict: the stream's last message is not the one the
+	// publisher expected (another indexer published, or the stream was altered).
+	ErrPublishConflict = errors.New("stream changed under the publisher")
+)

@@ -1,0 +1,110 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func mustJetStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream) {
+	tb.Helper()
+	srv, err := StartEmbedded(EmbeddedConfig{StoreDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(srv.Close)
+	nc, err := Connect(srv.URL(), "test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := EnsureStream(context.Background(), js, StreamConfig{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js, s
+}
+
+func TestPublishDedupAndConflict(t *testing.T) {
+	ctx := context.Background()
+	js, s := mustJetStream(t)
+	p, last, err := NewPublisher(ctx, js, s, 5)
+	if err != nil || last != nil {
+		t.Fatalf("empty stream: got %v, %v", last, err)
+	}
+	b1 := Split(5, Block{Number: 1, Hash: common.Hash{1}}, nil)
+	if err := p.Publish(ctx, b1); err != nil {
+		t.Fatal(err)
+	}
+	// A second publisher that missed block 1 must not append after it.
+	stale := &Publisher{js: js, stream: s, subject: Subject(5), lastSeq: 0}
+	b2 := Split(5, Block{Number: 2, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, nil)
+	if err := stale.Publish(ctx, b2); !errors.Is(err, ErrPublishConflict) {
+		t.Fatalf("stale publisher: got %v, want ErrPublishConflict", err)
+	}
+	// A retried publish of block 1 (same message id) is deduplicated.
+	retry := &Publisher{js: js, stream: s, subject: Subject(5), lastSeq: 0}
+	if err := retry.Publish(ctx, b1); err != nil {
+		t.Fatalf("retried publish: %v", err)
+	}
+	if err := p.Publish(ctx, b2); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("stream holds %d messages, want 2", info.State.Msgs)
+	}
+	got, seq, err := LastDelta(ctx, s, 5)
+	if err != nil || got.Number != 2 || seq != 2 {
+		t.Fatalf("last delta: got %+v seq %d err %v, want block 2 at seq 2", got, seq, err)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msgs, err := Consume(cctx, s, ConsumeConfig{ChainID: 5, FromSeq: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-msgs:
+		if m.Err != nil || m.Seq != 2 || m.Delta.Number != 2 {
+			t.Fatalf("consumed %+v, want block 2 at seq 2", m)
+		}
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing consumed within 10s")
+	}
+}
+
+func TestStatusBoard(t *testing.T) {
+	ctx := context.Background()
+	js, _ := mustJetStream(t)
+	b, err := NewStatusBoard(ctx, js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := b.Get(ctx, 9); err != nil || s != nil {
+		t.Fatalf("empty board: got %v, %v", s, err)
+	}
+	want := IndexerStatus{ChainID: 9, Head: 12, Policy: Policy{Confirmations: 3}, TrustViolation: &TrustViolation{Number: 10}}
+	if err := b.Put(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Get(ctx, 9)
+	if err != nil || got.Head != 12 || got.TrustViolation == nil || got.TrustViolation.Number != 10 {
+		t.Fatalf("got %+v, %v, want %+v", got, err, want)
+	}
+}

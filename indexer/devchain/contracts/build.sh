@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Regenerates the compiled demo contracts (*.bin, *.abi) from Demo.sol with
+# solcjs from the npm registry. The outputs are committed; run this only after
+# editing Demo.sol.
+set -euo pipefail
+cd "$(dirname "$0")"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+npm install --silent --prefix "$work" solc@0.8.28 >/dev/null
+"$work/node_modules/.bin/solcjs" --bin --abi --optimize -o "$work/out" Demo.sol
+for c in Token Splitter; do
+  cp "$work/out/Demo_sol_$c.bin" "$c.bin"
+  cp "$work/out/Demo_sol_$c.abi" "$c.abi"
+done
