@@ -1,0 +1,145 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/balidx/balidx/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ApplierConfig configures an Applier.
+type ApplierConfig struct {
+	Store   *Store
+	Stream  jetstream.Stream
+	ChainID uint64
+	// MaxBatchChanges bounds one catch-up transaction; default 50,000.
+	// Live, a transaction holds what has arrived: usually one block.
+	MaxBatchChanges int
+	// OnApplied, if set, is called after every commit, before the acks.
+	OnApplied func(Applied)
+}
+
+// Applier reads the chain's deltas from the stream, in order, from the
+// position stored in the snapshot, and applies them.
+type Applier struct {
+	cfg ApplierConfig
+}
+
+// NewApplier validates cfg.
+func NewApplier(cfg ApplierConfig) (*Applier, error) {
+	if cfg.Store == nil || cfg.Stream == nil || cfg.ChainID == 0 {
+		return nil, fmt.Errorf("applier: store, stream and chain id are required")
+	}
+	if cfg.MaxBatchChanges == 0 {
+		cfg.MaxBatchChanges = 50_000
+	}
+	return &Applier{cfg: cfg}, nil
+}
+
+// pending is a block whose parts are arriving.
+type pending struct {
+	block Block
+	msgs  []events.Msg
+}
+
+// Run applies until ctx ends or the stream and the snapshot disagree.
+// Messages are acknowledged only after the transaction holding them commits;
+// a crash before that redelivers them, and those already committed are
+// recognised by their sequence and skipped.
+func (a *Applier) Run(ctx context.Context) error {
+	m, err := a.cfg.Store.Meta()
+	if err != nil {
+		return err
+	}
+	msgs, err := events.Consume(ctx, a.cfg.Stream, events.ConsumeConfig{ChainID: a.cfg.ChainID, FromSeq: m.StreamSeq + 1})
+	if err != nil {
+		return err
+	}
+	lastSeq := m.StreamSeq
+	var cur *pending // a block still missing parts
+	for {
+		var batch []Block
+		var acks []events.Msg
+		changes := 0
+		// Block for the first message, then take whatever else has arrived.
+		for wait := true; ; wait = false {
+			var msg events.Msg
+			if wait {
+				select {
+				case <-ctx.Done():
+					return nil
+				case msg = <-msgs:
+				}
+			} else {
+				select {
+				case msg = <-msgs:
+				default:
+				}
+				if msg.Delta == nil && msg.Err == nil {
+					break // nothing more has arrived
+				}
+			}
+			if msg.Err != nil {
+				return fmt.Errorf("%w: stream seq %d: %v", ErrPoisonedStream, msg.Seq, msg.Err)
+			}
+			if msg.Seq <= lastSeq {
+				_ = msg.Ack() // redelivered after its commit
+				continue
+			}
+			lastSeq = msg.Seq
+			done, err := a.collect(&cur, msg)
+			if err != nil {
+				return err
+			}
+			if done != nil {
+				batch = append(batch, done.block)
+				acks = append(acks, done.msgs...)
+				changes += len(done.block.Changes)
+				if changes >= a.cfg.MaxBatchChanges {
+					break
+				}
+			}
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		res, err := a.cfg.Store.Apply(batch)
+		if err != nil {
+			return err
+		}
+		if a.cfg.OnApplied != nil {
+			a.cfg.OnApplied(res)
+		}
+		for _, m := range acks {
+			_ = m.Ack() // a lost ack means a redelivery, which is skipped
+		}
+	}
+}
+
+// collect adds msg to the block being assembled and returns it once complete.
+func (a *Applier) collect(cur **pending, msg events.Msg) (*pending, error) {
+	d := msg.Delta
+	if d.ChainID != a.cfg.ChainID {
+		return nil, fmt.Errorf("%w: stream seq %d carries chain %d, want %d", ErrDiscontinuity, msg.Seq, d.ChainID, a.cfg.ChainID)
+	}
+	p := *cur
+	if p == nil {
+		if d.Part != 1 {
+			return nil, fmt.Errorf("%w: stream seq %d is part %d of block %d without its first part", ErrDiscontinuity, msg.Seq, d.Part, d.Number)
+		}
+		p = &pending{block: Block{ChainID: d.ChainID, Block: d.Block}}
+	} else if d.Number != p.block.Number || d.Hash != p.block.Hash || d.Part != len(p.msgs)+1 || d.Parts != p.msgs[0].Delta.Parts {
+		return nil, fmt.Errorf("%w: stream seq %d is block %d part %d/%d while block %d part %d/%d was expected",
+			ErrDiscontinuity, msg.Seq, d.Number, d.Part, d.Parts, p.block.Number, len(p.msgs)+1, p.msgs[0].Delta.Parts)
+	}
+	p.block.Changes = append(p.block.Changes, d.Changes...)
+	p.block.LastSeq = msg.Seq
+	p.msgs = append(p.msgs, msg)
+	if d.Part < d.Parts {
+		*cur = p
+		return nil, nil
+	}
+	*cur = nil
+	return p, nil
+}

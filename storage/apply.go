@@ -1,0 +1,172 @@
+package storage
+
+import (
+	"fmt"
+
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Block is one whole block to apply: all its parts' changes, and the stream
+// sequence of its last part.
+type Block struct {
+	ChainID uint64
+	events.Block
+	Changes []events.Change
+	LastSeq uint64
+}
+
+// Applied says what one Apply changed.
+type Applied struct {
+	Meta     Meta             // the snapshot after the commit
+	Accounts []common.Address // every account with a changed entry, once each
+	Blocks   int              // blocks applied (redelivered ones excluded)
+	Changes  int              // changes applied
+}
+
+// Apply applies blocks, in order, in one transaction that also stores the
+// new trusted block, stream position, digest and counts. Blocks whose last
+// part is at or before the stored stream position were applied already and
+// are skipped: redelivery changes nothing. Any error rolls everything back.
+func (s *Store) Apply(blocks []Block) (Applied, error) {
+	var res Applied
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		a := applyTx{meta: tx.Bucket(bucketMeta), bal: tx.Bucket(bucketBalances), seen: map[common.Address]struct{}{}}
+		a.m = readMeta(a.meta)
+		a.digest.SetBytes32(a.m.Digest[:])
+		a.cur = a.bal.Cursor()
+		for i := range blocks {
+			if blocks[i].LastSeq <= a.m.StreamSeq {
+				continue
+			}
+			if err := a.block(&blocks[i]); err != nil {
+				return err
+			}
+			res.Blocks++
+			res.Changes += len(blocks[i].Changes)
+		}
+		if res.Blocks == 0 {
+			return nil
+		}
+		a.m.Digest = a.digest.Bytes32()
+		if err := a.storeMeta(); err != nil {
+			return err
+		}
+		res.Meta = a.m
+		res.Accounts = a.accounts
+		return nil
+	})
+	if err != nil {
+		return Applied{}, err
+	}
+	if res.Blocks == 0 {
+		res.Meta, err = s.Meta()
+	}
+	return res, err
+}
+
+type applyTx struct {
+	meta, bal *bolt.Bucket
+	cur       *bolt.Cursor
+	m         Meta
+	digest    uint256.Int
+	seen      map[common.Address]struct{}
+	accounts  []common.Address
+}
+
+func (a *applyTx) block(b *Block) error {
+	switch {
+	case a.m.ChainID != 0 && b.ChainID != a.m.ChainID:
+		return fmt.Errorf("%w: block %d is of chain %d, the snapshot of chain %d", ErrForeignSnapshot, b.Number, b.ChainID, a.m.ChainID)
+	case a.m.HasTrusted && (b.Number != a.m.Trusted.Number+1 || b.ParentHash != a.m.Trusted.Hash):
+		return fmt.Errorf("%w: block %d (%s, parent %s) after trusted block %d (%s)",
+			ErrDiscontinuity, b.Number, b.Hash.TerminalString(), b.ParentHash.TerminalString(), a.m.Trusted.Number, a.m.Trusted.Hash.TerminalString())
+	case !a.m.HasTrusted:
+		a.m.ChainID = b.ChainID
+		a.m.CoverageFrom = b.Number
+		a.m.CoverageFull = b.Number == 0 // block 0's delta is the genesis allocation
+	}
+	for i := range b.Changes {
+		if err := a.change(b, &b.Changes[i]); err != nil {
+			return err
+		}
+	}
+	a.m.Trusted = b.Block
+	a.m.HasTrusted = true
+	a.m.StreamSeq = b.LastSeq
+	return nil
+}
+
+func (a *applyTx) change(b *Block, c *events.Change) error {
+	key := balanceKey(c.Account, c.Asset)
+	v := a.bal.Get(key)
+	var have uint256.Int
+	have.SetBytes(v)
+	// An entry that is absent is zero when the snapshot covers the whole
+	// chain; under partial coverage it is unknown, and the change's pre is
+	// the first word we have on it.
+	if (v != nil || a.m.CoverageFull) && have != c.Pre {
+		return fmt.Errorf("%w: block %d account %s asset %s: snapshot holds %s, change says pre %s",
+			ErrPreMismatch, b.Number, c.Account.Hex(), assetName(c.Asset), have.Dec(), c.Pre.Dec())
+	}
+	if v == nil && !hasAccount(a.cur, c.Account) {
+		a.m.Accounts++
+	}
+	isToken := c.Asset != events.NativeAsset
+	if !have.IsZero() {
+		a.digest.Sub(&a.digest, entryHash(c.Account, c.Asset, &have))
+		if isToken {
+			a.m.TokenBalances--
+		}
+	}
+	if !c.Post.IsZero() {
+		a.digest.Add(&a.digest, entryHash(c.Account, c.Asset, &c.Post))
+		if isToken {
+			a.m.TokenBalances++
+		}
+	}
+	// Zero amounts are kept (as an empty value): a known zero is not unknown.
+	if err := a.bal.Put(key, c.Post.Bytes()); err != nil {
+		return fmt.Errorf("block %d: put %s/%s: %w", b.Number, c.Account.Hex(), assetName(c.Asset), err)
+	}
+	if _, ok := a.seen[c.Account]; !ok {
+		a.seen[c.Account] = struct{}{}
+		a.accounts = append(a.accounts, c.Account)
+	}
+	return nil
+}
+
+func (a *applyTx) storeMeta() error {
+	m := &a.m
+	for _, kv := range []struct {
+		k []byte
+		v uint64
+	}{
+		{keyChainID, m.ChainID}, {keyStreamSeq, m.StreamSeq}, {keyCoverageFrom, m.CoverageFrom},
+		{keyCoverageFull, b2u(m.CoverageFull)}, {keyAccounts, m.Accounts}, {keyTokenBalances, m.TokenBalances},
+	} {
+		if err := putU64(a.meta, kv.k, kv.v); err != nil {
+			return err
+		}
+	}
+	if err := a.meta.Put(keyDigest, m.Digest[:]); err != nil {
+		return err
+	}
+	return a.meta.Put(keyTrusted, encodeBlock(m.Trusted))
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func assetName(a common.Address) string {
+	if a == events.NativeAsset {
+		return "native"
+	}
+	return a.Hex()
+}

@@ -1,0 +1,21 @@
+package storage
+
+import "errors"
+
+// Errors of the storage package.
+var (
+	// ErrPreMismatch: a change's pre amount disagrees with the snapshot. The
+	// snapshot and the stream disagree about history; nothing is overwritten.
+	ErrPreMismatch = errors.New("pre amount disagrees with the snapshot")
+	// ErrDiscontinuity: a block does not follow the snapshot's trusted block
+	// (wrong number or parent hash), or its parts arrived out of order.
+	ErrDiscontinuity = errors.New("block does not continue the snapshot")
+	// ErrForeignSnapshot: the file belongs to another chain or format.
+	ErrForeignSnapshot = errors.New("snapshot belongs to another chain or format")
+	// ErrCorruptSnapshot: the file cannot be read as a snapshot.
+	ErrCorruptSnapshot = errors.New("snapshot file is corrupt")
+	// ErrNoSnapshot: nothing has been applied yet; there is no block to answer for.
+	ErrNoSnapshot = errors.New("no block applied yet")
+	// ErrPoisonedStream: a message on the stream cannot be decoded.
+	ErrPoisonedStream = errors.New("undecodable message on the stream")
+)

@@ -1,0 +1,77 @@
+package storage
+
+import (
+	"bytes"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+	bolt "go.etcd.io/bbolt"
+)
+
+// TokenBalance is a non-zero ERC-20 balance.
+type TokenBalance struct {
+	Contract common.Address
+	Amount   uint256.Int
+}
+
+// Balances is what the snapshot holds for one account.
+type Balances struct {
+	Known  bool // the snapshot has an entry for the account
+	Native uint256.Int
+	Tokens []TokenBalance // non-zero only, ordered by contract address
+}
+
+// Read fills out[i] with the balances of accounts[i], all in one read
+// transaction, and returns the Meta of that transaction: every amount is
+// exactly true at m.Trusted. It returns ErrNoSnapshot before the first block.
+func (s *Store) Read(accounts []common.Address, out []Balances) (m Meta, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		m = readMeta(tx.Bucket(bucketMeta))
+		if !m.HasTrusted {
+			return ErrNoSnapshot
+		}
+		c := tx.Bucket(bucketBalances).Cursor()
+		for i, a := range accounts {
+			readAccount(c, a, &out[i])
+		}
+		return nil
+	})
+	return m, err
+}
+
+func readAccount(c *bolt.Cursor, account common.Address, out *Balances) {
+	*out = Balances{Tokens: out.Tokens[:0]}
+	for k, v := c.Seek(account[:]); k != nil && bytes.HasPrefix(k, account[:]); k, v = c.Next() {
+		out.Known = true
+		if bytes.Equal(k[20:], zeroAddress[:]) {
+			out.Native.SetBytes(v)
+			continue
+		}
+		if len(v) == 0 {
+			continue
+		}
+		var t TokenBalance
+		copy(t.Contract[:], k[20:])
+		t.Amount.SetBytes(v)
+		out.Tokens = append(out.Tokens, t)
+	}
+}
+
+var zeroAddress common.Address
+
+// ForEachAccount calls fn once for every account the snapshot knows, in
+// address order, within one read transaction.
+func (s *Store) ForEachAccount(fn func(common.Address)) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		var last common.Address
+		first := true
+		return tx.Bucket(bucketBalances).ForEach(func(k, _ []byte) error {
+			a := common.BytesToAddress(k[:20])
+			if first || a != last {
+				fn(a)
+				last, first = a, false
+			}
+			return nil
+		})
+	})
+}

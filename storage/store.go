@@ -1,0 +1,238 @@
+// Package storage is a query node's snapshot: every balance of one chain at
+// its trusted block, in a bbolt file, with the stream position and digest
+// stored in the same transaction as the balances they describe.
+package storage
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+	bolt "go.etcd.io/bbolt"
+)
+
+// formatVersion is the layout of the file; a different one is refused.
+const formatVersion = 1
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketBalances = []byte("balances")
+
+	keyFormat        = []byte("format")
+	keyChainID       = []byte("chain_id")
+	keyTrusted       = []byte("trusted")
+	keyStreamSeq     = []byte("stream_seq")
+	keyCoverageFrom  = []byte("coverage_from")
+	keyCoverageFull  = []byte("coverage_full")
+	keyDigest        = []byte("digest")
+	keyAccounts      = []byte("accounts")
+	keyTokenBalances = []byte("token_balances")
+)
+
+// Config opens a Store.
+type Config struct {
+	// Path of the bbolt file (created if missing).
+	Path string
+	// ChainID the snapshot must belong to; 0 accepts the file's own.
+	ChainID uint64
+}
+
+// Store is the snapshot. Reads are consistent: every read sees the balances
+// of exactly one trusted block, named in the Meta it returns.
+type Store struct {
+	db *bolt.DB
+}
+
+// Meta describes the snapshot at one trusted block.
+type Meta struct {
+	ChainID       uint64
+	Trusted       events.Block
+	HasTrusted    bool   // false until the first block is applied
+	StreamSeq     uint64 // stream sequence of the last applied part
+	CoverageFrom  uint64 // first block indexed
+	CoverageFull  bool   // indexed from genesis, genesis allocation included
+	Digest        common.Hash
+	Accounts      uint64 // accounts with any entry
+	TokenBalances uint64 // non-zero token balances
+}
+
+// Open opens or creates the snapshot at cfg.Path.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("open snapshot: no path")
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
+		Timeout:        2 * time.Second, // another process holds the file lock
+		NoSync:         false,           // every commit is fsynced: acks follow commits
+		NoFreelistSync: false,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open snapshot %s: another process is using it", cfg.Path)
+		}
+		return nil, fmt.Errorf("%w: open %s: %v (move it away and restart: the applier rebuilds it from the stream)", ErrCorruptSnapshot, cfg.Path, err)
+	}
+	s := &Store{db: db}
+	if err := s.init(cfg); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) init(cfg Config) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			if tx.Bucket(bucketBalances) != nil || hasOtherBuckets(tx) {
+				return fmt.Errorf("%w: %s has no meta bucket", ErrForeignSnapshot, s.db.Path())
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(bucketBalances); err != nil {
+				return err
+			}
+			if err := putU64(meta, keyFormat, formatVersion); err != nil {
+				return err
+			}
+			if cfg.ChainID != 0 {
+				return putU64(meta, keyChainID, cfg.ChainID)
+			}
+			return nil
+		}
+		if tx.Bucket(bucketBalances) == nil {
+			return fmt.Errorf("%w: %s has no balances bucket", ErrCorruptSnapshot, s.db.Path())
+		}
+		if v := getU64(meta, keyFormat); v != formatVersion {
+			return fmt.Errorf("%w: %s has format %d, this build reads %d", ErrForeignSnapshot, s.db.Path(), v, formatVersion)
+		}
+		have := getU64(meta, keyChainID)
+		if cfg.ChainID != 0 && have != 0 && have != cfg.ChainID {
+			return fmt.Errorf("%w: %s holds chain %d, not %d (use another --data directory)", ErrForeignSnapshot, s.db.Path(), have, cfg.ChainID)
+		}
+		if cfg.ChainID != 0 && have == 0 {
+			return putU64(meta, keyChainID, cfg.ChainID)
+		}
+		return nil
+	})
+}
+
+func hasOtherBuckets(tx *bolt.Tx) bool {
+	found := false
+	_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+		found = true
+		return nil
+	})
+	return found
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path is the file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+// Meta returns the snapshot's description.
+func (s *Store) Meta() (Meta, error) {
+	var m Meta
+	err := s.db.View(func(tx *bolt.Tx) error {
+		m = readMeta(tx.Bucket(bucketMeta))
+		return nil
+	})
+	return m, err
+}
+
+func readMeta(b *bolt.Bucket) Meta {
+	m := Meta{
+		ChainID:       getU64(b, keyChainID),
+		StreamSeq:     getU64(b, keyStreamSeq),
+		CoverageFrom:  getU64(b, keyCoverageFrom),
+		CoverageFull:  getU64(b, keyCoverageFull) == 1,
+		Accounts:      getU64(b, keyAccounts),
+		TokenBalances: getU64(b, keyTokenBalances),
+	}
+	copy(m.Digest[:], b.Get(keyDigest))
+	if v := b.Get(keyTrusted); len(v) == blockLen {
+		m.Trusted = decodeBlock(v)
+		m.HasTrusted = true
+	}
+	return m
+}
+
+const blockLen = 8 + 32 + 32 + 8
+
+func encodeBlock(b events.Block) []byte {
+	v := make([]byte, blockLen)
+	binary.BigEndian.PutUint64(v, b.Number)
+	copy(v[8:], b.Hash[:])
+	copy(v[40:], b.ParentHash[:])
+	binary.BigEndian.PutUint64(v[72:], b.Timestamp)
+	return v
+}
+
+func decodeBlock(v []byte) events.Block {
+	var b events.Block
+	b.Number = binary.BigEndian.Uint64(v)
+	copy(b.Hash[:], v[8:40])
+	copy(b.ParentHash[:], v[40:72])
+	b.Timestamp = binary.BigEndian.Uint64(v[72:])
+	return b
+}
+
+func putU64(b *bolt.Bucket, k []byte, v uint64) error {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], v)
+	return b.Put(k, buf[:])
+}
+
+func getU64(b *bolt.Bucket, k []byte) uint64 {
+	v := b.Get(k)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// balanceKey is account ‖ asset; the native asset is the zero address, so an
+// account's native balance sorts before its tokens.
+func balanceKey(account, asset common.Address) []byte {
+	k := make([]byte, 40)
+	copy(k, account[:])
+	copy(k[20:], asset[:])
+	return k
+}
+
+// entryHash is one (account, asset, amount) triple's share of the digest.
+func entryHash(account, asset common.Address, amount *uint256.Int) *uint256.Int {
+	var buf [72]byte
+	copy(buf[:], account[:])
+	copy(buf[20:], asset[:])
+	amount.WriteToSlice(buf[40:])
+	sum := sha256.Sum256(buf[:])
+	return new(uint256.Int).SetBytes32(sum[:])
+}
+
+// hasAccount reports whether any entry of account exists.
+func hasAccount(c *bolt.Cursor, account common.Address) bool {
+	k, _ := c.Seek(account[:])
+	return k != nil && bytes.HasPrefix(k, account[:])
+}
+
+// Size is the file's size in bytes.
+func (s *Store) Size() (int64, error) {
+	fi, err := os.Stat(s.db.Path())
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}

@@ -1,0 +1,191 @@
+package storage
+
+import (
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+)
+
+func mustStore(tb testing.TB, chainID uint64) *Store {
+	tb.Helper()
+	s, err := Open(Config{Path: filepath.Join(tb.TempDir(), "snapshot.db"), ChainID: chainID})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+var (
+	alice = common.HexToAddress("0x00000000000000000000000000000000000a11ce")
+	bob   = common.HexToAddress("0x0000000000000000000000000000000000000b0b")
+	tokA  = common.HexToAddress("0x00000000000000000000000000000000000000aa")
+)
+
+func u(v uint64) uint256.Int { return *uint256.NewInt(v) }
+
+func blk(n uint64, seq uint64, changes ...events.Change) Block {
+	return Block{ChainID: 1, Block: events.Block{Number: n, Hash: common.Hash{byte(n + 1)}, ParentHash: common.Hash{byte(n)}}, Changes: changes, LastSeq: seq}
+}
+
+func TestApplyAndRead(t *testing.T) {
+	s := mustStore(t, 1)
+	if _, err := s.Read([]common.Address{alice}, make([]Balances, 1)); !errors.Is(err, ErrNoSnapshot) {
+		t.Fatalf("read before any block: got %v, want ErrNoSnapshot", err)
+	}
+	genesis := blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)})
+	b1 := blk(1, 2,
+		events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(100), Post: u(40)},
+		events.Change{Account: bob, Asset: events.NativeAsset, Pre: u(0), Post: u(60)},
+		events.Change{Account: bob, Asset: tokA, Pre: u(0), Post: u(7)},
+	)
+	res, err := s.Apply([]Block{genesis, b1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Blocks != 2 || res.Meta.Trusted.Number != 1 || res.Meta.StreamSeq != 2 || !res.Meta.CoverageFull || res.Meta.Accounts != 2 || res.Meta.TokenBalances != 1 {
+		t.Fatalf("got %+v", res)
+	}
+	out := make([]Balances, 3)
+	m, err := s.Read([]common.Address{alice, bob, tokA}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Trusted.Number != 1 || out[0].Native != u(40) || out[1].Native != u(60) || len(out[1].Tokens) != 1 || out[1].Tokens[0].Amount != u(7) || out[2].Known {
+		t.Fatalf("got %+v", out)
+	}
+
+	// Redelivery of an applied block changes nothing.
+	again, err := s.Apply([]Block{b1})
+	if err != nil || again.Blocks != 0 || again.Meta.Digest != res.Meta.Digest {
+		t.Fatalf("redelivery: got %+v, %v", again, err)
+	}
+
+	// Burning the token to zero drops it from answers and the count.
+	b2 := blk(2, 3, events.Change{Account: bob, Asset: tokA, Pre: u(7), Post: u(0)})
+	res2, err := s.Apply([]Block{b2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read([]common.Address{bob}, out[:1]); err != nil || len(out[0].Tokens) != 0 || res2.Meta.TokenBalances != 0 {
+		t.Fatalf("after burn: got %+v, %+v, %v", out[0], res2.Meta, err)
+	}
+}
+
+func TestApplyRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		next Block
+		want error
+	}{
+		{"pre mismatch", blk(1, 2, events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(99), Post: u(1)}), ErrPreMismatch},
+		{"unknown account with non-zero pre under full coverage", blk(1, 2, events.Change{Account: bob, Asset: events.NativeAsset, Pre: u(5), Post: u(1)}), ErrPreMismatch},
+		{"gap", blk(2, 2), ErrDiscontinuity},
+		{"wrong parent", Block{ChainID: 1, Block: events.Block{Number: 1, Hash: common.Hash{9}, ParentHash: common.Hash{7}}, LastSeq: 2}, ErrDiscontinuity},
+		{"other chain", Block{ChainID: 2, Block: events.Block{Number: 1, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, LastSeq: 2}, ErrForeignSnapshot},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mustStore(t, 1)
+			first, err := s.Apply([]Block{blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)})})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Apply([]Block{tt.next}); !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			m, _ := s.Meta()
+			if m != first.Meta {
+				t.Fatalf("a refused block changed the snapshot: got %+v, want %+v", m, first.Meta)
+			}
+		})
+	}
+}
+
+func TestPartialCoverageAcceptsFirstWord(t *testing.T) {
+	s := mustStore(t, 1)
+	res, err := s.Apply([]Block{blk(5, 1, events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(70), Post: u(50)})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Meta.CoverageFull || res.Meta.CoverageFrom != 5 {
+		t.Fatalf("got coverage %+v, want partial from 5", res.Meta)
+	}
+	if _, err := s.Apply([]Block{blk(6, 2, events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(70), Post: u(1)})}); !errors.Is(err, ErrPreMismatch) {
+		t.Fatalf("a known account is checked even under partial coverage: got %v", err)
+	}
+}
+
+// The digest depends only on the balances: two snapshots reaching the same
+// balances through different histories agree, and any different amount differs.
+func TestDigestDependsOnlyOnBalances(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	accounts := []common.Address{alice, bob, {3}, {4}}
+	assets := []common.Address{events.NativeAsset, tokA}
+	final := map[[2]common.Address]uint256.Int{}
+	history := func(s *Store, steps int) Meta {
+		cur := map[[2]common.Address]uint256.Int{}
+		var blocks []Block
+		for n := 0; n < steps; n++ {
+			var changes []events.Change
+			for _, acc := range accounts {
+				for _, as := range assets {
+					k := [2]common.Address{acc, as}
+					post := u(rng.Uint64N(3))
+					if n == steps-1 {
+						post = final[k]
+					}
+					changes = append(changes, events.Change{Account: acc, Asset: as, Pre: cur[k], Post: post})
+					cur[k] = post
+				}
+			}
+			blocks = append(blocks, blk(uint64(n), uint64(n+1), changes...))
+		}
+		res, err := s.Apply(blocks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Meta
+	}
+	for _, acc := range accounts {
+		for _, as := range assets {
+			final[[2]common.Address{acc, as}] = u(rng.Uint64N(5))
+		}
+	}
+	a := history(mustStore(t, 1), 3)
+	b := history(mustStore(t, 1), 9)
+	if a.Digest != b.Digest || a.TokenBalances != b.TokenBalances {
+		t.Fatalf("same balances, different digests: %x vs %x", a.Digest, b.Digest)
+	}
+	final[[2]common.Address{bob, tokA}] = u(1000)
+	c := history(mustStore(t, 1), 3)
+	if c.Digest == a.Digest {
+		t.Fatal("different balances, same digest")
+	}
+}
+
+func TestOpenRefuses(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "snapshot.db")
+	s, err := Open(Config{Path: path, ChainID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(Config{Path: path, ChainID: 2}); !errors.Is(err, ErrForeignSnapshot) {
+		t.Fatalf("other chain: got %v, want ErrForeignSnapshot", err)
+	}
+	junk := filepath.Join(dir, "junk.db")
+	if err := os.WriteFile(junk, []byte("this is not a bbolt file, not at all, not even close to one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Config{Path: junk, ChainID: 1}); !errors.Is(err, ErrCorruptSnapshot) {
+		t.Fatalf("junk file: got %v, want ErrCorruptSnapshot", err)
+	}
+}
