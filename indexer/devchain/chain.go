@@ -1,0 +1,120 @@
+// Package devchain runs go-ethereum's simulated chain in-process with the
+// APIs the indexer needs (the debug tracers, withdrawals), and drives demo
+// traffic on it: ETH transfers, transfers through a contract's internal
+// calls, ERC-20 mints, burns and transfers (one token with a transfer fee).
+// It serves `balidx dev` and the pipeline tests; it is a real chain, not a mock.
+package devchain
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/eth"
+	"github.com/ethereum/go-ethereum/eth/catalyst"
+	"github.com/ethereum/go-ethereum/eth/ethconfig"
+	"github.com/ethereum/go-ethereum/eth/filters"
+	"github.com/ethereum/go-ethereum/eth/tracers"
+	_ "github.com/ethereum/go-ethereum/eth/tracers/native" // registers prestateTracer
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/node"
+	"github.com/ethereum/go-ethereum/p2p"
+	"github.com/ethereum/go-ethereum/params"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// ChainID of every dev chain (go-ethereum's dev chain id).
+const ChainID = 1337
+
+// Chain is a simulated chain that makes a block when Commit is called.
+type Chain struct {
+	stack   *node.Node
+	beacon  *catalyst.SimulatedBeacon
+	backend *eth.Ethereum
+	genesis *core.Genesis
+	// RPC is an in-process client: subscriptions work, nothing listens on a port.
+	RPC    *rpc.Client
+	Client *ethclient.Client
+}
+
+// New starts a chain whose genesis allocates alloc (plus the system
+// contracts every fork needs) and pays block fees to feeRecipient.
+func New(alloc types.GenesisAlloc, feeRecipient common.Address) (*Chain, error) {
+	nodeConf := node.DefaultConfig
+	nodeConf.DataDir = ""
+	nodeConf.P2P = p2p.Config{NoDiscovery: true, MaxPeers: 0}
+	nodeConf.HTTPHost, nodeConf.WSHost = "", ""
+
+	genesisAlloc := core.SystemContractAllocs()
+	maps.Copy(genesisAlloc, alloc)
+	genesis := &core.Genesis{
+		Config:    params.AllDevChainProtocolChanges,
+		GasLimit:  ethconfig.Defaults.Miner.GasCeil,
+		Alloc:     genesisAlloc,
+		Timestamp: uint64(time.Now().Unix()) - 1,
+	}
+	ethConf := ethconfig.Defaults
+	ethConf.Genesis = genesis
+	ethConf.SyncMode = ethconfig.FullSync
+	ethConf.TxPool.NoLocals = true
+	ethConf.Preimages = true
+
+	stack, err := node.New(&nodeConf)
+	if err != nil {
+		return nil, fmt.Errorf("devchain node: %w", err)
+	}
+	backend, err := eth.New(stack, &ethConf)
+	if err != nil {
+		stack.Close()
+		return nil, fmt.Errorf("devchain eth: %w", err)
+	}
+	stack.RegisterAPIs([]rpc.API{{Namespace: "eth", Service: filters.NewFilterAPI(filters.NewFilterSystem(backend.APIBackend, filters.Config{}))}})
+	stack.RegisterAPIs(tracers.APIs(backend.APIBackend))
+	// A non-zero period keeps the beacon's own sealing loop and the dev
+	// API's mine-on-transaction loop off: blocks are made by Commit only.
+	beacon, err := catalyst.NewSimulatedBeacon(math.MaxInt32, feeRecipient, backend)
+	if err != nil {
+		stack.Close()
+		return nil, fmt.Errorf("devchain beacon: %w", err)
+	}
+	catalyst.RegisterSimulatedBeaconAPIs(stack, beacon)
+	if err := stack.Start(); err != nil {
+		stack.Close()
+		return nil, fmt.Errorf("devchain start: %w", err)
+	}
+	c := &Chain{stack: stack, beacon: beacon, backend: backend, genesis: genesis, RPC: stack.Attach()}
+	c.Client = ethclient.NewClient(c.RPC)
+	return c, nil
+}
+
+// Genesis is the chain's genesis specification.
+func (c *Chain) Genesis() *core.Genesis { return c.genesis }
+
+// Commit seals the pending transactions into a new block and returns its hash.
+func (c *Chain) Commit() common.Hash { return c.beacon.Commit() }
+
+// Fork rewinds the head to parent; later Commits build a competing branch
+// that becomes canonical once it is the longer one.
+func (c *Chain) Fork(parent common.Hash) error { return c.beacon.Fork(parent) }
+
+// AddWithdrawal queues a beacon-chain withdrawal (amount in gwei) for the
+// next block.
+func (c *Chain) AddWithdrawal(ctx context.Context, index uint64, to common.Address, gwei uint64) error {
+	w := &types.Withdrawal{Index: index, Validator: index, Address: to, Amount: gwei}
+	return c.RPC.CallContext(ctx, nil, "dev_addWithdrawal", w)
+}
+
+// Close stops the chain.
+func (c *Chain) Close() error {
+	c.RPC.Close()
+	err := c.beacon.Stop()
+	if cerr := c.stack.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

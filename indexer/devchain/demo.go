@@ -1,0 +1,224 @@
+package devchain
+
+import (
+	"context"
+	"crypto/ecdsa"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/accounts/abi"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/params"
+)
+
+// The demo contracts, compiled from contracts/Demo.sol by contracts/build.sh.
+var (
+	//go:embed contracts/Token.bin
+	tokenBin string
+	//go:embed contracts/Token.abi
+	tokenABIJSON string
+	//go:embed contracts/Splitter.bin
+	splitterBin string
+	//go:embed contracts/Splitter.abi
+	splitterABIJSON string
+
+	tokenABI    = mustABI(tokenABIJSON)
+	splitterABI = mustABI(splitterABIJSON)
+)
+
+func mustABI(s string) abi.ABI {
+	a, err := abi.JSON(strings.NewReader(s))
+	if err != nil {
+		panic(fmt.Sprintf("embedded ABI: %v", err))
+	}
+	return a
+}
+
+// Demo holds the demo accounts and contracts and makes random traffic.
+type Demo struct {
+	Chain    *Chain
+	Accounts []common.Address // funded in genesis, in key order
+	Coinbase common.Address   // receives the fees
+	Token    common.Address   // plain ERC-20
+	FeeToken common.Address   // ERC-20 burning 1% of every transfer
+	Splitter common.Address   // forwards ETH to two accounts by internal calls
+	keys     []*ecdsa.PrivateKey
+	nonces   []uint64
+	rng      *rand.Rand
+	withdraw uint64 // next withdrawal index
+}
+
+// StartDemo starts a chain with n funded accounts derived from seed, deploys
+// the contracts and mints tokens to every account.
+func StartDemo(ctx context.Context, n int, seed uint64) (*Demo, error) {
+	d := &Demo{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+	alloc := types.GenesisAlloc{}
+	for i := range n {
+		key, err := crypto.ToECDSA(crypto.Keccak256([]byte(fmt.Sprintf("balidx demo %d %d", seed, i))))
+		if err != nil {
+			return nil, err
+		}
+		addr := crypto.PubkeyToAddress(key.PublicKey)
+		d.keys = append(d.keys, key)
+		d.Accounts = append(d.Accounts, addr)
+		alloc[addr] = types.Account{Balance: new(big.Int).Mul(big.NewInt(1000), big.NewInt(params.Ether))}
+	}
+	d.nonces = make([]uint64, n)
+	d.Coinbase = common.HexToAddress("0x00000000000000000000000000000000C0FFEE01")
+	chain, err := New(alloc, d.Coinbase)
+	if err != nil {
+		return nil, err
+	}
+	d.Chain = chain
+	if err := d.deploy(ctx); err != nil {
+		chain.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close stops the chain.
+func (d *Demo) Close() error { return d.Chain.Close() }
+
+func (d *Demo) deploy(ctx context.Context) error {
+	owner := 0
+	deploy := func(bin string, args []byte) (common.Address, error) {
+		code, err := hex.DecodeString(strings.TrimSpace(bin))
+		if err != nil {
+			return common.Address{}, err
+		}
+		addr := crypto.CreateAddress(d.Accounts[owner], d.nonces[owner])
+		return addr, d.send(ctx, owner, nil, nil, append(code, args...), 2_000_000)
+	}
+	args, err := tokenABI.Pack("", "Demo Token", big.NewInt(0))
+	if err != nil {
+		return err
+	}
+	if d.Token, err = deploy(tokenBin, args); err != nil {
+		return err
+	}
+	if args, err = tokenABI.Pack("", "Fee Token", big.NewInt(100)); err != nil {
+		return err
+	}
+	if d.FeeToken, err = deploy(tokenBin, args); err != nil {
+		return err
+	}
+	if d.Splitter, err = deploy(splitterBin, nil); err != nil {
+		return err
+	}
+	d.Chain.Commit()
+	for i, a := range d.Accounts {
+		for _, tok := range []common.Address{d.Token, d.FeeToken} {
+			data, _ := tokenABI.Pack("mint", a, new(big.Int).Mul(big.NewInt(int64(1000+i)), big.NewInt(params.Ether)))
+			if err := d.send(ctx, owner, &tok, nil, data, 1_000_000); err != nil {
+				return err
+			}
+		}
+	}
+	d.Chain.Commit()
+	return d.checkDeployed(ctx)
+}
+
+func (d *Demo) checkDeployed(ctx context.Context) error {
+	for _, c := range []common.Address{d.Token, d.FeeToken, d.Splitter} {
+		code, err := d.Chain.Client.CodeAt(ctx, c, nil)
+		if err != nil {
+			return err
+		}
+		if len(code) == 0 {
+			return fmt.Errorf("devchain: contract %s was not deployed", c.Hex())
+		}
+	}
+	return nil
+}
+
+// send signs and submits a transaction from account i.
+func (d *Demo) send(ctx context.Context, i int, to *common.Address, value *big.Int, data []byte, gas uint64) error {
+	head, err := d.Chain.Client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		return err
+	}
+	tip := big.NewInt(params.GWei)
+	feeCap := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), tip)
+	if value == nil {
+		value = new(big.Int)
+	}
+	tx := types.NewTx(&types.DynamicFeeTx{
+		ChainID: big.NewInt(ChainID), Nonce: d.nonces[i], GasTipCap: tip, GasFeeCap: feeCap,
+		Gas: gas, To: to, Value: value, Data: data,
+	})
+	signed, err := types.SignTx(tx, types.LatestSignerForChainID(big.NewInt(ChainID)), d.keys[i])
+	if err != nil {
+		return err
+	}
+	if err := d.Chain.Client.SendTransaction(ctx, signed); err != nil {
+		return fmt.Errorf("devchain: send from %s nonce %d: %w", d.Accounts[i].Hex(), d.nonces[i], err)
+	}
+	d.nonces[i]++
+	return nil
+}
+
+// Step submits a few random transactions (and now and then a withdrawal)
+// and commits them as one block.
+func (d *Demo) Step(ctx context.Context) (common.Hash, error) {
+	n := len(d.Accounts)
+	txs := 1 + d.rng.IntN(6)
+	for range txs {
+		from := d.rng.IntN(n)
+		to := d.Accounts[d.rng.IntN(n)]
+		if d.rng.IntN(8) == 0 { // now and then a brand-new account
+			to = common.BigToAddress(big.NewInt(int64(d.rng.Uint32()) + 1<<40))
+		}
+		amount := big.NewInt(int64(1 + d.rng.IntN(1_000_000_000)))
+		amount.Mul(amount, big.NewInt(params.GWei))
+		var err error
+		switch d.rng.IntN(6) {
+		case 0, 1: // plain ETH transfer
+			err = d.send(ctx, from, &to, amount, nil, 21_000)
+		case 2: // ETH through the splitter's internal calls
+			other := d.Accounts[d.rng.IntN(n)]
+			data, _ := splitterABI.Pack("split", to, other)
+			err = d.send(ctx, from, &d.Splitter, amount, data, 400_000)
+		case 3: // token transfer
+			data, _ := tokenABI.Pack("transfer", to, amount)
+			err = d.send(ctx, from, &d.Token, nil, data, 400_000)
+		case 4: // fee-on-transfer token transfer
+			data, _ := tokenABI.Pack("transfer", to, amount)
+			err = d.send(ctx, from, &d.FeeToken, nil, data, 400_000)
+		case 5: // burn, or a mint by the owner
+			data, _ := tokenABI.Pack("burn", amount)
+			if from == 0 {
+				data, _ = tokenABI.Pack("mint", to, amount)
+			}
+			err = d.send(ctx, from, &d.Token, nil, data, 400_000)
+		}
+		if err != nil {
+			return common.Hash{}, err
+		}
+	}
+	if d.rng.IntN(4) == 0 {
+		to := d.Accounts[d.rng.IntN(n)]
+		if err := d.Chain.AddWithdrawal(ctx, d.withdraw, to, uint64(1+d.rng.IntN(1_000_000))); err != nil {
+			return common.Hash{}, err
+		}
+		d.withdraw++
+	}
+	return d.Chain.Commit(), nil
+}
+
+// BalanceOf reads holder's balance of token at block number at.
+func (d *Demo) BalanceOf(ctx context.Context, token, holder common.Address, at *big.Int) (*big.Int, error) {
+	data, _ := tokenABI.Pack("balanceOf", holder)
+	out, err := d.Chain.Client.CallContract(ctx, ethereum.CallMsg{To: &token, Data: data}, at)
+	if err != nil {
+		return nil, err
+	}
+	return new(big.Int).SetBytes(out), nil
+}

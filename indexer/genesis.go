@@ -1,0 +1,117 @@
+package indexer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"strings"
+
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// maxGenesisFile bounds a genesis file read into memory.
+const maxGenesisFile = 1 << 30
+
+// genesisChanges returns the genesis allocation as changes from zero: from
+// the genesis file when one is given (checked against the node's block 0),
+// otherwise listed by the node with debug_accountRange.
+//
+// Token balances written into genesis storage are not seeded: nothing names
+// their holders. They appear once a Transfer log names them.
+func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header) ([]events.Change, error) {
+	alloc := map[common.Address]*big.Int{}
+	if file != "" {
+		g, err := readGenesis(file)
+		if err != nil {
+			return nil, err
+		}
+		if h := g.ToBlock().Hash(); h != block0.Hash {
+			return nil, fmt.Errorf("%w: genesis file %s describes block 0 %s, the node's block 0 is %s", ErrWrongChain, file, h, block0.Hash)
+		}
+		for a, acc := range g.Alloc {
+			if acc.Balance != nil {
+				alloc[a] = acc.Balance
+			}
+		}
+	} else {
+		var err error
+		if alloc, err = accountRange(ctx, node, block0.Hash); err != nil {
+			return nil, err
+		}
+	}
+	var changes []events.Change
+	for a, bal := range alloc {
+		if bal.Sign() == 0 {
+			continue
+		}
+		c := events.Change{Account: a, Asset: events.NativeAsset}
+		if bal.Sign() < 0 || c.Post.SetFromBig(bal) {
+			return nil, fmt.Errorf("%w: genesis balance of %s out of range", ErrBadAnswer, a.Hex())
+		}
+		changes = append(changes, c)
+	}
+	return changes, nil
+}
+
+func readGenesis(file string) (*core.Genesis, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("genesis file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxGenesisFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("genesis file %s: %w", file, err)
+	}
+	if len(data) > maxGenesisFile {
+		return nil, fmt.Errorf("genesis file %s is larger than %d bytes", file, maxGenesisFile)
+	}
+	var g core.Genesis
+	if err := json.Unmarshal(data, &g); err != nil {
+		return nil, fmt.Errorf("genesis file %s: %w", file, err)
+	}
+	return &g, nil
+}
+
+// accountRange lists every account of block 0 through debug_accountRange.
+func accountRange(ctx context.Context, node *Node, block0 common.Hash) (map[common.Address]*big.Int, error) {
+	type dump struct {
+		Accounts map[string]struct {
+			Balance string `json:"balance"`
+		} `json:"accounts"`
+		Next hexutil.Bytes `json:"next"`
+	}
+	out := map[common.Address]*big.Int{}
+	start := hexutil.Bytes{}
+	for page := 0; ; page++ {
+		if page > 1<<20 {
+			return nil, fmt.Errorf("%w: debug_accountRange did not end after %d pages", ErrBadAnswer, page)
+		}
+		var d dump
+		err := node.call(ctx, &d, "debug_accountRange", rpc.BlockNumberOrHashWithHash(block0, false), start, 256, true, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v (give the genesis file with --genesis, or start later with --start-block)", ErrNoGenesis, err)
+		}
+		for key, acc := range d.Accounts {
+			if !common.IsHexAddress(key) || strings.HasPrefix(key, "pre(") {
+				return nil, fmt.Errorf("%w: the node lists account %s without its address (no preimage); give the genesis file with --genesis", ErrNoGenesis, key)
+			}
+			bal, ok := new(big.Int).SetString(acc.Balance, 10)
+			if !ok {
+				return nil, fmt.Errorf("%w: balance %q of %s", ErrBadAnswer, acc.Balance, key)
+			}
+			out[common.HexToAddress(key)] = bal
+		}
+		if len(d.Next) == 0 {
+			return out, nil
+		}
+		start = d.Next
+	}
+}

@@ -1,0 +1,316 @@
+// Package indexer follows an Ethereum node, derives the balance changes of
+// every trusted block and publishes them, in order, as events.BlockDelta.
+package indexer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/rpc"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures an Indexer.
+type Config struct {
+	Node   *Node
+	JS     jetstream.JetStream
+	Stream jetstream.Stream
+	Board  *events.StatusBoard
+	// Policy: Confirmations (head − number ≥ N), or Tag "safe"/"finalized".
+	Policy events.Policy
+	// StartBlock is where an empty stream starts. 0 seeds the genesis
+	// allocation (from GenesisFile, else listed by the node): full coverage.
+	StartBlock  uint64
+	GenesisFile string
+	// PollInterval between looks at the head when the node cannot push new
+	// heads (HTTP), and the safety net when it can; default 1s.
+	PollInterval time.Duration
+	Log          *slog.Logger
+	Now          func() time.Time
+}
+
+// Indexer publishes one delta per trusted block.
+type Indexer struct {
+	cfg     Config
+	chainID uint64
+	derive  deriver
+
+	mu     sync.Mutex
+	status events.IndexerStatus
+}
+
+// New checks the node (chain id, debug API, trust tag) and returns an Indexer.
+func New(ctx context.Context, cfg Config) (*Indexer, error) {
+	if cfg.Node == nil || cfg.JS == nil || cfg.Stream == nil || cfg.Board == nil {
+		return nil, errors.New("indexer: node, jetstream, stream and status board are required")
+	}
+	switch cfg.Policy.Tag {
+	case "", "safe", "finalized":
+	default:
+		return nil, fmt.Errorf("indexer: trust tag %q: want safe or finalized", cfg.Policy.Tag)
+	}
+	if cfg.Policy.Tag != "" && cfg.Policy.Confirmations != 0 {
+		return nil, errors.New("indexer: give confirmations or a trust tag, not both")
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	chainID, err := cfg.Node.ChainID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Node.CheckDebugAPI(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.Policy.Tag != "" {
+		if _, err := tagged(ctx, cfg.Node, cfg.Policy.Tag); err != nil {
+			return nil, err
+		}
+	}
+	ix := &Indexer{cfg: cfg, chainID: chainID, derive: deriver{node: cfg.Node, log: cfg.Log}}
+	ix.status = events.IndexerStatus{ChainID: chainID, Policy: cfg.Policy}
+	return ix, nil
+}
+
+// ChainID is the followed chain's id.
+func (ix *Indexer) ChainID() uint64 { return ix.chainID }
+
+// Status is the indexer's current status.
+func (ix *Indexer) Status() events.IndexerStatus {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.status
+}
+
+func tagged(ctx context.Context, node *Node, tag string) (*Header, error) {
+	num := rpc.SafeBlockNumber
+	if tag == "finalized" {
+		num = rpc.FinalizedBlockNumber
+	}
+	h, err := node.HeaderByNumber(ctx, num)
+	if err != nil || h == nil {
+		return nil, fmt.Errorf("%w: %q (%v); a node without a consensus client has none: use --confirmations N", ErrNoTag, tag, err)
+	}
+	return h, nil
+}
+
+// cursor is where publishing stands.
+type cursor struct {
+	next       uint64      // the block to publish next
+	parentHash common.Hash // the hash published for next-1 (zero: none yet)
+	// skipParts > 0: block next was partly published (a crash between its
+	// parts); its first skipParts parts are on the stream with hash resumeHash.
+	skipParts  int
+	resumeHash common.Hash
+}
+
+// Run follows the chain and publishes until ctx ends. It returns an error
+// only for what a restart cannot fix by itself (another publisher, a wrong
+// chain); a trust violation stops publishing but not Run, so that it stays
+// visible in the status.
+func (ix *Indexer) Run(ctx context.Context) error {
+	pub, last, err := events.NewPublisher(ctx, ix.cfg.JS, ix.cfg.Stream, ix.chainID)
+	if err != nil {
+		return err
+	}
+	cur := cursor{next: ix.cfg.StartBlock}
+	if last != nil {
+		if last.Part < last.Parts {
+			cur = cursor{next: last.Number, parentHash: last.ParentHash, skipParts: last.Part, resumeHash: last.Hash}
+		} else {
+			cur = cursor{next: last.Number + 1, parentHash: last.Hash}
+		}
+		ix.cfg.Log.Info("resuming after the stream's last block", "block", last.Number, "hash", last.Hash, "next", cur.next)
+	}
+	heads, unsubscribe := ix.subscribe(ctx)
+	defer unsubscribe()
+	poll := time.NewTicker(ix.cfg.PollInterval)
+	defer poll.Stop()
+	backoff := newBackoff(ix.cfg.PollInterval, 30*time.Second)
+	for {
+		err := ix.catchUp(ctx, pub, &cur)
+		switch {
+		case err == nil:
+			backoff.reset()
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, events.ErrPublishConflict) || errors.Is(err, ErrWrongChain) || errors.Is(err, events.ErrTooLarge):
+			return err
+		default:
+			wait := backoff.next()
+			ix.cfg.Log.Warn("indexing failed, will retry", "block", cur.next, "err", err, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-heads:
+		case <-poll.C:
+		}
+	}
+}
+
+// subscribe asks the node to push new heads; over HTTP it cannot, and the
+// poll ticker alone drives Run.
+func (ix *Indexer) subscribe(ctx context.Context) (<-chan *Header, func()) {
+	ch := make(chan *Header, 16)
+	sub, err := ix.cfg.Node.rpc.EthSubscribe(ctx, ch, "newHeads")
+	if err != nil {
+		ix.cfg.Log.Info("node does not push new heads; polling", "interval", ix.cfg.PollInterval, "reason", err)
+		return nil, func() {}
+	}
+	return ch, sub.Unsubscribe
+}
+
+// catchUp publishes every trusted block after cur.
+func (ix *Indexer) catchUp(ctx context.Context, pub *events.Publisher, cur *cursor) error {
+	head, err := ix.cfg.Node.HeaderByNumber(ctx, rpc.LatestBlockNumber)
+	if err != nil {
+		return err
+	}
+	if head == nil {
+		return fmt.Errorf("%w: no latest block", ErrBadAnswer)
+	}
+	ix.mu.Lock()
+	ix.status.Head = uint64(head.Number)
+	ix.status.HeadSeenAt = ix.cfg.Now().UTC()
+	violated := ix.status.TrustViolation != nil
+	ix.mu.Unlock()
+	if err := ix.cfg.Board.Put(ctx, ix.Status()); err != nil {
+		return err
+	}
+	if violated {
+		return nil // publishing stays stopped until an operator repairs
+	}
+	trusted, ok, err := ix.trusted(ctx, head)
+	if err != nil || !ok {
+		return err
+	}
+	for cur.next <= trusted {
+		if ctx.Err() != nil {
+			return nil
+		}
+		stop, err := ix.publishBlock(ctx, pub, cur)
+		if err != nil || stop {
+			return err
+		}
+	}
+	return nil
+}
+
+// trusted returns the highest trusted block number, or ok=false if none is.
+func (ix *Indexer) trusted(ctx context.Context, head *Header) (uint64, bool, error) {
+	if ix.cfg.Policy.Tag != "" {
+		h, err := tagged(ctx, ix.cfg.Node, ix.cfg.Policy.Tag)
+		if err != nil {
+			return 0, false, err
+		}
+		return uint64(h.Number), true, nil
+	}
+	n := ix.cfg.Policy.Confirmations
+	if uint64(head.Number) < n {
+		return 0, false, nil
+	}
+	return uint64(head.Number) - n, true, nil
+}
+
+// publishBlock derives and publishes block cur.next. stop is true when a
+// trust violation was found instead.
+func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur *cursor) (stop bool, err error) {
+	h, err := ix.cfg.Node.HeaderByNumber(ctx, rpc.BlockNumber(cur.next))
+	if err != nil {
+		return false, err
+	}
+	if h == nil || uint64(h.Number) != cur.next {
+		return false, fmt.Errorf("%w: block %d is trusted but the node does not return it", ErrBadAnswer, cur.next)
+	}
+	if cur.skipParts > 0 && h.Hash != cur.resumeHash {
+		return ix.violation(ctx, h, cur.resumeHash, "the block whose first parts were published")
+	}
+	if cur.parentHash != (common.Hash{}) && h.ParentHash != cur.parentHash {
+		h, stop, err = ix.confirmMismatch(ctx, h, cur)
+		if err != nil || stop {
+			return stop, err
+		}
+	}
+	start := ix.cfg.Now()
+	var changes []events.Change
+	if cur.next == 0 {
+		changes, err = genesisChanges(ctx, ix.cfg.Node, ix.cfg.GenesisFile, h)
+	} else {
+		changes, err = ix.derive.changes(ctx, h)
+	}
+	if err != nil {
+		return false, err
+	}
+	block := events.Block{Number: uint64(h.Number), Hash: h.Hash, ParentHash: h.ParentHash, Timestamp: uint64(h.Timestamp)}
+	parts := events.Split(ix.chainID, block, changes)
+	if cur.skipParts > 0 {
+		if cur.skipParts > len(parts) {
+			return false, fmt.Errorf("%w: block %d derives to %d parts, the stream holds %d of it", ErrBadAnswer, cur.next, len(parts), cur.skipParts)
+		}
+		parts = parts[cur.skipParts:]
+	}
+	if err := pub.Publish(ctx, parts); err != nil {
+		return false, err
+	}
+	ix.cfg.Log.Debug("published", "block", block.Number, "changes", len(changes), "parts", len(parts), "took", ix.cfg.Now().Sub(start))
+	*cur = cursor{next: cur.next + 1, parentHash: h.Hash}
+	return false, nil
+}
+
+// confirmMismatch looks again before calling a parent-hash mismatch a trust
+// violation: a node that is syncing, or that answered from two different
+// views of a changing chain, is not a reorg. It returns the header to go on
+// with when the mismatch was not real.
+func (ix *Indexer) confirmMismatch(ctx context.Context, h *Header, cur *cursor) (*Header, bool, error) {
+	syncing, err := ix.cfg.Node.Syncing(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if syncing {
+		return nil, false, fmt.Errorf("block %d does not build on the published block but the node is syncing: waiting", cur.next)
+	}
+	again, err := ix.cfg.Node.HeaderByNumber(ctx, rpc.BlockNumber(cur.next))
+	if err != nil {
+		return nil, false, err
+	}
+	if again != nil && again.ParentHash == cur.parentHash {
+		return again, false, nil // the first answer was from a chain the node has left since
+	}
+	stop, err := ix.violation(ctx, h, cur.parentHash, "the published parent")
+	return nil, stop, err
+}
+
+func (ix *Indexer) violation(ctx context.Context, h *Header, published common.Hash, what string) (bool, error) {
+	v := &events.TrustViolation{
+		Number: uint64(h.Number), Hash: h.Hash.Hex(), ParentHash: h.ParentHash.Hex(),
+		PublishedHash: published.Hex(), DetectedAt: ix.cfg.Now().UTC(),
+	}
+	if fin, err := ix.cfg.Node.HeaderByNumber(ctx, rpc.FinalizedBlockNumber); err == nil && fin != nil {
+		ix.cfg.Log.Error("finalized block at the time of the violation", "number", uint64(fin.Number), "hash", fin.Hash)
+	}
+	ix.cfg.Log.Error("TRUST VIOLATION: the chain no longer continues what was published; publishing stopped (repair with balidx replay)",
+		"block", v.Number, "hash", v.Hash, "parent", v.ParentHash, "published", published, "against", what)
+	ix.mu.Lock()
+	ix.status.TrustViolation = v
+	ix.mu.Unlock()
+	return true, ix.cfg.Board.Put(ctx, ix.Status())
+}

@@ -1,0 +1,298 @@
+package indexer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// callTimeout bounds every call to the node.
+const callTimeout = 30 * time.Second
+
+// maxBatch bounds the calls sent in one JSON-RPC batch.
+const maxBatch = 100
+
+// Node is the indexer's view of an Ethereum node over JSON-RPC.
+type Node struct {
+	rpc *rpc.Client
+}
+
+// Dial connects to url (ws://, wss://, http://, https://, or an IPC path).
+func Dial(ctx context.Context, url string) (*Node, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	c, err := rpc.DialContext(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("dial node %s: %w", redactURL(url), err)
+	}
+	return &Node{rpc: c}, nil
+}
+
+// NewNode wraps an existing client (the in-process dev chain's).
+func NewNode(c *rpc.Client) *Node { return &Node{rpc: c} }
+
+// Close closes the connection.
+func (n *Node) Close() { n.rpc.Close() }
+
+func (n *Node) call(ctx context.Context, result any, method string, args ...any) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	if err := n.rpc.CallContext(ctx, result, method, args...); err != nil {
+		return classify(method, err)
+	}
+	return nil
+}
+
+// classify turns node errors the operator can act on into named errors.
+func classify(method string, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "historical state") || strings.Contains(msg, "missing trie node") || strings.Contains(msg, "state not available"):
+		return fmt.Errorf("%s: %w: %v (run the node as an archive: geth --gcmode archive --state.scheme hash)", method, ErrHistoricalState, err)
+	case strings.Contains(msg, "does not exist/is not available") || strings.Contains(msg, "method not found"):
+		if strings.HasPrefix(method, "debug_") {
+			return fmt.Errorf("%s: %w: %v (enable it: geth --ws.api eth,net,web3,debug or --http.api eth,net,web3,debug)", method, ErrNoDebugAPI, err)
+		}
+	}
+	return fmt.Errorf("%s: %w", method, err)
+}
+
+// ChainID is the node's chain id.
+func (n *Node) ChainID(ctx context.Context) (uint64, error) {
+	var id hexutil.Big
+	if err := n.call(ctx, &id, "eth_chainId"); err != nil {
+		return 0, err
+	}
+	if !id.ToInt().IsUint64() || id.ToInt().Sign() == 0 {
+		return 0, fmt.Errorf("%w: chain id %s", ErrBadAnswer, id.ToInt())
+	}
+	return id.ToInt().Uint64(), nil
+}
+
+// CheckDebugAPI fails with ErrNoDebugAPI unless the node serves the debug namespace.
+func (n *Node) CheckDebugAPI(ctx context.Context) error {
+	var modules map[string]string
+	if err := n.call(ctx, &modules, "rpc_modules"); err != nil {
+		return err
+	}
+	if _, ok := modules["debug"]; !ok {
+		return fmt.Errorf("%w: debug_traceBlockByHash is needed for exact native balances; the node serves %v (enable it: geth --ws.api eth,net,web3,debug or --http.api eth,net,web3,debug)",
+			ErrNoDebugAPI, slices.Sorted(mapsKeys(modules)))
+	}
+	return nil
+}
+
+func mapsKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// Header is the part of a block the indexer needs.
+type Header struct {
+	Number      hexutil.Uint64     `json:"number"`
+	Hash        common.Hash        `json:"hash"`
+	ParentHash  common.Hash        `json:"parentHash"`
+	Timestamp   hexutil.Uint64     `json:"timestamp"`
+	Miner       common.Address     `json:"miner"`
+	Txs         []common.Hash      `json:"transactions"`
+	Withdrawals []types.Withdrawal `json:"withdrawals"`
+}
+
+// HeaderByNumber returns the block at number (a height, or
+// rpc.SafeBlockNumber / FinalizedBlockNumber / LatestBlockNumber); nil if the
+// node has none.
+func (n *Node) HeaderByNumber(ctx context.Context, number rpc.BlockNumber) (*Header, error) {
+	var h *Header
+	if err := n.call(ctx, &h, "eth_getBlockByNumber", number, false); err != nil {
+		return nil, err
+	}
+	return h, h.check()
+}
+
+// HeaderByHash returns the block with hash; nil if the node has none.
+func (n *Node) HeaderByHash(ctx context.Context, hash common.Hash) (*Header, error) {
+	var h *Header
+	if err := n.call(ctx, &h, "eth_getBlockByHash", hash, false); err != nil {
+		return nil, err
+	}
+	if h != nil && h.Hash != hash {
+		return nil, fmt.Errorf("%w: asked for block %s, got %s", ErrBadAnswer, hash, h.Hash)
+	}
+	return h, h.check()
+}
+
+func (h *Header) check() error {
+	if h == nil {
+		return nil
+	}
+	if h.Hash == (common.Hash{}) {
+		return fmt.Errorf("%w: block %d without hash", ErrBadAnswer, h.Number)
+	}
+	if len(h.Txs) > 100_000 || len(h.Withdrawals) > 100_000 {
+		return fmt.Errorf("%w: block %d lists %d transactions and %d withdrawals", ErrBadAnswer, h.Number, len(h.Txs), len(h.Withdrawals))
+	}
+	return nil
+}
+
+// Syncing reports whether the node says it is still syncing.
+func (n *Node) Syncing(ctx context.Context) (bool, error) {
+	var raw json.RawMessage
+	if err := n.call(ctx, &raw, "eth_syncing"); err != nil {
+		return false, err
+	}
+	return string(raw) != "false", nil
+}
+
+// accountState is a prestateTracer account, balances only (code and storage
+// are disabled in the trace config).
+type accountState struct {
+	Balance *hexutil.Big `json:"balance"`
+}
+
+// txDiff is one transaction's prestateTracer result in diffMode.
+type txDiff struct {
+	TxHash common.Hash `json:"txHash"`
+	Result struct {
+		Pre  map[common.Address]accountState `json:"pre"`
+		Post map[common.Address]accountState `json:"post"`
+	} `json:"result"`
+	Error string `json:"error"`
+}
+
+var traceConfig = map[string]any{
+	"tracer":       "prestateTracer",
+	"tracerConfig": map[string]any{"diffMode": true, "disableCode": true, "disableStorage": true},
+	"timeout":      "60s",
+}
+
+// TraceBlock returns the balance diffs of every transaction of block hash.
+func (n *Node) TraceBlock(ctx context.Context, hash common.Hash) ([]txDiff, error) {
+	var out []txDiff
+	if err := n.call(ctx, &out, "debug_traceBlockByHash", hash, traceConfig); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// transferTopic is keccak256("Transfer(address,address,uint256)").
+var transferTopic = common.HexToHash("0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef")
+
+// TransferLogs returns the Transfer-topic logs of block hash.
+func (n *Node) TransferLogs(ctx context.Context, hash common.Hash) ([]types.Log, error) {
+	var logs []types.Log
+	filter := map[string]any{"blockHash": hash, "topics": [][]common.Hash{{transferTopic}}}
+	if err := n.call(ctx, &logs, "eth_getLogs", filter); err != nil {
+		return nil, err
+	}
+	for i := range logs {
+		if logs[i].BlockHash != hash || logs[i].Removed {
+			return nil, fmt.Errorf("%w: eth_getLogs for block %s returned a log of block %s (removed %v)", ErrBadAnswer, hash, logs[i].BlockHash, logs[i].Removed)
+		}
+	}
+	return logs, nil
+}
+
+// Balances returns the native balance of each account at block hash.
+func (n *Node) Balances(ctx context.Context, accounts []common.Address, at common.Hash) ([]*big.Int, error) {
+	ref := rpc.BlockNumberOrHashWithHash(at, true)
+	out := make([]hexutil.Big, len(accounts))
+	reqs := make([]rpc.BatchElem, len(accounts))
+	for i, a := range accounts {
+		reqs[i] = rpc.BatchElem{Method: "eth_getBalance", Args: []any{a, ref}, Result: &out[i]}
+	}
+	if err := n.batch(ctx, reqs); err != nil {
+		return nil, err
+	}
+	res := make([]*big.Int, len(out))
+	for i := range out {
+		if reqs[i].Error != nil {
+			return nil, classify("eth_getBalance", reqs[i].Error)
+		}
+		res[i] = out[i].ToInt()
+	}
+	return res, nil
+}
+
+// TokenQuery asks for Holder's balance of Token.
+type TokenQuery struct {
+	Token, Holder common.Address
+}
+
+// balanceOfSelector is the 4-byte selector of balanceOf(address).
+var balanceOfSelector = []byte{0x70, 0xa0, 0x82, 0x31}
+
+// errNoCode: balanceOf was called on an address without code.
+var errNoCode = errors.New("no contract at that address")
+
+// TokenBalances calls balanceOf for each query at block hash. A call that
+// reverts or answers something other than one 32-byte word yields a nil
+// amount (and the error): the contract is not a readable ERC-20.
+func (n *Node) TokenBalances(ctx context.Context, qs []TokenQuery, at common.Hash) ([]*big.Int, []error, error) {
+	ref := rpc.BlockNumberOrHashWithHash(at, true)
+	out := make([]hexutil.Bytes, len(qs))
+	reqs := make([]rpc.BatchElem, len(qs))
+	for i, q := range qs {
+		data := append(slices.Clone(balanceOfSelector), common.LeftPadBytes(q.Holder[:], 32)...)
+		call := map[string]any{"to": q.Token, "data": hexutil.Bytes(data)}
+		reqs[i] = rpc.BatchElem{Method: "eth_call", Args: []any{call, ref}, Result: &out[i]}
+	}
+	if err := n.batch(ctx, reqs); err != nil {
+		return nil, nil, err
+	}
+	res := make([]*big.Int, len(qs))
+	errs := make([]error, len(qs))
+	for i := range qs {
+		switch {
+		case reqs[i].Error != nil:
+			if e := classify("eth_call", reqs[i].Error); errors.Is(e, ErrHistoricalState) {
+				return nil, nil, e
+			}
+			errs[i] = reqs[i].Error
+		case len(out[i]) == 0:
+			errs[i] = errNoCode
+		case len(out[i]) != 32:
+			errs[i] = fmt.Errorf("balanceOf answered %d bytes, want 32", len(out[i]))
+		default:
+			res[i] = new(big.Int).SetBytes(out[i])
+		}
+	}
+	return res, errs, nil
+}
+
+func (n *Node) batch(ctx context.Context, reqs []rpc.BatchElem) error {
+	for lo := 0; lo < len(reqs); lo += maxBatch {
+		hi := min(lo+maxBatch, len(reqs))
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		err := n.rpc.BatchCallContext(cctx, reqs[lo:hi])
+		cancel()
+		if err != nil {
+			return fmt.Errorf("batch of %d calls: %w", hi-lo, err)
+		}
+	}
+	return nil
+}
+
+// redactURL drops credentials from a node URL before it is logged.
+func redactURL(u string) string {
+	if at := strings.LastIndex(u, "@"); at >= 0 {
+		if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
+			return u[:scheme+3] + "…@" + u[at+1:]
+		}
+	}
+	return u
+}
