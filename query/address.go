@@ -1,0 +1,42 @@
+package query
+
+import (
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// addressLen is the only length an address may have: 0x + 40 hex digits.
+const addressLen = 42
+
+// parseAddress applies API.md's rules, cheapest check first: the length
+// (so an oversized input is refused before anything reads it), the prefix,
+// the hex digits, then the EIP-55 checksum when the case is mixed.
+func parseAddress(s string) (common.Address, bool) {
+	var a common.Address
+	if len(s) != addressLen || s[0] != '0' || (s[1] != 'x' && s[1] != 'X') {
+		return a, false
+	}
+	lower, upper := false, false
+	for i := 2; i < addressLen; i++ {
+		c := s[i]
+		var v byte
+		switch {
+		case c >= '0' && c <= '9':
+			v = c - '0'
+		case c >= 'a' && c <= 'f':
+			v, lower = c-'a'+10, true
+		case c >= 'A' && c <= 'F':
+			v, upper = c-'A'+10, true
+		default:
+			return a, false
+		}
+		if i%2 == 0 {
+			a[(i-2)/2] = v << 4
+		} else {
+			a[(i-2)/2] |= v
+		}
+	}
+	if lower && upper && a.Hex()[2:] != s[2:] {
+		return a, false
+	}
+	return a, true
+}

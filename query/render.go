@@ -1,0 +1,84 @@
+package query
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// page selects which tokens an answer lists.
+type page struct {
+	only   []common.Address // token filter; empty: all
+	after  common.Address   // cursor: list contracts after this one
+	cursor bool
+	limit  int
+}
+
+var defaultPage = page{limit: 100}
+
+// appendBalances renders the per-address part of an answer:
+// "address":…,"native":…,"tokens":[…],"next_cursor":…
+func appendBalances(b []byte, a common.Address, bal *storage.Balances, p page) []byte {
+	b = append(b, `"address":"`...)
+	b = append(b, a.Hex()...)
+	b = append(b, `","native":"`...)
+	b = append(b, bal.Native.Dec()...)
+	b = append(b, `","tokens":[`...)
+	n, next := 0, ""
+	var last common.Address
+	for i := range bal.Tokens {
+		t := &bal.Tokens[i]
+		if p.cursor && bytes.Compare(t.Contract[:], p.after[:]) <= 0 {
+			continue
+		}
+		if len(p.only) > 0 && !containsAddr(p.only, t.Contract) {
+			continue
+		}
+		if n == p.limit {
+			next = last.Hex() // more remain after the last one listed
+			break
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"contract":"`...)
+		b = append(b, t.Contract.Hex()...)
+		b = append(b, `","amount":"`...)
+		b = append(b, t.Amount.Dec()...)
+		b = append(b, `"}`...)
+		last = t.Contract
+		n++
+	}
+	b = append(b, `],"next_cursor":"`...)
+	b = append(b, next...)
+	return append(b, '"')
+}
+
+func containsAddr(list []common.Address, a common.Address) bool {
+	for _, x := range list {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// appendHeader renders "chain_id":…,"block":{…}
+func appendHeader(b []byte, chainID uint64, bi *blockInfo) []byte {
+	b = append(b, `"chain_id":`...)
+	b = strconv.AppendUint(b, chainID, 10)
+	b = append(b, `,"block":`...)
+	return append(b, bi.json...)
+}
+
+// etag changes when the address's balances or the trusted block change.
+func etag(bi *blockInfo, tag uint64) string {
+	b := make([]byte, 0, 40)
+	b = append(b, '"')
+	b = strconv.AppendUint(b, bi.number, 36)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, tag, 36)
+	return string(append(b, '"'))
+}

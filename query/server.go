@@ -1,0 +1,434 @@
+// Package query is the HTTP tier: it answers balance and status questions
+// from the snapshot alone (Bloom filter → cache → bbolt) and never reaches
+// the chain. API.md is its contract.
+package query
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Limits of the query listener.
+const (
+	MaxBatchAddresses = 100
+	MaxBatchBody      = 16 << 10
+	MaxTokenFilter    = 20
+	MaxPageLimit      = 1000
+	maxHeaderBytes    = 8 << 10
+)
+
+// Config configures a Server. Zero fields take the defaults named.
+type Config struct {
+	Addr      string // query listener; default 127.0.0.1:8080
+	AdminAddr string // admin listener; default 127.0.0.1:9090
+	Snapshot  *Snapshot
+	// IndexerStatus returns the indexer's last word (head, policy, trust
+	// violation), or nil when none has arrived.
+	IndexerStatus func() *events.IndexerStatus
+	// StaleAfter: status says stale when the trusted block is older; default 2m.
+	StaleAfter time.Duration
+	// MaxStaleness, if set, makes balance answers 503 when the trusted block
+	// is older: a hard bound for operators who prefer no answer to an old one.
+	MaxStaleness time.Duration
+	// Middleware runs before every query route (authentication, rate limits).
+	Middleware []echo.MiddlewareFunc
+	Registry   *prometheus.Registry
+	Log        *slog.Logger
+	Now        func() time.Time
+}
+
+// Server runs the query and admin listeners.
+type Server struct {
+	cfg     Config
+	snap    *Snapshot
+	metrics *metrics
+	query   *http.Server
+	admin   *http.Server
+	qln     net.Listener
+	aln     net.Listener
+	bufs    sync.Pool
+}
+
+// New builds the server; Listen binds it, Serve runs it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Snapshot == nil {
+		return nil, errors.New("query: no snapshot")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.AdminAddr == "" {
+		cfg.AdminAddr = "127.0.0.1:9090"
+	}
+	if cfg.StaleAfter == 0 {
+		cfg.StaleAfter = 2 * time.Minute
+	}
+	if cfg.IndexerStatus == nil {
+		cfg.IndexerStatus = func() *events.IndexerStatus { return nil }
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, snap: cfg.Snapshot}
+	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	var err error
+	if s.metrics, err = newMetrics(cfg.Registry, cfg.Snapshot); err != nil {
+		return nil, err
+	}
+	s.query = newHTTPServer(s.queryRoutes())
+	s.admin = newHTTPServer(s.adminRoutes())
+	return s, nil
+}
+
+// newHTTPServer sets every timeout explicitly: a slow client holds a
+// connection for seconds, never indefinitely.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
+func newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = echo.ExtractIPDirect() // X-Forwarded-For is not trusted by default
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		apiErr := toAPIError(err)
+		_ = writeError(c, apiErr)
+	}
+	return e
+}
+
+func (s *Server) queryRoutes() *echo.Echo {
+	e := newEcho()
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		apiErr := toAPIError(err)
+		if apiErr.Status == http.StatusInternalServerError {
+			s.cfg.Log.Error("internal error", "path", c.Path(), "err", err)
+		}
+		_ = writeError(c, apiErr)
+	}
+	e.Use(s.metrics.middleware)
+	e.Use(s.cfg.Middleware...)
+	e.GET("/v1/balances/:address", s.getBalance)
+	e.POST("/v1/balances", s.postBalances)
+	e.GET("/go/wallet/balance", s.getWalletBalance)
+	e.GET("/v1/status", s.getStatus)
+	return e
+}
+
+// Listen binds both listeners (port 0 picks a free port).
+func (s *Server) Listen() error {
+	var err error
+	if s.qln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+		return fmt.Errorf("query listener %s: %w", s.cfg.Addr, err)
+	}
+	if s.aln, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+		s.qln.Close()
+		return fmt.Errorf("admin listener %s: %w", s.cfg.AdminAddr, err)
+	}
+	return nil
+}
+
+// Addr and AdminAddr are the bound addresses, after Listen.
+func (s *Server) Addr() string      { return s.qln.Addr().String() }
+func (s *Server) AdminAddr() string { return s.aln.Addr().String() }
+
+// Serve answers until ctx ends, then drains connections for up to 10 s.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.query.Serve(s.qln) }()
+	go func() { errc <- s.admin.Serve(s.aln) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = errors.Join(err, s.query.Shutdown(sctx), s.admin.Shutdown(sctx))
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) getBalance(c echo.Context) error {
+	return s.answerBalance(c, c.Param("address"))
+}
+
+func (s *Server) getWalletBalance(c echo.Context) error {
+	return s.answerBalance(c, c.QueryParam("address"))
+}
+
+// answerBalance serves one address: Bloom → cache → snapshot.
+func (s *Server) answerBalance(c echo.Context, raw string) error {
+	a, ok := parseAddress(raw)
+	if !ok {
+		return errInvalidAddress
+	}
+	p, err := parsePage(c)
+	if err != nil {
+		return err
+	}
+	e, v, ok, err := s.snap.lookup(a)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errUnavailable
+	}
+	if err := s.checkStaleness(v); err != nil {
+		return err
+	}
+	at := v.block
+	if e.readAt.number > at.number {
+		at = e.readAt
+	}
+	if !e.balances.Known && !v.meta.CoverageFull {
+		return errNotIndexed
+	}
+	tag := etag(at, e.tag)
+	h := c.Response().Header()
+	h.Set("ETag", tag)
+	h.Set("Cache-Control", "no-cache")
+	if c.Request().Header.Get("If-None-Match") == tag {
+		return c.NoContent(http.StatusNotModified)
+	}
+	bp := s.bufs.Get().(*[]byte)
+	b := append((*bp)[:0], '{')
+	b = appendHeader(b, v.meta.ChainID, at)
+	b = append(b, ',')
+	b = appendBalances(b, a, &e.balances, p)
+	b = append(b, '}')
+	err = c.JSONBlob(http.StatusOK, b)
+	*bp = b
+	s.bufs.Put(bp)
+	return err
+}
+
+func parsePage(c echo.Context) (page, error) {
+	q := c.QueryParams()
+	if len(q) == 0 || (len(q) == 1 && q.Has("address")) {
+		return defaultPage, nil
+	}
+	p := defaultPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageLimit {
+			return p, invalidRequest(fmt.Sprintf("limit must be 1..%d", MaxPageLimit))
+		}
+		p.limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		a, ok := parseAddress(v)
+		if !ok {
+			return p, invalidRequest("cursor must be a next_cursor of an earlier answer")
+		}
+		p.after, p.cursor = a, true
+	}
+	tokens := q["token"]
+	if len(tokens) > MaxTokenFilter {
+		return p, invalidRequest(fmt.Sprintf("at most %d token parameters", MaxTokenFilter))
+	}
+	for _, t := range tokens {
+		a, ok := parseAddress(t)
+		if !ok {
+			return p, invalidRequest("token must be a contract address")
+		}
+		p.only = append(p.only, a)
+	}
+	return p, nil
+}
+
+func (s *Server) checkStaleness(v *view) error {
+	if s.cfg.MaxStaleness > 0 && s.age(v) > s.cfg.MaxStaleness {
+		return errStale
+	}
+	return nil
+}
+
+func (s *Server) age(v *view) time.Duration {
+	return s.cfg.Now().Sub(time.Unix(int64(v.meta.Trusted.Timestamp), 0))
+}
+
+type batchRequest struct {
+	Addresses []string `json:"addresses"`
+}
+
+// postBalances answers up to MaxBatchAddresses addresses at one block.
+func (s *Server) postBalances(c echo.Context) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxBatchBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errTooLarge
+	}
+	if err != nil {
+		return invalidRequest("body could not be read")
+	}
+	req, err := parseBatch(body)
+	if err != nil {
+		return err
+	}
+	p, err := parsePage(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.snap.batch(req)
+	if err != nil {
+		return err
+	}
+	if res.view == nil {
+		return errUnavailable
+	}
+	if err := s.checkStaleness(res.view); err != nil {
+		return err
+	}
+	b := make([]byte, 0, 256*len(req))
+	b = append(b, '{')
+	b = appendHeader(b, res.view.meta.ChainID, res.view.block)
+	b = append(b, `,"balances":[`...)
+	for i, raw := range req {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		switch r := res.entries[i]; {
+		case !r.valid:
+			b = appendEntryError(b, raw, errInvalidAddress)
+		case !r.balances.Known && !res.view.meta.CoverageFull:
+			b = appendEntryError(b, r.address.Hex(), errNotIndexed)
+		default:
+			b = append(b, '{')
+			b = appendBalances(b, r.address, &r.balances, p)
+			b = append(b, '}')
+		}
+	}
+	b = append(b, "]}"...)
+	return c.JSONBlob(http.StatusOK, b)
+}
+
+// parseBatch reads {"addresses": [...]}: nothing else, at most
+// MaxBatchAddresses entries, each at most 42 characters long.
+func parseBatch(body []byte) ([]string, error) {
+	var req batchRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, invalidRequest(`body must be {"addresses": ["0x…", …]}`)
+	}
+	if dec.More() {
+		return nil, invalidRequest("body must hold one JSON object")
+	}
+	if len(req.Addresses) == 0 {
+		return nil, invalidRequest("addresses is empty")
+	}
+	if len(req.Addresses) > MaxBatchAddresses {
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Message: fmt.Sprintf("at most %d addresses per batch", MaxBatchAddresses)}
+	}
+	return req.Addresses, nil
+}
+
+func appendEntryError(b []byte, address string, e *Error) []byte {
+	if len(address) > addressLen {
+		address = address[:addressLen] + "…"
+	}
+	var one struct {
+		Address string `json:"address"`
+		Error   struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	one.Address = address
+	one.Error.Code, one.Error.Message = e.Code, e.Message
+	j, _ := json.Marshal(one)
+	return append(b, j...)
+}
+
+// batchEntry is one address of a batch.
+type batchEntry struct {
+	valid    bool
+	address  common.Address
+	balances storage.Balances
+}
+
+type batchResult struct {
+	view    *view
+	entries []batchEntry
+}
+
+// batch reads every valid address of raw in one transaction. Addresses the
+// Bloom filter has never seen are not read, unless the store has committed a
+// block the filter does not reflect yet; then all are read.
+func (s *Snapshot) batch(raw []string) (batchResult, error) {
+	res := batchResult{entries: make([]batchEntry, len(raw))}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	cur := s.view.Load()
+	if cur == nil {
+		return res, nil
+	}
+	var known, all []common.Address
+	var knownIdx, allIdx []int
+	for i, r := range raw {
+		a, ok := parseAddress(r)
+		res.entries[i] = batchEntry{valid: ok, address: a}
+		if !ok {
+			continue
+		}
+		all, allIdx = append(all, a), append(allIdx, i)
+		if s.bloom.Test(a[:]) {
+			known, knownIdx = append(known, a), append(knownIdx, i)
+		}
+	}
+	out := make([]storage.Balances, len(all))
+	v, err := s.readMany(known, out[:len(known)])
+	if err != nil {
+		return res, err
+	}
+	idx := knownIdx
+	if v.meta.Trusted.Number != cur.meta.Trusted.Number {
+		if v, err = s.readMany(all, out); err != nil {
+			return res, err
+		}
+		idx = allIdx
+	}
+	for j, i := range idx {
+		res.entries[i].balances = out[j]
+	}
+	res.view = v
+	return res, nil
+}

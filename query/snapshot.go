@@ -1,0 +1,229 @@
+package query
+
+import (
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/balidx/balidx/storage"
+	"github.com/bits-and-blooms/bloom/v3"
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// BloomFalsePositiveRate is the Bloom filter's target false-positive rate at
+// its capacity: one unknown address in a thousand reaches the cache.
+const BloomFalsePositiveRate = 0.001
+
+// minBloomCapacity keeps a small snapshot's filter from being rebuilt often.
+const minBloomCapacity = 1 << 16
+
+// Snapshot is the query tier's read path over the storage snapshot: a Bloom
+// filter of every known address (an unknown address never reaches the cache
+// or the disk), a ristretto cache of per-address answers, and the trusted
+// block every answer names. It is kept current by OnApplied.
+type Snapshot struct {
+	store *storage.Store
+	cache *ristretto.Cache[string, *entry]
+	view  atomic.Pointer[view]
+
+	// mu orders cache fills against invalidation: a fill (read + Set) holds
+	// it shared; OnApplied holds it exclusively while it drops changed
+	// accounts, waits for the cache's buffers, and publishes the new view.
+	// bloom is guarded by it too.
+	mu       sync.RWMutex
+	bloom    *bloom.BloomFilter
+	capacity uint
+
+	snapshotReads atomic.Uint64 // bbolt reads, for the metrics
+	log           *slog.Logger
+}
+
+// view is the trusted block answers are given at.
+type view struct {
+	meta  storage.Meta
+	block *blockInfo
+}
+
+// blockInfo is a trusted block with its JSON rendered once.
+type blockInfo struct {
+	number uint64
+	json   []byte // {"number":…,"hash":"0x…","timestamp":…}
+}
+
+func newBlockInfo(m storage.Meta) *blockInfo {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"number":`...)
+	b = strconv.AppendUint(b, m.Trusted.Number, 10)
+	b = append(b, `,"hash":"`...)
+	b = append(b, m.Trusted.Hash.Hex()...)
+	b = append(b, `","timestamp":`...)
+	b = strconv.AppendUint(b, m.Trusted.Timestamp, 10)
+	b = append(b, '}')
+	return &blockInfo{number: m.Trusted.Number, json: b}
+}
+
+// entry is one address's cached balances, true at readAt and at every later
+// block until OnApplied drops it.
+type entry struct {
+	balances storage.Balances
+	readAt   *blockInfo
+	tag      uint64 // hash of the balances, for ETag
+}
+
+// SnapshotConfig configures a Snapshot.
+type SnapshotConfig struct {
+	Store *storage.Store
+	// CacheBytes bounds the cache; default 64 MiB.
+	CacheBytes int64
+	Log        *slog.Logger
+}
+
+// NewSnapshot loads the Bloom filter from the store.
+func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("query snapshot: no store")
+	}
+	if cfg.CacheBytes == 0 {
+		cfg.CacheBytes = 64 << 20
+	}
+	cache, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+		NumCounters: max(cfg.CacheBytes/100, 1000), // ~10× the entries that fit
+		MaxCost:     cfg.CacheBytes,
+		BufferItems: 64,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("query cache: %w", err)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	s := &Snapshot{store: cfg.Store, cache: cache, log: cfg.Log}
+	m, err := cfg.Store.Meta()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.rebuildBloom(m.Accounts); err != nil {
+		return nil, err
+	}
+	if m.HasTrusted {
+		s.view.Store(&view{meta: m, block: newBlockInfo(m)})
+	}
+	return s, nil
+}
+
+// rebuildBloom sizes the filter for twice the known accounts and fills it.
+// Callers hold mu exclusively, or own s alone.
+func (s *Snapshot) rebuildBloom(accounts uint64) error {
+	capacity := max(uint(2*accounts), minBloomCapacity)
+	f := bloom.NewWithEstimates(capacity, BloomFalsePositiveRate)
+	if err := s.store.ForEachAccount(func(a common.Address) { f.Add(a[:]) }); err != nil {
+		return fmt.Errorf("build bloom filter: %w", err)
+	}
+	s.bloom, s.capacity = f, capacity
+	return nil
+}
+
+// Close releases the cache.
+func (s *Snapshot) Close() { s.cache.Close() }
+
+// OnApplied makes a commit visible to readers. Call it after every commit.
+func (s *Snapshot) OnApplied(res storage.Applied) {
+	if res.Blocks == 0 {
+		return
+	}
+	bi := newBlockInfo(res.Meta)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if res.Meta.Accounts > uint64(s.capacity) {
+		// Past capacity the false-positive rate climbs: resize. Rare (the
+		// capacity doubles), and readers only wait for it on a cache miss.
+		if err := s.rebuildBloom(res.Meta.Accounts); err != nil {
+			// The old filter has every account added so far and gets the
+			// new ones below: still no false negatives, only more positives.
+			s.log.Error("bloom filter not resized", "accounts", res.Meta.Accounts, "err", err)
+		}
+	}
+	for _, a := range res.Accounts {
+		s.bloom.Add(a[:])
+		s.cache.Del(string(a[:]))
+	}
+	s.cache.Wait() // no Set queued before the Del can land after it
+	s.view.Store(&view{meta: res.Meta, block: bi})
+}
+
+// lookup returns the balances of a and the block they are true at. ok is
+// false when no block has been applied yet.
+func (s *Snapshot) lookup(a common.Address) (e *entry, v *view, ok bool, err error) {
+	v = s.view.Load()
+	if v == nil {
+		return nil, nil, false, nil
+	}
+	s.mu.RLock()
+	known := s.bloom.Test(a[:])
+	s.mu.RUnlock()
+	if !known {
+		return &entry{readAt: v.block}, v, true, nil
+	}
+	if e, hit := s.cache.Get(string(a[:])); hit {
+		return e, v, true, nil
+	}
+	return s.fill(a)
+}
+
+// fill reads a from the store and caches it. Holding mu shared from before
+// the read until after the Set means a concurrent OnApplied either sees the
+// Set (and drops it if a changed) or the read sees its commit.
+func (s *Snapshot) fill(a common.Address) (*entry, *view, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out [1]storage.Balances
+	m, err := s.store.Read([]common.Address{a}, out[:])
+	s.snapshotReads.Add(1)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	v := s.view.Load()
+	if v == nil || v.meta.Trusted.Number != m.Trusted.Number {
+		// The store committed a block OnApplied has not published yet:
+		// answer at the block read, and cache nothing.
+		v = &view{meta: m, block: newBlockInfo(m)}
+		return newEntry(out[0], v.block), v, true, nil
+	}
+	e := newEntry(out[0], v.block)
+	s.cache.Set(string(a[:]), e, e.cost())
+	return e, v, true, nil
+}
+
+func newEntry(b storage.Balances, at *blockInfo) *entry {
+	h := fnv.New64a()
+	nb := b.Native.Bytes32()
+	h.Write(nb[:])
+	for _, t := range b.Tokens {
+		h.Write(t.Contract[:])
+		tb := t.Amount.Bytes32()
+		h.Write(tb[:])
+	}
+	return &entry{balances: b, readAt: at, tag: h.Sum64()}
+}
+
+func (e *entry) cost() int64 { return 160 + int64(len(e.balances.Tokens))*64 }
+
+// readMany reads accounts in one consistent transaction (the batch route).
+func (s *Snapshot) readMany(accounts []common.Address, out []storage.Balances) (*view, error) {
+	m, err := s.store.Read(accounts, out)
+	s.snapshotReads.Add(uint64(len(accounts)))
+	if err != nil {
+		return nil, err
+	}
+	return &view{meta: m, block: newBlockInfo(m)}, nil
+}
+
+// current is the published view, or nil before the first block.
+func (s *Snapshot) current() *view { return s.view.Load() }
+
+// SnapshotReads counts reads that reached bbolt.
+func (s *Snapshot) SnapshotReads() uint64 { return s.snapshotReads.Load() }

@@ -1,0 +1,81 @@
+package query
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/labstack/echo/v4"
+)
+
+// Status is the answer of GET /v1/status (API.md).
+type Status struct {
+	ChainID        uint64                 `json:"chain_id"`
+	Trusted        StatusBlock            `json:"trusted"`
+	Head           *StatusHead            `json:"head"`
+	Policy         events.Policy          `json:"policy"`
+	LagBlocks      uint64                 `json:"lag_blocks"`
+	Coverage       StatusCoverage         `json:"coverage"`
+	Snapshot       StatusSnapshot         `json:"snapshot"`
+	Stale          bool                   `json:"stale"`
+	TrustViolation *events.TrustViolation `json:"trust_violation"`
+}
+
+// StatusBlock is the trusted block.
+type StatusBlock struct {
+	Number    uint64 `json:"number"`
+	Hash      string `json:"hash"`
+	Timestamp uint64 `json:"timestamp"`
+}
+
+// StatusHead is the chain head the indexer saw last.
+type StatusHead struct {
+	Number uint64    `json:"number"`
+	SeenAt time.Time `json:"seen_at"`
+}
+
+// StatusCoverage says which blocks the snapshot covers.
+type StatusCoverage struct {
+	FromBlock uint64 `json:"from_block"`
+	Full      bool   `json:"full"`
+}
+
+// StatusSnapshot describes the snapshot's contents.
+type StatusSnapshot struct {
+	Accounts      uint64 `json:"accounts"`
+	TokenBalances uint64 `json:"token_balances"`
+	Digest        string `json:"digest"`
+}
+
+// status assembles the status at the published view.
+func (s *Server) status() (*Status, bool) {
+	v := s.snap.current()
+	if v == nil {
+		return nil, false
+	}
+	m := v.meta
+	st := &Status{
+		ChainID:  m.ChainID,
+		Trusted:  StatusBlock{Number: m.Trusted.Number, Hash: m.Trusted.Hash.Hex(), Timestamp: m.Trusted.Timestamp},
+		Coverage: StatusCoverage{FromBlock: m.CoverageFrom, Full: m.CoverageFull},
+		Snapshot: StatusSnapshot{Accounts: m.Accounts, TokenBalances: m.TokenBalances, Digest: m.Digest.Hex()},
+		Stale:    s.age(v) > s.cfg.StaleAfter,
+	}
+	if ix := s.cfg.IndexerStatus(); ix != nil && ix.ChainID == m.ChainID {
+		st.Head = &StatusHead{Number: ix.Head, SeenAt: ix.HeadSeenAt}
+		st.Policy = ix.Policy
+		st.TrustViolation = ix.TrustViolation
+		if ix.Head > m.Trusted.Number {
+			st.LagBlocks = ix.Head - m.Trusted.Number
+		}
+	}
+	return st, true
+}
+
+func (s *Server) getStatus(c echo.Context) error {
+	st, ok := s.status()
+	if !ok {
+		return errUnavailable
+	}
+	return c.JSON(http.StatusOK, st)
+}
