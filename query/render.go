@@ -18,12 +18,16 @@ type page struct {
 
 var defaultPage = page{limit: 100}
 
-// appendBalances renders the per-address part of an answer:
-// "address":…,"native":…,"tokens":[…],"next_cursor":…
-func appendBalances(b []byte, a common.Address, bal *storage.Balances, p page) []byte {
+// appendAddress renders "address":"0x…" (EIP-55).
+func appendAddress(b []byte, a common.Address) []byte {
 	b = append(b, `"address":"`...)
 	b = append(b, a.Hex()...)
-	b = append(b, `","native":"`...)
+	return append(b, '"')
+}
+
+// appendBalances renders "native":…,"tokens":[…],"next_cursor":…
+func appendBalances(b []byte, bal *storage.Balances, p page) []byte {
+	b = append(b, `"native":"`...)
 	b = append(b, bal.Native.Dec()...)
 	b = append(b, `","tokens":[`...)
 	n, next := 0, ""

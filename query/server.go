@@ -230,9 +230,11 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	}
 	bp := s.bufs.Get().(*[]byte)
 	b := append((*bp)[:0], '{')
+	b = appendAddress(b, a)
+	b = append(b, ',')
 	b = appendHeader(b, v.meta.ChainID, at)
 	b = append(b, ',')
-	b = appendBalances(b, a, &e.balances, p)
+	b = appendBalances(b, &e.balances, p)
 	b = append(b, '}')
 	err = c.JSONBlob(http.StatusOK, b)
 	*bp = b
@@ -332,7 +334,9 @@ func (s *Server) postBalances(c echo.Context) error {
 			b = appendEntryError(b, r.address.Hex(), errNotIndexed)
 		default:
 			b = append(b, '{')
-			b = appendBalances(b, r.address, &r.balances, p)
+			b = appendAddress(b, r.address)
+			b = append(b, ',')
+			b = appendBalances(b, &r.balances, p)
 			b = append(b, '}')
 		}
 	}

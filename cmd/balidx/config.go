@@ -1,0 +1,192 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// config is every option of the serving commands. Each field is a flag;
+// the config file and the environment use the same names (CONFIG.md).
+type config struct {
+	RPC           string
+	NATS          string
+	NATSListen    string
+	Data          string
+	HTTP          string
+	Admin         string
+	Confirmations uint64
+	Trust         string
+	Genesis       string
+	StartBlock    uint64
+	ChainID       uint64
+	Clients       string
+	StaleAfter    time.Duration
+	MaxStaleness  time.Duration
+	Replicas      int
+	LogLevel      string
+	DemoAccounts  int
+	BlockInterval time.Duration
+}
+
+// maxConfigFile bounds the config file.
+const maxConfigFile = 1 << 20
+
+func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("balidx "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("config", "", "YAML config file with any of these flags as keys")
+	needsChain := cmd == "run" || cmd == "indexer"
+	servesHTTP := cmd != "indexer"
+	if needsChain {
+		fs.StringVar(&cfg.RPC, "rpc", "", "node URL: ws://, wss://, http://, https:// (WebSocket follows new heads; HTTP polls)")
+		fs.StringVar(&cfg.Genesis, "genesis", "", "genesis JSON file: seeds the genesis allocation when starting at block 0")
+		fs.Uint64Var(&cfg.StartBlock, "start-block", 0, "first block to index on an empty stream (0: from genesis, full coverage)")
+		fs.StringVar(&cfg.Trust, "trust", "", "trust the node's 'safe' or 'finalized' block instead of counting confirmations")
+	}
+	if cmd != "query" {
+		def := uint64(12)
+		if cmd == "dev" {
+			def = 2
+		}
+		fs.Uint64Var(&cfg.Confirmations, "confirmations", def, "a block is trusted once head − number ≥ N")
+	}
+	fs.StringVar(&cfg.NATS, "nats", "", "NATS URL; empty starts an embedded server with JetStream")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 or 5 on a JetStream cluster)")
+	defData := "./data"
+	if cmd == "dev" {
+		defData = ""
+	}
+	fs.StringVar(&cfg.Data, "data", defData, "directory of the snapshot and the embedded NATS store (dev: a temporary one)")
+	if servesHTTP {
+		fs.StringVar(&cfg.HTTP, "http", "127.0.0.1:8080", "query listener")
+		fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin listener: /metrics /healthz /readyz /debug/pprof/")
+		fs.StringVar(&cfg.Clients, "clients", "", "clients file (API.md): client ids, secrets, rates")
+		fs.DurationVar(&cfg.StaleAfter, "stale-after", 2*time.Minute, "status reports stale when the trusted block is older")
+		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
+	}
+	if cmd == "query" {
+		fs.Uint64Var(&cfg.ChainID, "chain-id", 0, "chain to serve (default: the snapshot's)")
+	}
+	if cmd == "dev" {
+		fs.IntVar(&cfg.DemoAccounts, "demo-accounts", 5, "funded demo accounts on the simulated chain")
+		fs.DurationVar(&cfg.BlockInterval, "block-interval", time.Second, "time between simulated blocks")
+	}
+	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return fs
+}
+
+// parseConfig applies defaults, then the config file, then BALIDX_*
+// variables, then flags, and validates the result.
+func parseConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	cfg := &config{}
+	fs := newFlagSet(cmd, cfg, stderr)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	fromEnv := map[string]bool{}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if onCommandLine[f.Name] {
+			return
+		}
+		name := "BALIDX_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+			fromEnv[f.Name] = true
+		}
+	})
+	if file := fs.Lookup("config").Value.String(); file != "" {
+		if err := applyFile(fs, file, func(name string) bool { return onCommandLine[name] || fromEnv[name] }); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return cfg, cfg.validate(cmd)
+}
+
+func applyFile(fs *flag.FlagSet, file string, overridden func(string) bool) error {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	if fi.Size() > maxConfigFile {
+		return fmt.Errorf("config file %s is larger than %d bytes", file, maxConfigFile)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var kv map[string]any
+	if err := yaml.Unmarshal(data, &kv); err != nil {
+		return fmt.Errorf("config file %s: %w", file, err)
+	}
+	for k, v := range kv {
+		f := fs.Lookup(k)
+		if f == nil || k == "config" {
+			return fmt.Errorf("config file %s: unknown key %q for %s", file, k, fs.Name())
+		}
+		if overridden(k) {
+			continue
+		}
+		if err := fs.Set(k, fmt.Sprint(v)); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", file, k, err)
+		}
+	}
+	return nil
+}
+
+func (c *config) validate(cmd string) error {
+	var errs []error
+	if (cmd == "run" || cmd == "indexer") && c.RPC == "" {
+		errs = append(errs, errors.New("--rpc is required: the node to index (ws://… to follow new heads, http://… to poll)"))
+	}
+	switch c.Trust {
+	case "", "safe", "finalized":
+	default:
+		errs = append(errs, fmt.Errorf("--trust %q: want safe or finalized", c.Trust))
+	}
+	if c.Trust != "" {
+		c.Confirmations = 0
+	}
+	if c.Confirmations > 10_000 {
+		errs = append(errs, fmt.Errorf("--confirmations %d: at most 10000", c.Confirmations))
+	}
+	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
+		errs = append(errs, fmt.Errorf("--replicas %d: want 1, 3 or 5", c.Replicas))
+	}
+	if cmd != "dev" && c.Data == "" {
+		errs = append(errs, errors.New("--data is required"))
+	}
+	if c.StaleAfter < 0 || c.MaxStaleness < 0 {
+		errs = append(errs, errors.New("staleness bounds must not be negative"))
+	}
+	if cmd == "dev" && (c.DemoAccounts < 2 || c.DemoAccounts > 1000) {
+		errs = append(errs, fmt.Errorf("--demo-accounts %d: want 2..1000", c.DemoAccounts))
+	}
+	if cmd == "dev" && c.BlockInterval < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--block-interval %s: at least 10ms", c.BlockInterval))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}

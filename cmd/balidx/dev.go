@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/balidx/balidx/indexer/devchain"
+	"github.com/balidx/balidx/query"
+)
+
+// driveDemo makes a block of random traffic every interval.
+func driveDemo(ctx context.Context, demo *devchain.Demo, interval time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := demo.Step(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("demo chain: %w", err)
+			}
+		}
+	}
+}
+
+func printDemo(w io.Writer, demo *devchain.Demo, srv *query.Server) {
+	base := "http://" + srv.Addr()
+	fmt.Fprintf(w, "\nbalidx dev: a simulated chain (id %d) makes a block every interval; balances are served at\n  %s\n\n", devchain.ChainID, base)
+	fmt.Fprintf(w, "Demo accounts:\n")
+	for _, a := range demo.Accounts {
+		fmt.Fprintf(w, "  %s\n", a.Hex())
+	}
+	fmt.Fprintf(w, "Fee recipient: %s\nToken:     %s\nFee token: %s (burns 1%% of every transfer)\nSplitter:  %s (forwards ETH by internal calls)\n\n",
+		demo.Coinbase.Hex(), demo.Token.Hex(), demo.FeeToken.Hex(), demo.Splitter.Hex())
+	fmt.Fprintf(w, "Try:\n  curl -s %s/v1/balances/%s\n  curl -s %s/v1/status\n  curl -s http://%s/metrics | grep balidx_\n\n",
+		base, demo.Accounts[0].Hex(), base, srv.AdminAddr())
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q", p)
+	}
+	if port == 0 {
+		port = -1 // nats-server's "pick a free port"
+	}
+	return host, port, nil
+}

@@ -1,0 +1,61 @@
+// Command balidx is the balance indexer: see `balidx help`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "balidx:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `balidx — an event-driven, cache-first balance indexer
+
+Usage: balidx COMMAND [flags]
+
+Commands:
+  dev       everything in one process on an in-process simulated chain
+  run       indexer + applier + HTTP tier against --rpc (embedded NATS unless --nats)
+  indexer   follow --rpc and publish trusted blocks to NATS
+  query     apply the stream to the local snapshot and serve HTTP
+  status    print /v1/status of a running query node
+
+Run 'balidx COMMAND -h' for the flags of a command. Every flag can also be
+set in the config file (--config, YAML, same names) or as BALIDX_<NAME>
+in the environment (e.g. BALIDX_START_BLOCK); flags win over the
+environment, which wins over the file.
+`
+
+// run is the whole program; main only adds signals and the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("no command")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev", "run", "indexer", "query":
+		cfg, err := parseConfig(cmd, rest, getenv, stderr)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cmd, cfg, stdout, stderr)
+	case "status":
+		return status(ctx, rest, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}

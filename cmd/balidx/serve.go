@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/indexer"
+	"github.com/balidx/balidx/indexer/devchain"
+	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/storage"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+)
+
+// serve wires the parts a command needs, in dependency order, runs them
+// until ctx ends or one fails, and closes them in reverse.
+func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Writer) error {
+	log := newLogger(cfg.LogLevel, stderr)
+	if cmd == "dev" && cfg.Data == "" {
+		dir, err := os.MkdirTemp("", "balidx-dev-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.Data = dir
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if cfg.Clients != "" {
+		clients, err := query.LoadClients(cfg.Clients)
+		if err != nil {
+			return err
+		}
+		log.Warn("clients file loaded; signatures are not enforced yet", "clients", len(clients.Clients))
+	}
+
+	g, ctx := errgroup.WithContext(ctx)
+
+	// The log: NATS JetStream.
+	natsURL := cfg.NATS
+	if natsURL == "" {
+		host, port, err := splitHostPort(cfg.NATSListen)
+		if err != nil {
+			return fmt.Errorf("--nats-listen: %w", err)
+		}
+		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: filepath.Join(cfg.Data, "nats"), Host: host, Port: port})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		natsURL = srv.URL()
+		log.Info("embedded NATS with JetStream started", "url", natsURL)
+	}
+	nc, err := events.Connect(natsURL, "balidx "+cmd)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	stream, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas})
+	if err != nil {
+		return err
+	}
+	board, err := events.NewStatusBoard(ctx, js, cfg.Replicas)
+	if err != nil {
+		return err
+	}
+
+	// The chain side: the node and the indexer.
+	chainID := cfg.ChainID
+	var demo *devchain.Demo
+	if cmd != "query" {
+		var node *indexer.Node
+		if cmd == "dev" {
+			if demo, err = devchain.StartDemo(ctx, cfg.DemoAccounts, uint64(time.Now().UnixNano())); err != nil {
+				return err
+			}
+			defer demo.Close()
+			node = indexer.NewNode(demo.Chain.RPC)
+		} else {
+			if node, err = indexer.Dial(ctx, cfg.RPC); err != nil {
+				return err
+			}
+			defer node.Close()
+		}
+		ix, err := indexer.New(ctx, indexer.Config{
+			Node: node, JS: js, Stream: stream, Board: board,
+			Policy:     events.Policy{Confirmations: cfg.Confirmations, Tag: cfg.Trust},
+			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, Log: log.With("part", "indexer"),
+		})
+		if err != nil {
+			return err
+		}
+		chainID = ix.ChainID()
+		g.Go(func() error { return ix.Run(ctx) })
+	}
+
+	// The query side: snapshot, applier, HTTP.
+	var srv *query.Server
+	if cmd != "indexer" {
+		store, err := storage.Open(storage.Config{Path: filepath.Join(cfg.Data, "snapshot.db"), ChainID: chainID})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		m, err := store.Meta()
+		if err != nil {
+			return err
+		}
+		if chainID == 0 {
+			if chainID = m.ChainID; chainID == 0 {
+				return errors.New("the snapshot is empty and no chain is named: give --chain-id")
+			}
+		}
+		snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, Log: log.With("part", "query")})
+		if err != nil {
+			return err
+		}
+		defer snap.Close()
+		applier, err := storage.NewApplier(storage.ApplierConfig{Store: store, Stream: stream, ChainID: chainID, OnApplied: snap.OnApplied})
+		if err != nil {
+			return err
+		}
+		var ixStatus atomic.Pointer[events.IndexerStatus]
+		g.Go(func() error {
+			return board.Watch(ctx, chainID, func(s events.IndexerStatus) { ixStatus.Store(&s) })
+		})
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		srv, err = query.New(query.Config{
+			Addr: cfg.HTTP, AdminAddr: cfg.Admin, Snapshot: snap,
+			IndexerStatus: ixStatus.Load,
+			StaleAfter:    cfg.StaleAfter, MaxStaleness: cfg.MaxStaleness,
+			Registry: reg, Log: log.With("part", "query"),
+		})
+		if err != nil {
+			return err
+		}
+		if err := srv.Listen(); err != nil {
+			return err
+		}
+		log.Info("serving", "query", "http://"+srv.Addr(), "admin", "http://"+srv.AdminAddr(), "snapshot", store.Path(), "trusted", m.Trusted.Number)
+		g.Go(func() error {
+			if err := applier.Run(ctx); err != nil {
+				return fmt.Errorf("applier: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error { return srv.Serve(ctx) })
+	}
+
+	if demo != nil {
+		printDemo(stdout, demo, srv)
+		g.Go(func() error { return driveDemo(ctx, demo, cfg.BlockInterval, log) })
+	}
+	return g.Wait()
+}
+
+func newLogger(level string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // validated in config
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
