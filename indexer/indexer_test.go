@@ -46,7 +46,7 @@ func mustJetStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream, *event
 
 func mustDemo(tb testing.TB) *devchain.Demo {
 	tb.Helper()
-	d, err := devchain.StartDemo(context.Background(), 8, 1)
+	d, err := devchain.StartDemo(context.Background(), devchain.DemoConfig{Accounts: 8, Seed: 1})
 	if err != nil {
 		tb.Fatal(err)
 	}

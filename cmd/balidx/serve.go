@@ -86,7 +86,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	if cmd != "query" {
 		var node *indexer.Node
 		if cmd == "dev" {
-			if demo, err = devchain.StartDemo(ctx, cfg.DemoAccounts, uint64(time.Now().UnixNano())); err != nil {
+			if demo, err = devchain.StartDemo(ctx, devchain.DemoConfig{Accounts: cfg.DemoAccounts, Seed: uint64(time.Now().UnixNano())}); err != nil {
 				return err
 			}
 			defer demo.Close()

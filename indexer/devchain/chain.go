@@ -43,12 +43,18 @@ type Chain struct {
 }
 
 // New starts a chain whose genesis allocates alloc (plus the system
-// contracts every fork needs) and pays block fees to feeRecipient.
-func New(alloc types.GenesisAlloc, feeRecipient common.Address) (*Chain, error) {
+// contracts every fork needs) and pays block fees to feeRecipient. With
+// listenWS it also serves JSON-RPC over WebSocket on a free loopback port
+// (eth, net, web3, debug), as a real node would.
+func New(alloc types.GenesisAlloc, feeRecipient common.Address, listenWS bool) (*Chain, error) {
 	nodeConf := node.DefaultConfig
 	nodeConf.DataDir = ""
 	nodeConf.P2P = p2p.Config{NoDiscovery: true, MaxPeers: 0}
 	nodeConf.HTTPHost, nodeConf.WSHost = "", ""
+	if listenWS {
+		nodeConf.WSHost, nodeConf.WSPort = "127.0.0.1", 0
+		nodeConf.WSModules = []string{"eth", "net", "web3", "debug"}
+	}
 
 	genesisAlloc := core.SystemContractAllocs()
 	maps.Copy(genesisAlloc, alloc)
@@ -91,6 +97,9 @@ func New(alloc types.GenesisAlloc, feeRecipient common.Address) (*Chain, error) 
 	c.Client = ethclient.NewClient(c.RPC)
 	return c, nil
 }
+
+// WSEndpoint is the WebSocket URL, when the chain listens on one.
+func (c *Chain) WSEndpoint() string { return c.stack.WSEndpoint() }
 
 // Genesis is the chain's genesis specification.
 func (c *Chain) Genesis() *core.Genesis { return c.genesis }

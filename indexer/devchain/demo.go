@@ -55,9 +55,17 @@ type Demo struct {
 	withdraw uint64 // next withdrawal index
 }
 
-// StartDemo starts a chain with n funded accounts derived from seed, deploys
-// the contracts and mints tokens to every account.
-func StartDemo(ctx context.Context, n int, seed uint64) (*Demo, error) {
+// DemoConfig configures StartDemo.
+type DemoConfig struct {
+	Accounts int    // funded accounts
+	Seed     uint64 // derives the keys and the traffic
+	ListenWS bool   // serve JSON-RPC over WebSocket on loopback
+}
+
+// StartDemo starts a chain with funded accounts, deploys the contracts and
+// mints tokens to every account.
+func StartDemo(ctx context.Context, cfg DemoConfig) (*Demo, error) {
+	n, seed := cfg.Accounts, cfg.Seed
 	d := &Demo{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 	alloc := types.GenesisAlloc{}
 	for i := range n {
@@ -72,7 +80,7 @@ func StartDemo(ctx context.Context, n int, seed uint64) (*Demo, error) {
 	}
 	d.nonces = make([]uint64, n)
 	d.Coinbase = common.HexToAddress("0x00000000000000000000000000000000C0FFEE01")
-	chain, err := New(alloc, d.Coinbase)
+	chain, err := New(alloc, d.Coinbase, cfg.ListenWS)
 	if err != nil {
 		return nil, err
 	}

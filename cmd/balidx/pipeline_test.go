@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/balidx/balidx/indexer/devchain"
+	"github.com/balidx/balidx/query"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// TestPipeline runs `balidx run` against a simulated chain served over
+// WebSocket, makes blocks of random traffic (ETH transfers, transfers by
+// internal calls, ERC-20 mints, burns and transfers, a fee-on-transfer
+// token, withdrawals), and checks every balance served over HTTP against the
+// chain's own answer at the block the answer names. Half-way it stops the
+// whole system, makes blocks while it is down, and starts it again on the
+// same data directory.
+func TestPipeline(t *testing.T) {
+	ctx := context.Background()
+	demo, err := devchain.StartDemo(ctx, devchain.DemoConfig{Accounts: 6, Seed: 7, ListenWS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer demo.Close()
+	dir := t.TempDir()
+
+	b := startBalidx(t, "run", "--rpc", demo.Chain.WSEndpoint(), "--data", dir, "--confirmations", "2")
+	steps(t, demo, 30)
+	st := b.waitCaughtUp(t, demo, 2)
+	checkEveryBalance(t, demo, b.http, st)
+	b.stop(t)
+
+	steps(t, demo, 25) // while nothing indexes
+
+	b = startBalidx(t, "run", "--rpc", demo.Chain.WSEndpoint(), "--data", dir, "--confirmations", "2")
+	defer b.stop(t)
+	st = b.waitCaughtUp(t, demo, 2)
+	if st.Trusted.Number < 55 {
+		t.Fatalf("trusted block %d: want at least 55 blocks indexed", st.Trusted.Number)
+	}
+	checkEveryBalance(t, demo, b.http, st)
+}
+
+type balidx struct {
+	http, admin string
+	cancel      func()
+	done        chan error
+	stderr      *syncBuffer
+}
+
+// startBalidx calls run with the given command and free loopback ports,
+// and waits for /healthz.
+func startBalidx(tb testing.TB, cmd string, args ...string) *balidx {
+	tb.Helper()
+	b := &balidx{http: freeAddr(tb), admin: freeAddr(tb), done: make(chan error, 1), stderr: &syncBuffer{}}
+	args = append([]string{cmd, "--http", b.http, "--admin", b.admin, "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}, args...)
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	go func() { b.done <- run(ctx, args, func(string) string { return "" }, io.Discard, b.stderr) }()
+	checkFor(tb, 60*time.Second, func() error {
+		b.checkRunning(tb)
+		resp, err := http.Get("http://" + b.admin + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	return b
+}
+
+// checkRunning fails the test at once if balidx has exited.
+func (b *balidx) checkRunning(tb testing.TB) {
+	tb.Helper()
+	select {
+	case err := <-b.done:
+		tb.Fatalf("balidx exited: %v\n%s", err, b.stderr)
+	default:
+	}
+}
+
+func (b *balidx) stop(tb testing.TB) {
+	tb.Helper()
+	b.cancel()
+	if err := <-b.done; err != nil {
+		tb.Fatalf("balidx: %v\n%s", err, b.stderr)
+	}
+}
+
+func steps(tb testing.TB, demo *devchain.Demo, n int) {
+	tb.Helper()
+	for range n {
+		if _, err := demo.Step(context.Background()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// waitCaughtUp waits until the served trusted block is head − confirmations.
+func (b *balidx) waitCaughtUp(tb testing.TB, demo *devchain.Demo, confirmations uint64) query.Status {
+	tb.Helper()
+	head, err := demo.Chain.Client.BlockNumber(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var st query.Status
+	checkFor(tb, 60*time.Second, func() error {
+		b.checkRunning(tb)
+		if err := getJSON("http://"+b.http+"/v1/status", &st); err != nil {
+			return err
+		}
+		if st.Trusted.Number != head-confirmations {
+			return fmt.Errorf("trusted %d, want %d", st.Trusted.Number, head-confirmations)
+		}
+		return nil
+	})
+	return st
+}
+
+// checkEveryBalance lists every account of the chain at the trusted block
+// (the node's own debug_accountRange) and compares what balidx serves for
+// each with eth_getBalance and balanceOf at the block of the answer.
+func checkEveryBalance(tb testing.TB, demo *devchain.Demo, addr string, st query.Status) {
+	tb.Helper()
+	ctx := context.Background()
+	at := new(big.Int).SetUint64(st.Trusted.Number)
+	blk, err := demo.Chain.Client.HeaderByNumber(ctx, at)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if blk.Hash().Hex() != st.Trusted.Hash {
+		tb.Fatalf("trusted block %d: served hash %s, chain has %s", st.Trusted.Number, st.Trusted.Hash, blk.Hash().Hex())
+	}
+	accounts := chainAccounts(tb, demo, blk.Hash())
+	accounts = append(accounts, common.HexToAddress("0x00000000000000000000000000000000deadbeef")) // never used
+	tokens := []common.Address{demo.Token, demo.FeeToken}
+	var checked, nonZeroTokens int
+	for lo := 0; lo < len(accounts); lo += query.MaxBatchAddresses {
+		batch := accounts[lo:min(lo+query.MaxBatchAddresses, len(accounts))]
+		var req struct {
+			Addresses []string `json:"addresses"`
+		}
+		for _, a := range batch {
+			req.Addresses = append(req.Addresses, a.Hex())
+		}
+		var ans batchAnswer
+		if err := postJSON("http://"+addr+"/v1/balances", req, &ans); err != nil {
+			tb.Fatal(err)
+		}
+		if ans.Block.Number != st.Trusted.Number || ans.Block.Hash != st.Trusted.Hash {
+			tb.Fatalf("batch answered at block %d %s, want %d %s", ans.Block.Number, ans.Block.Hash, st.Trusted.Number, st.Trusted.Hash)
+		}
+		for i, a := range batch {
+			got := ans.Balances[i]
+			if got.Error != nil {
+				tb.Fatalf("%s: error %+v", a.Hex(), got.Error)
+			}
+			if got.Address != a.Hex() {
+				tb.Fatalf("entry %d: got address %s, want %s", i, got.Address, a.Hex())
+			}
+			want, err := demo.Chain.Client.BalanceAt(ctx, a, at)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			if got.Native != want.String() {
+				tb.Errorf("%s native at block %d: served %s, chain %s", a.Hex(), at, got.Native, want)
+			}
+			served := map[common.Address]string{}
+			for _, t := range got.Tokens {
+				served[common.HexToAddress(t.Contract)] = t.Amount
+			}
+			for _, tok := range tokens {
+				want, err := demo.BalanceOf(ctx, tok, a, at)
+				if err != nil {
+					tb.Fatal(err)
+				}
+				have, listed := served[tok]
+				if !listed {
+					have = "0"
+				}
+				if have != want.String() {
+					tb.Errorf("%s token %s at block %d: served %s, chain %s", a.Hex(), tok.Hex(), at, have, want)
+				}
+				if want.Sign() > 0 {
+					nonZeroTokens++
+				}
+			}
+			checked++
+		}
+	}
+	if checked < 20 || nonZeroTokens < 10 {
+		tb.Fatalf("checked %d accounts and %d token balances: too few to mean anything", checked, nonZeroTokens)
+	}
+	tb.Logf("block %d: %d accounts and %d non-zero token balances equal the chain", st.Trusted.Number, checked, nonZeroTokens)
+}
+
+// chainAccounts lists every account of the state at block hash.
+func chainAccounts(tb testing.TB, demo *devchain.Demo, hash common.Hash) []common.Address {
+	tb.Helper()
+	var out []common.Address
+	start := hexutil.Bytes{}
+	for {
+		var dump struct {
+			Accounts map[string]json.RawMessage `json:"accounts"`
+			Next     hexutil.Bytes              `json:"next"`
+		}
+		err := demo.Chain.RPC.Call(&dump, "debug_accountRange", rpc.BlockNumberOrHashWithHash(hash, false), start, 256, true, true, false)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for k := range dump.Accounts {
+			out = append(out, common.HexToAddress(k))
+		}
+		if len(dump.Next) == 0 {
+			return out
+		}
+		start = dump.Next
+	}
+}
+
+type batchAnswer struct {
+	ChainID  uint64 `json:"chain_id"`
+	Block    struct {
+		Number uint64 `json:"number"`
+		Hash   string `json:"hash"`
+	} `json:"block"`
+	Balances []struct {
+		Address string `json:"address"`
+		Native  string `json:"native"`
+		Tokens  []struct {
+			Contract string `json:"contract"`
+			Amount   string `json:"amount"`
+		} `json:"tokens"`
+		Error *struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	} `json:"balances"`
+}
+
+func getJSON(url string, into any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	return decodeAnswer(resp, into)
+}
+
+func postJSON(url string, body, into any) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	resp, err := http.Post(url, "application/json", bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	return decodeAnswer(resp, into)
+}
+
+func decodeAnswer(resp *http.Response, into any) error {
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return json.Unmarshal(body, into)
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// checkFor polls cond until it holds or total passes.
+func checkFor(tb testing.TB, total time.Duration, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %s: %v", total, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
