@@ -232,8 +232,8 @@ func chainAccounts(tb testing.TB, demo *devchain.Demo, hash common.Hash) []commo
 }
 
 type batchAnswer struct {
-	ChainID  uint64 `json:"chain_id"`
-	Block    struct {
+	ChainID uint64 `json:"chain_id"`
+	Block   struct {
 		Number uint64 `json:"number"`
 		Hash   string `json:"hash"`
 	} `json:"block"`
