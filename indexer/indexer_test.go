@@ -2,6 +2,8 @@ package indexer_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"os"
@@ -67,6 +69,151 @@ func checkFor(tb testing.TB, total time.Duration, cond func() error) {
 			tb.Fatalf("after %s: %v", total, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startIndexer runs an indexer on demo's chain until the test ends.
+func startIndexer(tb testing.TB, demo *devchain.Demo, confirmations uint64) (*indexer.Indexer, jetstream.Stream, *events.StatusBoard) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	js, stream, board := mustJetStream(tb)
+	ix, err := indexer.New(ctx, indexer.Config{
+		Node: indexer.NewNode(demo.Chain.RPC), JS: js, Stream: stream, Board: board,
+		Policy: events.Policy{Confirmations: confirmations}, PollInterval: 20 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ix.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Error(err)
+		}
+	})
+	return ix, stream, board
+}
+
+// waitPublished waits until the stream's last block is number n.
+func waitPublished(tb testing.TB, stream jetstream.Stream, n uint64) *events.BlockDelta {
+	tb.Helper()
+	var last *events.BlockDelta
+	checkFor(tb, 30*time.Second, func() error {
+		var err error
+		if last, _, err = events.LastDelta(context.Background(), stream, devchain.ChainID); err != nil {
+			return err
+		}
+		if last == nil || last.Number != n {
+			return fmt.Errorf("last published %v, want block %d", last, n)
+		}
+		return nil
+	})
+	return last
+}
+
+func steps(tb testing.TB, demo *devchain.Demo, n int) uint64 {
+	tb.Helper()
+	for range n {
+		if _, err := demo.Step(context.Background()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	head, err := demo.Chain.Client.BlockNumber(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return head
+}
+
+func hashAt(tb testing.TB, demo *devchain.Demo, n uint64) common.Hash {
+	tb.Helper()
+	h, err := demo.Chain.Client.HeaderByNumber(context.Background(), new(big.Int).SetUint64(n))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h.Hash()
+}
+
+// A reorg that replaces only untrusted blocks never reaches the stream:
+// every published block is on the final canonical chain.
+func TestShallowReorgIsNotPublished(t *testing.T) {
+	demo := mustDemo(t)
+	ix, stream, _ := startIndexer(t, demo, 3)
+	head := steps(t, demo, 10)
+	waitPublished(t, stream, head-3)
+	if err := demo.Chain.Fork(hashAt(t, demo, head-2)); err != nil { // replaces head-1 and head
+		t.Fatal(err)
+	}
+	for range 6 {
+		demo.Chain.Commit()
+	}
+	newHead := head - 2 + 6
+	if got := hashAt(t, demo, newHead); got == (common.Hash{}) {
+		t.Fatal("no new head")
+	}
+	waitPublished(t, stream, newHead-3)
+	info, err := stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := hashAt(t, demo, d.Number); d.Hash != want {
+			t.Fatalf("published block %d %s is not canonical (%s)", d.Number, d.Hash, want)
+		}
+	}
+	if v := ix.Status().TrustViolation; v != nil {
+		t.Fatalf("a reorg within the policy was reported as a violation: %+v", v)
+	}
+}
+
+// A reorg deeper than the policy is a trust violation: publishing stops at
+// the last block published before it, and the status names the block.
+func TestDeepReorgIsATrustViolation(t *testing.T) {
+	demo := mustDemo(t)
+	ix, stream, board := startIndexer(t, demo, 1)
+	head := steps(t, demo, 10)
+	published := waitPublished(t, stream, head-1)
+	if err := demo.Chain.Fork(hashAt(t, demo, head-4)); err != nil { // replaces head-3 … head
+		t.Fatal(err)
+	}
+	for range 8 {
+		demo.Chain.Commit()
+	}
+	checkFor(t, 30*time.Second, func() error {
+		if ix.Status().TrustViolation == nil {
+			return errNotYet
+		}
+		return nil
+	})
+	v := ix.Status().TrustViolation
+	if v.Number != published.Number+1 || v.PublishedHash != published.Hash.Hex() {
+		t.Fatalf("violation %+v: want block %d against published %s", v, published.Number+1, published.Hash)
+	}
+	onBoard, err := board.Get(context.Background(), devchain.ChainID)
+	if err != nil || onBoard.TrustViolation == nil || onBoard.TrustViolation.Number != v.Number {
+		t.Fatalf("status board: got %+v, %v; want the violation", onBoard, err)
+	}
+	// The indexer keeps following the head, but publishes nothing more.
+	now := steps(t, demo, 2)
+	checkFor(t, 30*time.Second, func() error {
+		if ix.Status().Head < now {
+			return errNotYet
+		}
+		return nil
+	})
+	last, _, err := events.LastDelta(context.Background(), stream, devchain.ChainID)
+	if err != nil || last.Number != published.Number || last.Hash != published.Hash {
+		t.Fatalf("after the violation the stream ends with %+v, want block %d %s", last, published.Number, published.Hash)
 	}
 }
 
