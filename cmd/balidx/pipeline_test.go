@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/indexer/devchain"
+	"github.com/ethereum/go-ethereum"
 	"github.com/balidx/balidx/query"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/ethereum/go-ethereum/rpc"
 )
 
@@ -40,7 +42,7 @@ func TestPipeline(t *testing.T) {
 	b := startBalidx(t, "run", "--rpc", demo.Chain.WSEndpoint(), "--data", dir, "--confirmations", "2")
 	steps(t, demo, 30)
 	st := b.waitCaughtUp(t, demo, 2)
-	checkEveryBalance(t, demo, b.http, st)
+	checkEveryBalance(t, demoView(demo), b.http, st)
 	b.stop(t)
 
 	steps(t, demo, 25) // while nothing indexes
@@ -51,7 +53,7 @@ func TestPipeline(t *testing.T) {
 	if st.Trusted.Number < 55 {
 		t.Fatalf("trusted block %d: want at least 55 blocks indexed", st.Trusted.Number)
 	}
-	checkEveryBalance(t, demo, b.http, st)
+	checkEveryBalance(t, demoView(demo), b.http, st)
 }
 
 type balidx struct {
@@ -130,23 +132,29 @@ func (b *balidx) waitCaughtUp(tb testing.TB, demo *devchain.Demo, confirmations 
 	return st
 }
 
+// chainView is how a test asks the chain itself.
+type chainView struct {
+	eth    *ethclient.Client
+	rpc    *rpc.Client
+	tokens []common.Address
+}
+
+func demoView(demo *devchain.Demo) chainView {
+	return chainView{eth: demo.Chain.Client, rpc: demo.Chain.RPC, tokens: []common.Address{demo.Token, demo.FeeToken}}
+}
+
 // checkEveryBalance lists every account of the chain at the trusted block
 // (the node's own debug_accountRange) and compares what balidx serves for
-// each with eth_getBalance and balanceOf at the block of the answer.
-func checkEveryBalance(tb testing.TB, demo *devchain.Demo, addr string, st query.Status) {
+// each with eth_getBalance and balanceOf at the block the answer names.
+func checkEveryBalance(tb testing.TB, chain chainView, addr string, st query.Status) {
 	tb.Helper()
 	ctx := context.Background()
-	at := new(big.Int).SetUint64(st.Trusted.Number)
-	blk, err := demo.Chain.Client.HeaderByNumber(ctx, at)
-	if err != nil {
-		tb.Fatal(err)
+	trusted := chain.canonicalHash(tb, st.Trusted.Number)
+	if trusted.Hex() != st.Trusted.Hash {
+		tb.Fatalf("trusted block %d: served hash %s, chain has %s", st.Trusted.Number, st.Trusted.Hash, trusted.Hex())
 	}
-	if blk.Hash().Hex() != st.Trusted.Hash {
-		tb.Fatalf("trusted block %d: served hash %s, chain has %s", st.Trusted.Number, st.Trusted.Hash, blk.Hash().Hex())
-	}
-	accounts := chainAccounts(tb, demo, blk.Hash())
+	accounts := chain.accounts(tb, trusted)
 	accounts = append(accounts, common.HexToAddress("0x00000000000000000000000000000000deadbeef")) // never used
-	tokens := []common.Address{demo.Token, demo.FeeToken}
 	var checked, nonZeroTokens int
 	for lo := 0; lo < len(accounts); lo += query.MaxBatchAddresses {
 		batch := accounts[lo:min(lo+query.MaxBatchAddresses, len(accounts))]
@@ -160,9 +168,10 @@ func checkEveryBalance(tb testing.TB, demo *devchain.Demo, addr string, st query
 		if err := postJSON("http://"+addr+"/v1/balances", req, &ans); err != nil {
 			tb.Fatal(err)
 		}
-		if ans.Block.Number != st.Trusted.Number || ans.Block.Hash != st.Trusted.Hash {
-			tb.Fatalf("batch answered at block %d %s, want %d %s", ans.Block.Number, ans.Block.Hash, st.Trusted.Number, st.Trusted.Hash)
+		if ans.Block.Number < st.Trusted.Number || chain.canonicalHash(tb, ans.Block.Number).Hex() != ans.Block.Hash {
+			tb.Fatalf("batch answered at block %d %s: not canonical, or older than the status", ans.Block.Number, ans.Block.Hash)
 		}
+		at := new(big.Int).SetUint64(ans.Block.Number)
 		for i, a := range batch {
 			got := ans.Balances[i]
 			if got.Error != nil {
@@ -171,7 +180,7 @@ func checkEveryBalance(tb testing.TB, demo *devchain.Demo, addr string, st query
 			if got.Address != a.Hex() {
 				tb.Fatalf("entry %d: got address %s, want %s", i, got.Address, a.Hex())
 			}
-			want, err := demo.Chain.Client.BalanceAt(ctx, a, at)
+			want, err := chain.eth.BalanceAt(ctx, a, at)
 			if err != nil {
 				tb.Fatal(err)
 			}
@@ -182,11 +191,8 @@ func checkEveryBalance(tb testing.TB, demo *devchain.Demo, addr string, st query
 			for _, t := range got.Tokens {
 				served[common.HexToAddress(t.Contract)] = t.Amount
 			}
-			for _, tok := range tokens {
-				want, err := demo.BalanceOf(ctx, tok, a, at)
-				if err != nil {
-					tb.Fatal(err)
-				}
+			for _, tok := range chain.tokens {
+				want := chain.balanceOf(tb, tok, a, at)
 				have, listed := served[tok]
 				if !listed {
 					have = "0"
@@ -201,14 +207,32 @@ func checkEveryBalance(tb testing.TB, demo *devchain.Demo, addr string, st query
 			checked++
 		}
 	}
-	if checked < 20 || nonZeroTokens < 10 {
+	if checked < 10 || nonZeroTokens < 5 {
 		tb.Fatalf("checked %d accounts and %d token balances: too few to mean anything", checked, nonZeroTokens)
 	}
 	tb.Logf("block %d: %d accounts and %d non-zero token balances equal the chain", st.Trusted.Number, checked, nonZeroTokens)
 }
 
-// chainAccounts lists every account of the state at block hash.
-func chainAccounts(tb testing.TB, demo *devchain.Demo, hash common.Hash) []common.Address {
+func (c chainView) canonicalHash(tb testing.TB, n uint64) common.Hash {
+	tb.Helper()
+	h, err := c.eth.HeaderByNumber(context.Background(), new(big.Int).SetUint64(n))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h.Hash()
+}
+
+func (c chainView) balanceOf(tb testing.TB, token, holder common.Address, at *big.Int) *big.Int {
+	tb.Helper()
+	out, err := c.eth.CallContract(context.Background(), ethereum.CallMsg{To: &token, Data: devchain.TokenCall("balanceOf", holder)}, at)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return new(big.Int).SetBytes(out)
+}
+
+// accounts lists every account of the state at block hash.
+func (c chainView) accounts(tb testing.TB, hash common.Hash) []common.Address {
 	tb.Helper()
 	var out []common.Address
 	start := hexutil.Bytes{}
@@ -217,11 +241,14 @@ func chainAccounts(tb testing.TB, demo *devchain.Demo, hash common.Hash) []commo
 			Accounts map[string]json.RawMessage `json:"accounts"`
 			Next     hexutil.Bytes              `json:"next"`
 		}
-		err := demo.Chain.RPC.Call(&dump, "debug_accountRange", rpc.BlockNumberOrHashWithHash(hash, false), start, 256, true, true, false)
+		err := c.rpc.Call(&dump, "debug_accountRange", rpc.BlockNumberOrHashWithHash(hash, false), start, 256, true, true, false)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		for k := range dump.Accounts {
+			if !common.IsHexAddress(k) {
+				tb.Fatalf("the node lists %s without its address", k)
+			}
 			out = append(out, common.HexToAddress(k))
 		}
 		if len(dump.Next) == 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	_ "embed"
-	"encoding/hex"
 	"fmt"
 	"math/big"
 	"math/rand/v2"
@@ -32,6 +31,37 @@ var (
 	tokenABI    = mustABI(tokenABIJSON)
 	splitterABI = mustABI(splitterABIJSON)
 )
+
+// TokenDeployment is the creation code of a Token named name charging
+// feeBps basis points per transfer.
+func TokenDeployment(name string, feeBps int64) []byte {
+	args, err := tokenABI.Pack("", name, big.NewInt(feeBps))
+	if err != nil {
+		panic(err) // the arguments are typed: a mismatch is a bug
+	}
+	return append(common.FromHex(strings.TrimSpace(tokenBin)), args...)
+}
+
+// SplitterDeployment is the creation code of a Splitter.
+func SplitterDeployment() []byte { return common.FromHex(strings.TrimSpace(splitterBin)) }
+
+// TokenCall packs a call of a Token method (mint, burn, transfer, balanceOf).
+func TokenCall(method string, args ...any) []byte {
+	data, err := tokenABI.Pack(method, args...)
+	if err != nil {
+		panic(fmt.Sprintf("Token.%s: %v", method, err))
+	}
+	return data
+}
+
+// SplitCall packs Splitter.split(a, b).
+func SplitCall(a, b common.Address) []byte {
+	data, err := splitterABI.Pack("split", a, b)
+	if err != nil {
+		panic(err)
+	}
+	return data
+}
 
 func mustABI(s string) abi.ABI {
 	a, err := abi.JSON(strings.NewReader(s))
@@ -97,34 +127,24 @@ func (d *Demo) Close() error { return d.Chain.Close() }
 
 func (d *Demo) deploy(ctx context.Context) error {
 	owner := 0
-	deploy := func(bin string, args []byte) (common.Address, error) {
-		code, err := hex.DecodeString(strings.TrimSpace(bin))
-		if err != nil {
-			return common.Address{}, err
-		}
+	deploy := func(code []byte) (common.Address, error) {
 		addr := crypto.CreateAddress(d.Accounts[owner], d.nonces[owner])
-		return addr, d.send(ctx, owner, nil, nil, append(code, args...), 2_000_000)
+		return addr, d.send(ctx, owner, nil, nil, code, 2_000_000)
 	}
-	args, err := tokenABI.Pack("", "Demo Token", big.NewInt(0))
-	if err != nil {
+	var err error
+	if d.Token, err = deploy(TokenDeployment("Demo Token", 0)); err != nil {
 		return err
 	}
-	if d.Token, err = deploy(tokenBin, args); err != nil {
+	if d.FeeToken, err = deploy(TokenDeployment("Fee Token", 100)); err != nil {
 		return err
 	}
-	if args, err = tokenABI.Pack("", "Fee Token", big.NewInt(100)); err != nil {
-		return err
-	}
-	if d.FeeToken, err = deploy(tokenBin, args); err != nil {
-		return err
-	}
-	if d.Splitter, err = deploy(splitterBin, nil); err != nil {
+	if d.Splitter, err = deploy(SplitterDeployment()); err != nil {
 		return err
 	}
 	d.Chain.Commit()
 	for i, a := range d.Accounts {
 		for _, tok := range []common.Address{d.Token, d.FeeToken} {
-			data, _ := tokenABI.Pack("mint", a, new(big.Int).Mul(big.NewInt(int64(1000+i)), big.NewInt(params.Ether)))
+			data := TokenCall("mint", a, new(big.Int).Mul(big.NewInt(int64(1000+i)), big.NewInt(params.Ether)))
 			if err := d.send(ctx, owner, &tok, nil, data, 1_000_000); err != nil {
 				return err
 			}
@@ -192,18 +212,15 @@ func (d *Demo) Step(ctx context.Context) (common.Hash, error) {
 			err = d.send(ctx, from, &to, amount, nil, 21_000)
 		case 2: // ETH through the splitter's internal calls
 			other := d.Accounts[d.rng.IntN(n)]
-			data, _ := splitterABI.Pack("split", to, other)
-			err = d.send(ctx, from, &d.Splitter, amount, data, 400_000)
+			err = d.send(ctx, from, &d.Splitter, amount, SplitCall(to, other), 400_000)
 		case 3: // token transfer
-			data, _ := tokenABI.Pack("transfer", to, amount)
-			err = d.send(ctx, from, &d.Token, nil, data, 400_000)
+			err = d.send(ctx, from, &d.Token, nil, TokenCall("transfer", to, amount), 400_000)
 		case 4: // fee-on-transfer token transfer
-			data, _ := tokenABI.Pack("transfer", to, amount)
-			err = d.send(ctx, from, &d.FeeToken, nil, data, 400_000)
+			err = d.send(ctx, from, &d.FeeToken, nil, TokenCall("transfer", to, amount), 400_000)
 		case 5: // burn, or a mint by the owner
-			data, _ := tokenABI.Pack("burn", amount)
+			data := TokenCall("burn", amount)
 			if from == 0 {
-				data, _ = tokenABI.Pack("mint", to, amount)
+				data = TokenCall("mint", to, amount)
 			}
 			err = d.send(ctx, from, &d.Token, nil, data, 400_000)
 		}
@@ -223,8 +240,7 @@ func (d *Demo) Step(ctx context.Context) (common.Hash, error) {
 
 // BalanceOf reads holder's balance of token at block number at.
 func (d *Demo) BalanceOf(ctx context.Context, token, holder common.Address, at *big.Int) (*big.Int, error) {
-	data, _ := tokenABI.Pack("balanceOf", holder)
-	out, err := d.Chain.Client.CallContract(ctx, ethereum.CallMsg{To: &token, Data: data}, at)
+	out, err := d.Chain.Client.CallContract(ctx, ethereum.CallMsg{To: &token, Data: TokenCall("balanceOf", holder)}, at)
 	if err != nil {
 		return nil, err
 	}

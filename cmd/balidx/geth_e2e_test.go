@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/balidx/balidx/indexer/devchain"
+	"github.com/balidx/balidx/query"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// TestGethE2E runs `balidx run` against a real `geth --dev` (the binary in
+// BALIDX_GETH, built by `make e2e` / `make test` from the version go.mod
+// pins), started and stopped by the test on loopback, and checks every
+// served balance against geth at the answer's block.
+func TestGethE2E(t *testing.T) {
+	gethBin := os.Getenv("BALIDX_GETH")
+	if gethBin == "" {
+		t.Skip("BALIDX_GETH is not set: `make e2e` builds geth and runs this test")
+	}
+	ws := startGeth(t, gethBin)
+	ctx := context.Background()
+	rc, err := rpc.DialContext(ctx, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	eth := ethclient.NewClient(rc)
+	var accounts []common.Address
+	if err := rc.Call(&accounts, "eth_accounts"); err != nil || len(accounts) == 0 {
+		t.Fatalf("dev account: %v %v", accounts, err)
+	}
+	dev := accounts[0]
+	send := func(to *common.Address, value *big.Int, data []byte) common.Hash {
+		t.Helper()
+		tx := map[string]any{"from": dev, "gas": hexutil.Uint64(1_000_000)}
+		if to != nil {
+			tx["to"] = to
+		}
+		if value != nil {
+			tx["value"] = (*hexutil.Big)(value)
+		}
+		if data != nil {
+			tx["data"] = hexutil.Bytes(data)
+		}
+		var h common.Hash
+		if err := rc.Call(&h, "eth_sendTransaction", tx); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	mined := func(h common.Hash) *types.Receipt {
+		t.Helper()
+		var r *types.Receipt
+		checkFor(t, 30*time.Second, func() error {
+			var err error
+			r, err = eth.TransactionReceipt(ctx, h)
+			return err
+		})
+		return r
+	}
+	token := mined(send(nil, nil, devchain.TokenDeployment("E2E Token", 0))).ContractAddress
+	feeToken := mined(send(nil, nil, devchain.TokenDeployment("E2E Fee Token", 100))).ContractAddress
+	splitter := mined(send(nil, nil, devchain.SplitterDeployment())).ContractAddress
+
+	b := startBalidx(t, "run", "--rpc", ws, "--data", t.TempDir(), "--confirmations", "2")
+	defer b.stop(t)
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	var last common.Hash
+	for i := range 12 {
+		to := common.BigToAddress(big.NewInt(int64(rng.Uint32()) + 1<<40))
+		other := common.BigToAddress(big.NewInt(int64(rng.Uint32()) + 1<<41))
+		amount := big.NewInt(int64(1 + rng.IntN(1_000_000_000)))
+		send(&to, amount, nil)
+		send(&splitter, amount, devchain.SplitCall(to, other))
+		send(&token, nil, devchain.TokenCall("mint", to, amount))
+		send(&feeToken, nil, devchain.TokenCall("mint", dev, amount))
+		last = send(&feeToken, nil, devchain.TokenCall("transfer", other, big.NewInt(int64(i+1)*1000)))
+	}
+	lastBlock := mined(last).BlockNumber.Uint64()
+	var st query.Status
+	checkFor(t, 60*time.Second, func() error {
+		b.checkRunning(t)
+		if err := getJSON("http://"+b.http+"/v1/status", &st); err != nil {
+			return err
+		}
+		if st.Trusted.Number < lastBlock {
+			return fmt.Errorf("trusted %d, waiting for %d", st.Trusted.Number, lastBlock)
+		}
+		return nil
+	})
+	if !st.Coverage.Full {
+		t.Fatalf("coverage %+v: want full (genesis listed by the node)", st.Coverage)
+	}
+	checkEveryBalance(t, chainView{eth: eth, rpc: rc, tokens: []common.Address{token, feeToken}}, b.http, st)
+}
+
+// startGeth runs geth --dev making a block a second, on loopback only, as an
+// archive node (so that balances at any served block can be checked), and
+// returns its WebSocket URL.
+func startGeth(tb testing.TB, bin string) string {
+	tb.Helper()
+	_, port, _ := splitHostPort(freeAddr(tb))
+	cmd := exec.Command(bin, "--dev", "--dev.period", "1",
+		"--datadir", tb.TempDir(), "--state.scheme", "hash", "--gcmode", "archive", "--cache.preimages",
+		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", fmt.Sprint(port), "--ws.api", "eth,net,web3,debug",
+		"--nodiscover", "--maxpeers", "0", "--ipcdisable", "--authrpc.port", "0", "--verbosity", "2")
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if tb.Failed() {
+			tb.Logf("geth output:\n%s", logs)
+		}
+	})
+	url := fmt.Sprintf("ws://127.0.0.1:%d", port)
+	checkFor(tb, 60*time.Second, func() error {
+		c, err := rpc.Dial(url)
+		if err != nil {
+			return err
+		}
+		c.Close()
+		return nil
+	})
+	return url
+}
