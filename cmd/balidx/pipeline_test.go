@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/indexer/devchain"
-	"github.com/ethereum/go-ethereum"
 	"github.com/balidx/balidx/query"
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/ethclient"
