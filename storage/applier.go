@@ -18,6 +18,9 @@ type ApplierConfig struct {
 	MaxBatchChanges int
 	// OnApplied, if set, is called after every commit, before the acks.
 	OnApplied func(Applied)
+	// FromSeq, if set, reads the stream from there instead of from the
+	// stored position + 1; what is already applied is recognised and skipped.
+	FromSeq uint64
 }
 
 // Applier reads the chain's deltas from the stream, in order, from the
@@ -52,8 +55,15 @@ func (a *Applier) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	msgs, err := events.Consume(ctx, a.cfg.Stream, events.ConsumeConfig{ChainID: a.cfg.ChainID, FromSeq: m.StreamSeq + 1})
+	from := m.StreamSeq + 1
+	if a.cfg.FromSeq != 0 {
+		from = a.cfg.FromSeq
+	}
+	msgs, err := events.Consume(ctx, a.cfg.Stream, events.ConsumeConfig{ChainID: a.cfg.ChainID, FromSeq: from})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	lastSeq := m.StreamSeq

@@ -1,0 +1,211 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func mustStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream) {
+	tb.Helper()
+	srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(srv.Close)
+	nc, err := events.Connect(srv.URL(), "test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := events.EnsureStream(context.Background(), js, events.StreamConfig{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js, s
+}
+
+// publishBlocks publishes blocks from..to; block 0 spans two parts, and
+// every later block moves alice's balance from n-1 to n.
+func publishBlocks(tb testing.TB, js jetstream.JetStream, s jetstream.Stream, from, to uint64) {
+	tb.Helper()
+	ctx := context.Background()
+	pub, _, err := events.NewPublisher(ctx, js, s, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for n := from; n <= to; n++ {
+		var changes []events.Change
+		if n == 0 {
+			for i := range events.MaxChangesPerPart + 10 {
+				c := events.Change{Asset: events.NativeAsset, Post: u(uint64(i + 1))}
+				c.Account[0], c.Account[1] = byte(i>>8)+1, byte(i)
+				changes = append(changes, c)
+			}
+		} else {
+			changes = []events.Change{{Account: alice, Asset: events.NativeAsset, Pre: u(n - 1), Post: u(n)}}
+		}
+		b := events.Block{Number: n, Hash: common.Hash{byte(n + 1)}, ParentHash: common.Hash{byte(n)}}
+		if err := pub.Publish(ctx, events.Split(1, b, changes)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// runApplier runs until the snapshot trusts block want and every message on
+// the stream has been acknowledged (or fails).
+func runApplier(tb testing.TB, store *Store, s jetstream.Stream, fromSeq uint64, want uint64) {
+	tb.Helper()
+	info, err := s.Info(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lastSeq := info.State.LastSeq
+	earlier := consumerNames(tb, s) // ephemeral consumers of earlier runs linger a while
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := NewApplier(ApplierConfig{Store: store, Stream: s, ChainID: 1, FromSeq: fromSeq})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, err := store.Meta()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if m.HasTrusted && m.Trusted.Number == want && ackedUpTo(tb, s, earlier) == lastSeq {
+			break
+		}
+		select {
+		case err := <-done:
+			tb.Fatalf("applier stopped at block %d: %v", m.Trusted.Number, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("snapshot at block %d, want %d", m.Trusted.Number, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// ackedUpTo is the highest ack floor of the stream's consumers but those
+// named in earlier.
+func ackedUpTo(tb testing.TB, s jetstream.Stream, earlier map[string]bool) uint64 {
+	tb.Helper()
+	var floor uint64
+	l := s.ListConsumers(context.Background())
+	for ci := range l.Info() {
+		if !earlier[ci.Name] {
+			floor = max(floor, ci.AckFloor.Stream)
+		}
+	}
+	if err := l.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return floor
+}
+
+func consumerNames(tb testing.TB, s jetstream.Stream) map[string]bool {
+	tb.Helper()
+	names := map[string]bool{}
+	l := s.ConsumerNames(context.Background())
+	for n := range l.Name() {
+		names[n] = true
+	}
+	if err := l.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return names
+}
+
+func TestApplierMultiPartRestartAndRedelivery(t *testing.T) {
+	js, s := mustStream(t)
+	store := mustStore(t, 1)
+	publishBlocks(t, js, s, 0, 3)
+	runApplier(t, store, s, 0, 3)
+	m, _ := store.Meta()
+	if m.StreamSeq != 5 || !m.CoverageFull || m.Accounts != events.MaxChangesPerPart+10+1 {
+		t.Fatalf("after blocks 0..3 (block 0 in 2 parts): got %+v", m)
+	}
+
+	// Restart: only what is new is applied, from the stored position.
+	publishBlocks(t, js, s, 4, 5)
+	runApplier(t, store, s, 0, 5)
+	m5, _ := store.Meta()
+	out := make([]Balances, 1)
+	if _, err := store.Read([]common.Address{alice}, out); err != nil || out[0].Native != u(5) {
+		t.Fatalf("alice after block 5: got %+v, %v", out[0], err)
+	}
+
+	// Every message delivered again changes nothing.
+	runApplier(t, store, s, 1, 5)
+	if again, _ := store.Meta(); again != m5 {
+		t.Fatalf("redelivery changed the snapshot: got %+v, want %+v", again, m5)
+	}
+}
+
+func TestApplierStopsOnBadStream(t *testing.T) {
+	tests := []struct {
+		name    string
+		publish func(tb testing.TB, js jetstream.JetStream)
+		want    error
+	}{
+		{"undecodable message", func(tb testing.TB, js jetstream.JetStream) {
+			if _, err := js.Publish(context.Background(), events.Subject(1), []byte(`{"version":1,"garbage`)); err != nil {
+				tb.Fatal(err)
+			}
+		}, ErrPoisonedStream},
+		{"pre disagrees", func(tb testing.TB, js jetstream.JetStream) {
+			d := events.Split(1, events.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}},
+				[]events.Change{{Account: alice, Asset: events.NativeAsset, Pre: u(999), Post: u(1)}})
+			data, _ := events.Encode(&d[0])
+			if _, err := js.Publish(context.Background(), events.Subject(1), data); err != nil {
+				tb.Fatal(err)
+			}
+		}, ErrPreMismatch},
+		{"gap", func(tb testing.TB, js jetstream.JetStream) {
+			d := events.Split(1, events.Block{Number: 5, Hash: common.Hash{6}, ParentHash: common.Hash{5}}, nil)
+			data, _ := events.Encode(&d[0])
+			if _, err := js.Publish(context.Background(), events.Subject(1), data); err != nil {
+				tb.Fatal(err)
+			}
+		}, ErrDiscontinuity},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			js, s := mustStream(t)
+			store := mustStore(t, 1)
+			publishBlocks(t, js, s, 0, 1)
+			runApplier(t, store, s, 0, 1)
+			before, _ := store.Meta()
+			tt.publish(t, js)
+			a, err := NewApplier(ApplierConfig{Store: store, Stream: s, ChainID: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := a.Run(ctx); !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if after, _ := store.Meta(); after != before {
+				t.Fatalf("a refused message changed the snapshot: %+v → %+v", before, after)
+			}
+		})
+	}
+}
