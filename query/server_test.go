@@ -1,0 +1,305 @@
+package query
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+)
+
+var (
+	holder = common.HexToAddress("0x742d35Cc6634C0532925a3b844Bc454e4438f44e")
+	tokA   = common.HexToAddress("0x00000000000000000000000000000000000000aa")
+	tokB   = common.HexToAddress("0x00000000000000000000000000000000000000bb")
+	tokC   = common.HexToAddress("0x00000000000000000000000000000000000000cc")
+	never  = common.HexToAddress("0x1111111111111111111111111111111111111111")
+)
+
+// mustServer serves a snapshot holding holder's balances at block first+1
+// (first = 0: indexed from genesis, full coverage).
+func mustServer(tb testing.TB, first uint64, cfg Config) (*Server, *Snapshot) {
+	tb.Helper()
+	store, err := storage.Open(storage.Config{Path: filepath.Join(tb.TempDir(), "s.db"), ChainID: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	snap, err := NewSnapshot(SnapshotConfig{Store: store})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(snap.Close)
+	if first != ^uint64(0) {
+		u := func(v uint64) uint256.Int { return *uint256.NewInt(v) }
+		blocks := []storage.Block{
+			{ChainID: 1, Block: events.Block{Number: first, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 1,
+				Changes: []events.Change{{Account: holder, Asset: events.NativeAsset, Post: u(5)}}},
+			{ChainID: 1, Block: events.Block{Number: first + 1, Hash: common.Hash{2}, ParentHash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 2,
+				Changes: []events.Change{
+					{Account: holder, Asset: events.NativeAsset, Pre: u(5), Post: u(1000)},
+					{Account: holder, Asset: tokA, Post: u(1)}, {Account: holder, Asset: tokB, Post: u(2)}, {Account: holder, Asset: tokC, Post: u(3)},
+				}},
+		}
+		res, err := store.Apply(blocks)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		snap.OnApplied(res)
+	}
+	cfg.Snapshot = snap
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, snap
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func do(tb testing.TB, s *Server, method, target, body string, header ...string) answer {
+	tb.Helper()
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	s.query.Handler.ServeHTTP(rec, req)
+	a := answer{status: rec.Code, header: rec.Header(), raw: rec.Body.String()}
+	if rec.Body.Len() > 0 {
+		if err := json.Unmarshal(rec.Body.Bytes(), &a.body); err != nil {
+			tb.Fatalf("%s %s: answer is not JSON: %q", method, target, rec.Body.String())
+		}
+		if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			tb.Fatalf("%s %s: Content-Type %q", method, target, ct)
+		}
+	}
+	return a
+}
+
+func (a answer) code() string {
+	if e, ok := a.body["error"].(map[string]any); ok {
+		return e["code"].(string)
+	}
+	return ""
+}
+
+func TestBalanceAnswers(t *testing.T) {
+	s, _ := mustServer(t, 0, Config{})
+	lower := strings.ToLower(holder.Hex())
+	upper := "0x" + strings.ToUpper(holder.Hex()[2:])
+	badSum := strings.Replace(holder.Hex(), "Cc", "cC", 1)
+	tests := []struct {
+		name, method, target, body string
+		status                     int
+		code                       string
+		native                     string
+		tokens                     int
+	}{
+		{"checksummed", "GET", "/v1/balances/" + holder.Hex(), "", 200, "", "1000", 3},
+		{"lower case", "GET", "/v1/balances/" + lower, "", 200, "", "1000", 3},
+		{"upper case", "GET", "/v1/balances/" + upper, "", 200, "", "1000", 3},
+		{"compatibility route", "GET", "/go/wallet/balance?address=" + holder.Hex(), "", 200, "", "1000", 3},
+		{"never seen, full coverage", "GET", "/v1/balances/" + never.Hex(), "", 200, "", "0", 0},
+		{"token filter", "GET", "/v1/balances/" + holder.Hex() + "?token=" + tokB.Hex(), "", 200, "", "1000", 1},
+		{"bad checksum", "GET", "/v1/balances/" + badSum, "", 400, "invalid_address", "", 0},
+		{"too short", "GET", "/v1/balances/0x1234", "", 400, "invalid_address", "", 0},
+		{"too long", "GET", "/v1/balances/" + holder.Hex() + "00", "", 400, "invalid_address", "", 0},
+		{"not hex", "GET", "/v1/balances/0x742d35Cc6634C0532925a3b844Bc454e4438f44g", "", 400, "invalid_address", "", 0},
+		{"no prefix", "GET", "/v1/balances/00742d35Cc6634C0532925a3b844Bc454e4438f44e", "", 400, "invalid_address", "", 0},
+		{"compat without address", "GET", "/go/wallet/balance", "", 400, "invalid_address", "", 0},
+		{"limit zero", "GET", "/v1/balances/" + holder.Hex() + "?limit=0", "", 400, "invalid_request", "", 0},
+		{"limit too large", "GET", "/v1/balances/" + holder.Hex() + "?limit=1001", "", 400, "invalid_request", "", 0},
+		{"bad cursor", "GET", "/v1/balances/" + holder.Hex() + "?cursor=zz", "", 400, "invalid_request", "", 0},
+		{"too many token filters", "GET", "/v1/balances/" + holder.Hex() + "?" + strings.Repeat("token="+tokA.Hex()+"&", 21), "", 400, "invalid_request", "", 0},
+		{"unknown route", "GET", "/v1/nothing", "", 404, "not_found", "", 0},
+		{"wrong method", "DELETE", "/v1/balances/" + holder.Hex(), "", 405, "method_not_allowed", "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := do(t, s, tt.method, tt.target, tt.body)
+			if a.status != tt.status || a.code() != tt.code {
+				t.Fatalf("got %d %q, want %d %q: %s", a.status, a.code(), tt.status, tt.code, a.raw)
+			}
+			if tt.status != 200 {
+				return
+			}
+			if a.body["native"] != tt.native || len(a.body["tokens"].([]any)) != tt.tokens {
+				t.Fatalf("got native %v, %d tokens; want %s, %d: %s", a.body["native"], len(a.body["tokens"].([]any)), tt.native, tt.tokens, a.raw)
+			}
+			if blk := a.body["block"].(map[string]any); blk["number"] != float64(1) || a.body["chain_id"] != float64(1) {
+				t.Fatalf("block %v chain %v: want block 1 of chain 1", blk, a.body["chain_id"])
+			}
+			want := holder.Hex()
+			if tt.native == "0" {
+				want = never.Hex()
+			}
+			if got := a.body["address"]; got != want {
+				t.Fatalf("address %v, want %s (EIP-55)", got, want)
+			}
+		})
+	}
+}
+
+func TestPagination(t *testing.T) {
+	s, _ := mustServer(t, 0, Config{})
+	var got []string
+	cursor := ""
+	for range 4 {
+		a := do(t, s, "GET", "/v1/balances/"+holder.Hex()+"?limit=2"+cursor, "")
+		if a.status != 200 {
+			t.Fatalf("got %d: %s", a.status, a.raw)
+		}
+		for _, tok := range a.body["tokens"].([]any) {
+			got = append(got, tok.(map[string]any)["amount"].(string))
+		}
+		next := a.body["next_cursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = "&cursor=" + next
+	}
+	if strings.Join(got, ",") != "1,2,3" {
+		t.Fatalf("paged amounts %v, want 1,2,3", got)
+	}
+}
+
+func TestETag(t *testing.T) {
+	s, _ := mustServer(t, 0, Config{})
+	a := do(t, s, "GET", "/v1/balances/"+holder.Hex(), "")
+	tag := a.header.Get("ETag")
+	if tag == "" {
+		t.Fatal("no ETag")
+	}
+	if b := do(t, s, "GET", "/v1/balances/"+holder.Hex(), "", "If-None-Match", tag); b.status != http.StatusNotModified {
+		t.Fatalf("If-None-Match with the current tag: got %d, want 304", b.status)
+	}
+	if c := do(t, s, "GET", "/v1/balances/"+never.Hex(), ""); c.header.Get("ETag") == tag {
+		t.Fatal("different balances, same ETag")
+	}
+}
+
+func TestCoverageRule(t *testing.T) {
+	s, _ := mustServer(t, 100, Config{}) // indexed from block 100: partial
+	if a := do(t, s, "GET", "/v1/balances/"+never.Hex(), ""); a.status != 404 || a.code() != "not_indexed" {
+		t.Fatalf("unknown address under partial coverage: got %d %q, want 404 not_indexed", a.status, a.code())
+	}
+	if a := do(t, s, "GET", "/v1/balances/"+holder.Hex(), ""); a.status != 200 {
+		t.Fatalf("known address: got %d", a.status)
+	}
+}
+
+func TestUnavailable(t *testing.T) {
+	s, _ := mustServer(t, ^uint64(0), Config{}) // nothing applied
+	for _, target := range []string{"/v1/balances/" + holder.Hex(), "/v1/status"} {
+		a := do(t, s, "GET", target, "")
+		if a.status != 503 || a.code() != "unavailable" || a.header.Get("Retry-After") == "" {
+			t.Fatalf("%s: got %d %q Retry-After %q, want 503 unavailable with Retry-After", target, a.status, a.code(), a.header.Get("Retry-After"))
+		}
+	}
+	if a := do(t, s, "POST", "/v1/balances", `{"addresses":["`+holder.Hex()+`"]}`); a.status != 503 {
+		t.Fatalf("batch: got %d, want 503", a.status)
+	}
+}
+
+func TestMaxStaleness(t *testing.T) {
+	s, _ := mustServer(t, 0, Config{MaxStaleness: time.Minute, Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if a := do(t, s, "GET", "/v1/balances/"+holder.Hex(), ""); a.status != 503 || a.code() != "unavailable" {
+		t.Fatalf("got %d %q, want 503 unavailable", a.status, a.code())
+	}
+	if a := do(t, s, "GET", "/v1/status", ""); a.status != 200 || a.body["stale"] != true {
+		t.Fatalf("status: got %d stale %v, want 200 and stale", a.status, a.body["stale"])
+	}
+}
+
+func TestBatch(t *testing.T) {
+	s, _ := mustServer(t, 0, Config{})
+	many := func(n int) string {
+		var b strings.Builder
+		b.WriteString(`{"addresses":[`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%q", holder.Hex())
+		}
+		return b.String() + "]}"
+	}
+	tests := []struct {
+		name, body string
+		status     int
+		code       string
+	}{
+		{"mixed entries", `{"addresses":["` + holder.Hex() + `","0xnope","` + never.Hex() + `"]}`, 200, ""},
+		{"101 addresses", many(101), 413, "request_too_large"},
+		{"body over 16 KiB", `{"addresses":["` + strings.Repeat("a", MaxBatchBody) + `"]}`, 413, "request_too_large"},
+		{"not json", `nope`, 400, "invalid_request"},
+		{"unknown field", `{"addresses":[],"x":1}`, 400, "invalid_request"},
+		{"empty", `{"addresses":[]}`, 400, "invalid_request"},
+		{"two objects", `{"addresses":["` + holder.Hex() + `"]} {}`, 400, "invalid_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := do(t, s, "POST", "/v1/balances", tt.body)
+			if a.status != tt.status || a.code() != tt.code {
+				t.Fatalf("got %d %q, want %d %q: %.300s", a.status, a.code(), tt.status, tt.code, a.raw)
+			}
+		})
+	}
+	a := do(t, s, "POST", "/v1/balances", tests[0].body)
+	bals := a.body["balances"].([]any)
+	first, second, third := bals[0].(map[string]any), bals[1].(map[string]any), bals[2].(map[string]any)
+	if first["native"] != "1000" || second["error"].(map[string]any)["code"] != "invalid_address" || third["native"] != "0" {
+		t.Fatalf("entries: %s", a.raw)
+	}
+}
+
+// An address the snapshot has never seen is answered by the Bloom filter:
+// it reaches neither the cache nor bbolt.
+func TestUnknownAddressesNeverReachTheSnapshot(t *testing.T) {
+	s, snap := mustServer(t, 0, Config{})
+	do(t, s, "GET", "/v1/balances/"+holder.Hex(), "") // fills the cache
+	before := snap.SnapshotReads()
+	for i := range 2000 {
+		a := common.Address{0x22, byte(i >> 8), byte(i)}
+		do(t, s, "GET", "/v1/balances/"+a.Hex(), "")
+	}
+	// The false-positive rate is 0.1%: a handful may pass the filter.
+	if reads := snap.SnapshotReads() - before; reads > 10 {
+		t.Fatalf("2000 unknown addresses caused %d snapshot reads", reads)
+	}
+	before = snap.SnapshotReads()
+	do(t, s, "GET", "/v1/balances/"+holder.Hex(), "")
+	if snap.SnapshotReads() != before {
+		t.Fatal("a cached address was read from the snapshot again")
+	}
+}
+
+func TestStatus(t *testing.T) {
+	ix := &events.IndexerStatus{ChainID: 1, Head: 13, Policy: events.Policy{Confirmations: 12}}
+	s, _ := mustServer(t, 0, Config{IndexerStatus: func() *events.IndexerStatus { return ix }})
+	a := do(t, s, "GET", "/v1/status", "")
+	if a.status != 200 || a.body["lag_blocks"] != float64(12) || a.body["trust_violation"] != nil {
+		t.Fatalf("got %s", a.raw)
+	}
+	snapshot := a.body["snapshot"].(map[string]any)
+	if snapshot["accounts"] != float64(1) || snapshot["token_balances"] != float64(3) || len(snapshot["digest"].(string)) != 66 {
+		t.Fatalf("snapshot %v", snapshot)
+	}
+	if cov := a.body["coverage"].(map[string]any); cov["full"] != true {
+		t.Fatalf("coverage %v", cov)
+	}
+}
