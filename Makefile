@@ -36,5 +36,10 @@ lint: vet
 e2e: $(GETH)
 	BALIDX_GETH=$(abspath $(GETH)) $(GO) test -count=1 -timeout 30m -run TestGethE2E -v ./cmd/balidx/
 
+# Pipeline figures on the simulated chain: catch-up blocks/s and the time
+# from a block's commit to its balances being served.
+bench:
+	$(GO) test -run XXX -bench . -benchtime=1x -count=3 ./cmd/balidx/
+
 clean:
 	rm -rf bin

@@ -146,7 +146,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			backoff.reset()
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, events.ErrPublishConflict) || errors.Is(err, ErrWrongChain) || errors.Is(err, events.ErrTooLarge):
+		case isFatal(err):
 			return err
 		default:
 			wait := backoff.next()
@@ -313,4 +313,15 @@ func (ix *Indexer) violation(ctx context.Context, h *Header, published common.Ha
 	ix.status.TrustViolation = v
 	ix.mu.Unlock()
 	return true, ix.cfg.Board.Put(ctx, ix.Status())
+}
+
+// isFatal tells the errors that waiting cannot cure: the operator has to
+// change something (the node's flags, the start block, the publishers).
+func isFatal(err error) bool {
+	for _, target := range []error{events.ErrPublishConflict, events.ErrTooLarge, ErrWrongChain, ErrHistoricalState, ErrNoGenesis, ErrNoDebugAPI} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core"
+	"github.com/ethereum/go-ethereum/core/rawdb"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/eth"
 	"github.com/ethereum/go-ethereum/eth/catalyst"
@@ -69,6 +70,11 @@ func New(alloc types.GenesisAlloc, feeRecipient common.Address, listenWS bool) (
 	ethConf.SyncMode = ethconfig.FullSync
 	ethConf.TxPool.NoLocals = true
 	ethConf.Preimages = true
+	// An archive: state at every block stays readable, so that catching up
+	// from genesis and checking any served block against the chain work
+	// however far behind the indexer is.
+	ethConf.NoPruning = true
+	ethConf.StateScheme = rawdb.HashScheme
 
 	stack, err := node.New(&nodeConf)
 	if err != nil {
