@@ -58,7 +58,11 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.Uint64Var(&cfg.Confirmations, "confirmations", def, "a block is trusted once head − number ≥ N")
 	}
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS URL; empty starts an embedded server with JetStream")
-	fs.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	defListen := "127.0.0.1:4222"
+	if cmd == "dev" {
+		defListen = "127.0.0.1:0" // a free port: dev keeps to itself
+	}
+	fs.StringVar(&cfg.NATSListen, "nats-listen", defListen, "address of the embedded NATS server (port 0: any free port)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 or 5 on a JetStream cluster)")
 	defData := "./data"
 	if cmd == "dev" {

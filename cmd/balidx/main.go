@@ -3,6 +3,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -46,6 +48,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "dev", "run", "indexer", "query":
 		cfg, err := parseConfig(cmd, rest, getenv, stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
