@@ -295,6 +295,16 @@ func (ix *Indexer) confirmMismatch(ctx context.Context, h *Header, cur *cursor) 
 	if again != nil && again.ParentHash == cur.parentHash {
 		return again, false, nil // the first answer was from a chain the node has left since
 	}
+	// The published block is replaced only if the node's own block n−1 is
+	// another one; a node that still has it answered inconsistently (a
+	// lagging backend behind a load balancer): wait, do not cry reorg.
+	prev, err := ix.cfg.Node.HeaderByNumber(ctx, rpc.BlockNumber(cur.next-1))
+	if err != nil {
+		return nil, false, err
+	}
+	if prev != nil && prev.Hash == cur.parentHash {
+		return nil, false, fmt.Errorf("%w: the node has the published block %d but returns a block %d built on %s", ErrBadAnswer, cur.next-1, cur.next, h.ParentHash)
+	}
 	stop, err := ix.violation(ctx, h, cur.parentHash, "the published parent")
 	return nil, stop, err
 }

@@ -18,7 +18,7 @@ import (
 func BenchmarkPipeline(b *testing.B) {
 	for b.Loop() {
 		ctx := context.Background()
-		demo, err := devchain.StartDemo(ctx, devchain.DemoConfig{Accounts: 20, Seed: 11, ListenWS: true})
+		demo, err := devchain.StartDemo(ctx, devchain.DemoConfig{Accounts: 20, Seed: 11, Listen: true})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -24,7 +24,7 @@ import (
 )
 
 // TestPipeline runs `balidx run` against a simulated chain served over
-// WebSocket, makes blocks of random traffic (ETH transfers, transfers by
+// WebSocket (new heads pushed), then over HTTP (polled), makes blocks of random traffic (ETH transfers, transfers by
 // internal calls, ERC-20 mints, burns and transfers, a fee-on-transfer
 // token, withdrawals), and checks every balance served over HTTP against the
 // chain's own answer at the block the answer names. Half-way it stops the
@@ -32,7 +32,7 @@ import (
 // same data directory.
 func TestPipeline(t *testing.T) {
 	ctx := context.Background()
-	demo, err := devchain.StartDemo(ctx, devchain.DemoConfig{Accounts: 6, Seed: 7, ListenWS: true})
+	demo, err := devchain.StartDemo(ctx, devchain.DemoConfig{Accounts: 6, Seed: 7, Listen: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestPipeline(t *testing.T) {
 
 	steps(t, demo, 25) // while nothing indexes
 
-	b = startBalidx(t, "run", "--rpc", demo.Chain.WSEndpoint(), "--data", dir, "--confirmations", "2")
+	b = startBalidx(t, "run", "--rpc", demo.Chain.HTTPEndpoint(), "--data", dir, "--confirmations", "2")
 	defer b.stop(t)
 	st = b.waitCaughtUp(t, demo, 2)
 	if st.Trusted.Number < 55 {

@@ -45,16 +45,17 @@ type Chain struct {
 
 // New starts a chain whose genesis allocates alloc (plus the system
 // contracts every fork needs) and pays block fees to feeRecipient. With
-// listenWS it also serves JSON-RPC over WebSocket on a free loopback port
-// (eth, net, web3, debug), as a real node would.
-func New(alloc types.GenesisAlloc, feeRecipient common.Address, listenWS bool) (*Chain, error) {
+// listen it also serves JSON-RPC over WebSocket and HTTP on free loopback
+// ports (eth, net, web3, debug), as a real node would.
+func New(alloc types.GenesisAlloc, feeRecipient common.Address, listen bool) (*Chain, error) {
 	nodeConf := node.DefaultConfig
 	nodeConf.DataDir = ""
 	nodeConf.P2P = p2p.Config{NoDiscovery: true, MaxPeers: 0}
 	nodeConf.HTTPHost, nodeConf.WSHost = "", ""
-	if listenWS {
-		nodeConf.WSHost, nodeConf.WSPort = "127.0.0.1", 0
-		nodeConf.WSModules = []string{"eth", "net", "web3", "debug"}
+	if listen {
+		modules := []string{"eth", "net", "web3", "debug"}
+		nodeConf.WSHost, nodeConf.WSPort, nodeConf.WSModules = "127.0.0.1", 0, modules
+		nodeConf.HTTPHost, nodeConf.HTTPPort, nodeConf.HTTPModules = "127.0.0.1", 0, modules
 	}
 
 	genesisAlloc := core.SystemContractAllocs()
@@ -104,8 +105,11 @@ func New(alloc types.GenesisAlloc, feeRecipient common.Address, listenWS bool) (
 	return c, nil
 }
 
-// WSEndpoint is the WebSocket URL, when the chain listens on one.
+// WSEndpoint is the WebSocket URL, when the chain listens.
 func (c *Chain) WSEndpoint() string { return c.stack.WSEndpoint() }
+
+// HTTPEndpoint is the HTTP URL, when the chain listens.
+func (c *Chain) HTTPEndpoint() string { return c.stack.HTTPEndpoint() }
 
 // Genesis is the chain's genesis specification.
 func (c *Chain) Genesis() *core.Genesis { return c.genesis }

@@ -89,7 +89,7 @@ type Demo struct {
 type DemoConfig struct {
 	Accounts int    // funded accounts
 	Seed     uint64 // derives the keys and the traffic
-	ListenWS bool   // serve JSON-RPC over WebSocket on loopback
+	Listen   bool   // serve JSON-RPC over WebSocket and HTTP on loopback
 }
 
 // StartDemo starts a chain with funded accounts, deploys the contracts and
@@ -110,7 +110,7 @@ func StartDemo(ctx context.Context, cfg DemoConfig) (*Demo, error) {
 	}
 	d.nonces = make([]uint64, n)
 	d.Coinbase = common.HexToAddress("0x00000000000000000000000000000000C0FFEE01")
-	chain, err := New(alloc, d.Coinbase, cfg.ListenWS)
+	chain, err := New(alloc, d.Coinbase, cfg.Listen)
 	if err != nil {
 		return nil, err
 	}
