@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/events/eventstest"
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/ethereum/go-ethereum/common"
@@ -20,26 +21,8 @@ import (
 
 func mustJetStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream, *events.StatusBoard) {
 	tb.Helper()
-	srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: tb.TempDir()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(srv.Close)
-	nc, err := events.Connect(srv.URL(), "test")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx := context.Background()
-	s, err := events.EnsureStream(ctx, js, events.StreamConfig{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	b, err := events.NewStatusBoard(ctx, js, 1)
+	js, s := eventstest.MustJetStream(tb)
+	b, err := events.NewStatusBoard(context.Background(), js, 1)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -154,19 +137,7 @@ func TestShallowReorgIsNotPublished(t *testing.T) {
 		t.Fatal("no new head")
 	}
 	waitPublished(t, stream, newHead-3)
-	info, err := stream.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
-		m, err := stream.GetMsg(context.Background(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := events.Decode(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range eventstest.Deltas(t, stream) {
 		if want := hashAt(t, demo, d.Number); d.Hash != want {
 			t.Fatalf("published block %d %s is not canonical (%s)", d.Number, d.Hash, want)
 		}
@@ -261,19 +232,7 @@ func TestDeltasMatchChain(t *testing.T) {
 
 	type key struct{ account, asset common.Address }
 	got := map[key]uint256.Int{}
-	info, err := stream.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for seq := uint64(1); seq <= info.State.LastSeq; seq++ {
-		m, err := stream.GetMsg(context.Background(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		d, err := events.Decode(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, d := range eventstest.Deltas(t, stream) {
 		for _, c := range d.Changes {
 			k := key{c.Account, c.Asset}
 			if have := got[k]; have != c.Pre {

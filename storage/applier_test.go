@@ -7,32 +7,10 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/events/eventstest"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-func mustStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream) {
-	tb.Helper()
-	srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: tb.TempDir()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(srv.Close)
-	nc, err := events.Connect(srv.URL(), "test")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := events.EnsureStream(context.Background(), js, events.StreamConfig{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return js, s
-}
 
 // publishBlocks publishes blocks from..to; block 0 spans two parts, and
 // every later block moves alice's balance from n-1 to n.
@@ -134,7 +112,7 @@ func consumerNames(tb testing.TB, s jetstream.Stream) map[string]bool {
 }
 
 func TestApplierMultiPartRestartAndRedelivery(t *testing.T) {
-	js, s := mustStream(t)
+	js, s := eventstest.MustJetStream(t)
 	store := mustStore(t, 1)
 	publishBlocks(t, js, s, 0, 3)
 	runApplier(t, store, s, 0, 3)
@@ -188,7 +166,7 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			js, s := mustStream(t)
+			js, s := eventstest.MustJetStream(t)
 			store := mustStore(t, 1)
 			publishBlocks(t, js, s, 0, 1)
 			runApplier(t, store, s, 0, 1)
