@@ -30,7 +30,7 @@ func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header
 	if file != "" {
 		g, err := readGenesis(file)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %v", ErrNoGenesis, err)
 		}
 		if h := g.ToBlock().Hash(); h != block0.Hash {
 			return nil, fmt.Errorf("%w: genesis file %s describes block 0 %s, the node's block 0 is %s", ErrWrongChain, file, h, block0.Hash)

@@ -2,8 +2,11 @@ package indexer_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"log/slog"
 	"math/big"
 	"os"
@@ -58,14 +61,21 @@ func checkFor(tb testing.TB, total time.Duration, cond func() error) {
 // startIndexer runs an indexer on demo's chain until the test ends.
 func startIndexer(tb testing.TB, demo *devchain.Demo, confirmations uint64) (*indexer.Indexer, jetstream.Stream, *events.StatusBoard) {
 	tb.Helper()
+	return startIndexerWith(tb, demo, indexer.Config{Policy: events.Policy{Confirmations: confirmations}})
+}
+
+// startIndexerWith runs an indexer configured by cfg (node, NATS and logs
+// filled in) until the test ends.
+func startIndexerWith(tb testing.TB, demo *devchain.Demo, cfg indexer.Config) (*indexer.Indexer, jetstream.Stream, *events.StatusBoard) {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	js, stream, board := mustJetStream(tb)
-	ix, err := indexer.New(ctx, indexer.Config{
-		Node: indexer.NewNode(demo.Chain.RPC), JS: js, Stream: stream, Board: board,
-		Policy: events.Policy{Confirmations: confirmations}, PollInterval: 20 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	cfg.Node, cfg.JS, cfg.Stream, cfg.Board = indexer.NewNode(demo.Chain.RPC), js, stream, board
+	cfg.PollInterval = 20 * time.Millisecond
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	ix, err := indexer.New(ctx, cfg)
 	if err != nil {
+		cancel()
 		tb.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -268,3 +278,101 @@ var errNotYet = errorString("not yet")
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+// With --trust finalized, the indexer publishes up to the node's finalized
+// block (the simulated beacon finalizes every 32 blocks) and no further.
+func TestTrustFinalized(t *testing.T) {
+	demo := mustDemo(t)
+	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Tag: "finalized"}})
+	steps(t, demo, 40)
+	fin, err := demo.Chain.Client.HeaderByNumber(context.Background(), big.NewInt(-3)) // rpc.FinalizedBlockNumber
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fin.Number.Uint64() == 0 {
+		t.Fatal("nothing finalized after 42 blocks")
+	}
+	waitPublished(t, stream, fin.Number.Uint64())
+}
+
+// The genesis file seeds block 0 with exactly the node's genesis
+// allocation; a file of another chain is refused.
+func TestGenesisFile(t *testing.T) {
+	demo := mustDemo(t)
+	data, err := json.Marshal(demo.Chain.Genesis())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(t.TempDir(), "genesis.json")
+	if err := os.WriteFile(good, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Confirmations: 1}, GenesisFile: good})
+	steps(t, demo, 1)
+	waitPublished(t, stream, 2)
+	genesis := eventstest.Deltas(t, stream)[0]
+	want := 0
+	for a, acc := range demo.Chain.Genesis().Alloc {
+		if acc.Balance == nil || acc.Balance.Sign() == 0 {
+			continue
+		}
+		want++
+		found := false
+		for _, c := range genesis.Changes {
+			if c.Account == a && c.Post.ToBig().Cmp(acc.Balance) == 0 && c.Pre.IsZero() {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("genesis account %s with %s is not in block 0's delta", a, acc.Balance)
+		}
+	}
+	if genesis.Number != 0 || len(genesis.Changes) != want {
+		t.Fatalf("block 0 delta: number %d, %d changes; want 0, %d", genesis.Number, len(genesis.Changes), want)
+	}
+
+	other := demo.Chain.Genesis()
+	other.ExtraData = []byte("another chain")
+	data, _ = json.Marshal(other)
+	bad := filepath.Join(t.TempDir(), "other.json")
+	if err := os.WriteFile(bad, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, s, board := mustJetStream(t)
+	ix, err := indexer.New(ctx, indexer.Config{Node: indexer.NewNode(demo.Chain.RPC), JS: js, Stream: s, Board: board,
+		Policy: events.Policy{Confirmations: 1}, GenesisFile: bad, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Run(ctx); !errors.Is(err, indexer.ErrWrongChain) {
+		t.Fatalf("genesis file of another chain: got %v, want ErrWrongChain", err)
+	}
+}
+
+// --start-block N starts the stream at block N, whose pre amounts are the
+// chain's balances before it.
+func TestStartBlock(t *testing.T) {
+	demo := mustDemo(t)
+	steps(t, demo, 5)
+	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Confirmations: 1}, StartBlock: 4})
+	head := steps(t, demo, 2)
+	waitPublished(t, stream, head-1)
+	first := eventstest.Deltas(t, stream)[0]
+	if first.Number != 4 {
+		t.Fatalf("first published block %d, want 4", first.Number)
+	}
+	for _, c := range first.Changes {
+		if c.Asset != events.NativeAsset {
+			continue
+		}
+		want, err := demo.Chain.Client.BalanceAt(context.Background(), c.Account, big.NewInt(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Pre.ToBig().Cmp(want) != 0 {
+			t.Fatalf("%s pre %s, chain at block 3 %s", c.Account, c.Pre.Dec(), want)
+		}
+	}
+}

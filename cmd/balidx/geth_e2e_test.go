@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
 	"github.com/ethereum/go-ethereum/common"
@@ -28,7 +32,7 @@ func TestGethE2E(t *testing.T) {
 	if gethBin == "" {
 		t.Skip("BALIDX_GETH is not set: `make e2e` builds geth and runs this test")
 	}
-	ws := startGeth(t, gethBin)
+	ws := startGeth(t, gethBin, "eth,net,web3,debug")
 	ctx := context.Background()
 	rc, err := rpc.DialContext(ctx, ws)
 	if err != nil {
@@ -106,15 +110,29 @@ func TestGethE2E(t *testing.T) {
 	checkEveryBalance(t, chainView{eth: eth, rpc: rc, tokens: []common.Address{token, feeToken}}, b.http, st)
 }
 
+// A node without the debug API is refused at start, with the flag to add.
+func TestGethWithoutDebugAPI(t *testing.T) {
+	gethBin := os.Getenv("BALIDX_GETH")
+	if gethBin == "" {
+		t.Skip("BALIDX_GETH is not set: `make e2e` builds geth and runs this test")
+	}
+	ws := startGeth(t, gethBin, "eth,net,web3")
+	err := run(context.Background(), []string{"indexer", "--rpc", ws, "--data", t.TempDir(), "--nats-listen", "127.0.0.1:0"},
+		func(string) string { return "" }, io.Discard, io.Discard)
+	if !errors.Is(err, indexer.ErrNoDebugAPI) || !strings.Contains(err.Error(), "--ws.api eth,net,web3,debug") {
+		t.Fatalf("got %v, want ErrNoDebugAPI naming the flag", err)
+	}
+}
+
 // startGeth runs geth --dev making a block a second, on loopback only, as an
 // archive node (so that balances at any served block can be checked), and
 // returns its WebSocket URL.
-func startGeth(tb testing.TB, bin string) string {
+func startGeth(tb testing.TB, bin, apis string) string {
 	tb.Helper()
 	_, port, _ := splitHostPort(freeAddr(tb))
 	cmd := exec.Command(bin, "--dev", "--dev.period", "1",
 		"--datadir", tb.TempDir(), "--state.scheme", "hash", "--gcmode", "archive", "--cache.preimages",
-		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", fmt.Sprint(port), "--ws.api", "eth,net,web3,debug",
+		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", fmt.Sprint(port), "--ws.api", apis,
 		"--nodiscover", "--maxpeers", "0", "--ipcdisable", "--authrpc.port", "0", "--verbosity", "2")
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs

@@ -56,6 +56,43 @@ func TestPipeline(t *testing.T) {
 	checkEveryBalance(t, demoView(demo), b.http, st)
 }
 
+// TestIndexerAndQueryApart runs `balidx indexer` (with the embedded NATS
+// server) and `balidx query` (connected to it) as two parts, as on two
+// machines, and checks every served balance against the chain.
+func TestIndexerAndQueryApart(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	demo, err := devchain.StartDemo(ctx, devchain.DemoConfig{Accounts: 4, Seed: 9, Listen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer demo.Close()
+	natsAddr := freeAddr(t)
+	ixDone := make(chan error, 1)
+	ixLog := &syncBuffer{}
+	go func() {
+		ixDone <- run(ctx, []string{"indexer", "--rpc", demo.Chain.WSEndpoint(), "--data", t.TempDir(),
+			"--nats-listen", natsAddr, "--confirmations", "1", "--log-level", "warn"}, func(string) string { return "" }, io.Discard, ixLog)
+	}()
+	defer func() {
+		cancel()
+		if err := <-ixDone; err != nil {
+			t.Errorf("indexer: %v\n%s", err, ixLog)
+		}
+	}()
+	checkFor(t, 30*time.Second, func() error {
+		c, err := net.Dial("tcp", natsAddr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	q := startBalidx(t, "query", "--nats", "nats://"+natsAddr, "--data", t.TempDir(), "--chain-id", "1337")
+	defer q.stop(t)
+	steps(t, demo, 12)
+	st := q.waitCaughtUp(t, demo, 1)
+	checkEveryBalance(t, demoView(demo), q.http, st)
+}
+
 type balidx struct {
 	http, admin string
 	cancel      func()

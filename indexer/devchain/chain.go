@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"math/big"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -61,10 +62,11 @@ func New(alloc types.GenesisAlloc, feeRecipient common.Address, listen bool) (*C
 	genesisAlloc := core.SystemContractAllocs()
 	maps.Copy(genesisAlloc, alloc)
 	genesis := &core.Genesis{
-		Config:    params.AllDevChainProtocolChanges,
-		GasLimit:  ethconfig.Defaults.Miner.GasCeil,
-		Alloc:     genesisAlloc,
-		Timestamp: uint64(time.Now().Unix()) - 1,
+		Config:     params.AllDevChainProtocolChanges,
+		GasLimit:   ethconfig.Defaults.Miner.GasCeil,
+		Alloc:      genesisAlloc,
+		Timestamp:  uint64(time.Now().Unix()) - 1,
+		Difficulty: new(big.Int), // written out so that the genesis survives a JSON round trip
 	}
 	ethConf := ethconfig.Defaults
 	ethConf.Genesis = genesis
