@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"log/slog"
 	"math/big"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
