@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/rpc"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures an Indexer.
@@ -33,6 +34,8 @@ type Config struct {
 	PollInterval time.Duration
 	Log          *slog.Logger
 	Now          func() time.Time
+	// Metrics, if set, receives the indexer's metrics.
+	Metrics prometheus.Registerer
 }
 
 // Indexer publishes one delta per trusted block.
@@ -40,6 +43,7 @@ type Indexer struct {
 	cfg     Config
 	chainID uint64
 	derive  deriver
+	metrics *metrics
 
 	mu     sync.Mutex
 	status events.IndexerStatus
@@ -79,7 +83,11 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 			return nil, err
 		}
 	}
-	ix := &Indexer{cfg: cfg, chainID: chainID, derive: deriver{node: cfg.Node, log: cfg.Log}}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	ix := &Indexer{cfg: cfg, chainID: chainID, derive: deriver{node: cfg.Node, log: cfg.Log}, metrics: m}
 	ix.status = events.IndexerStatus{ChainID: chainID, Policy: cfg.Policy}
 	return ix, nil
 }
@@ -149,6 +157,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		case isFatal(err):
 			return err
 		default:
+			ix.metrics.failures.Inc()
 			wait := backoff.next()
 			ix.cfg.Log.Warn("indexing failed, will retry", "block", cur.next, "err", err, "retry_in", wait)
 			select {
@@ -188,6 +197,7 @@ func (ix *Indexer) catchUp(ctx context.Context, pub *events.Publisher, cur *curs
 	if head == nil {
 		return fmt.Errorf("%w: no latest block", ErrBadAnswer)
 	}
+	ix.metrics.head.Set(float64(head.Number))
 	ix.mu.Lock()
 	ix.status.Head = uint64(head.Number)
 	ix.status.HeadSeenAt = ix.cfg.Now().UTC()
@@ -271,6 +281,9 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 	if err := pub.Publish(ctx, parts); err != nil {
 		return false, err
 	}
+	ix.metrics.published.Set(float64(block.Number))
+	ix.metrics.blocks.Inc()
+	ix.metrics.changes.Add(float64(len(changes)))
 	ix.cfg.Log.Debug("published", "block", block.Number, "changes", len(changes), "parts", len(parts), "took", ix.cfg.Now().Sub(start))
 	*cur = cursor{next: cur.next + 1, parentHash: h.Hash}
 	return false, nil
@@ -319,6 +332,7 @@ func (ix *Indexer) violation(ctx context.Context, h *Header, published common.Ha
 	}
 	ix.cfg.Log.Error("TRUST VIOLATION: the chain no longer continues what was published; publishing stopped (repair with balidx replay)",
 		"block", v.Number, "hash", v.Hash, "parent", v.ParentHash, "published", published, "against", what)
+	ix.metrics.violation.Set(1)
 	ix.mu.Lock()
 	ix.status.TrustViolation = v
 	ix.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func mustJetStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream, *events.StatusBoard) {
@@ -161,7 +162,8 @@ func TestShallowReorgIsNotPublished(t *testing.T) {
 // the last block published before it, and the status names the block.
 func TestDeepReorgIsATrustViolation(t *testing.T) {
 	demo := mustDemo(t)
-	ix, stream, board := startIndexer(t, demo, 1)
+	reg := prometheus.NewRegistry()
+	ix, stream, board := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Confirmations: 1}, Metrics: reg})
 	head := steps(t, demo, 10)
 	published := waitPublished(t, stream, head-1)
 	if err := demo.Chain.Fork(hashAt(t, demo, head-4)); err != nil { // replaces head-3 … head
@@ -179,6 +181,9 @@ func TestDeepReorgIsATrustViolation(t *testing.T) {
 	v := ix.Status().TrustViolation
 	if v.Number != published.Number+1 || v.PublishedHash != published.Hash.Hex() {
 		t.Fatalf("violation %+v: want block %d against published %s", v, published.Number+1, published.Hash)
+	}
+	if got := gauge(t, reg, "balidx_indexer_trust_violation"); got != 1 {
+		t.Fatalf("balidx_indexer_trust_violation = %v, want 1", got)
 	}
 	onBoard, err := board.Get(context.Background(), devchain.ChainID)
 	if err != nil || onBoard.TrustViolation == nil || onBoard.TrustViolation.Number != v.Number {
@@ -375,4 +380,19 @@ func TestStartBlock(t *testing.T) {
 			t.Fatalf("%s pre %s, chain at block 3 %s", c.Account, c.Pre.Dec(), want)
 		}
 	}
+}
+
+func gauge(tb testing.TB, reg *prometheus.Registry, name string) float64 {
+	tb.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	tb.Fatalf("no metric %s", name)
+	return 0
 }

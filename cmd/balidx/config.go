@@ -69,9 +69,9 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		defData = ""
 	}
 	fs.StringVar(&cfg.Data, "data", defData, "directory of the snapshot and the embedded NATS store (dev: a temporary one)")
+	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin listener: /metrics /healthz (and with the query tier /readyz /debug/pprof/)")
 	if servesHTTP {
 		fs.StringVar(&cfg.HTTP, "http", "127.0.0.1:8080", "query listener")
-		fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin listener: /metrics /healthz /readyz /debug/pprof/")
 		fs.StringVar(&cfg.Clients, "clients", "", "clients file (API.md): client ids, secrets, rates")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", 2*time.Minute, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")

@@ -66,12 +66,12 @@ func TestIndexerAndQueryApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer demo.Close()
-	natsAddr := freeAddr(t)
+	natsAddr, ixAdmin := freeAddr(t), freeAddr(t)
 	ixDone := make(chan error, 1)
 	ixLog := &syncBuffer{}
 	go func() {
 		ixDone <- run(ctx, []string{"indexer", "--rpc", demo.Chain.WSEndpoint(), "--data", t.TempDir(),
-			"--nats-listen", natsAddr, "--confirmations", "1", "--log-level", "warn"}, func(string) string { return "" }, io.Discard, ixLog)
+			"--nats-listen", natsAddr, "--admin", ixAdmin, "--confirmations", "1", "--log-level", "warn"}, func(string) string { return "" }, io.Discard, ixLog)
 	}()
 	defer func() {
 		cancel()
@@ -91,6 +91,16 @@ func TestIndexerAndQueryApart(t *testing.T) {
 	steps(t, demo, 12)
 	st := q.waitCaughtUp(t, demo, 1)
 	checkEveryBalance(t, demoView(demo), q.http, st)
+
+	resp, err := http.Get("http://" + ixAdmin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if want := fmt.Sprintf("balidx_indexer_published_block %d", st.Trusted.Number); !strings.Contains(string(body), want) {
+		t.Fatalf("indexer metrics lack %q", want)
+	}
 }
 
 type balidx struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -46,6 +47,8 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	}
 
 	g, ctx := errgroup.WithContext(ctx)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// The log: NATS JetStream.
 	natsURL := cfg.NATS
@@ -100,13 +103,22 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		ix, err := indexer.New(ctx, indexer.Config{
 			Node: node, JS: js, Stream: stream, Board: board,
 			Policy:     events.Policy{Confirmations: cfg.Confirmations, Tag: cfg.Trust},
-			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, Log: log.With("part", "indexer"),
+			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, Log: log.With("part", "indexer"), Metrics: reg,
 		})
 		if err != nil {
 			return err
 		}
 		chainID = ix.ChainID()
 		g.Go(func() error { return ix.Run(ctx) })
+	}
+
+	if cmd == "indexer" {
+		ln, err := net.Listen("tcp", cfg.Admin)
+		if err != nil {
+			return fmt.Errorf("admin listener %s: %w", cfg.Admin, err)
+		}
+		log.Info("serving", "admin", "http://"+ln.Addr().String())
+		g.Go(func() error { return serveIndexerAdmin(ctx, ln, reg) })
 	}
 
 	// The query side: snapshot, applier, HTTP.
@@ -139,8 +151,6 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		g.Go(func() error {
 			return board.Watch(ctx, chainID, func(s events.IndexerStatus) { ixStatus.Store(&s) })
 		})
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		srv, err = query.New(query.Config{
 			Addr: cfg.HTTP, AdminAddr: cfg.Admin, Snapshot: snap,
 			IndexerStatus: ixStatus.Load,
