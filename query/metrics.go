@@ -9,24 +9,47 @@ import (
 )
 
 // metrics of the query tier. Labels have bounded cardinality: routes are
-// the registered patterns, never raw paths; no client IPs.
+// the registered patterns, auth results and quota names are fixed sets,
+// client ids come from the operator's file; never a client IP.
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	auth     *prometheus.CounterVec
+	clients  *prometheus.CounterVec
+	limited  *prometheus.CounterVec
+	lookups  *prometheus.CounterVec
+	shed     prometheus.Counter
 }
+
+var sourceNames = [...]string{fromBloom: "bloom_negative", fromCache: "cache_hit", fromSnapshot: "cache_miss"}
 
 func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "balidx_http_requests_total", Help: "Query requests by route and status.",
-		}, []string{"route", "status"}),
+			Name: "balidx_http_requests_total", Help: "Query requests by route, status and authentication result.",
+		}, []string{"route", "status", "auth"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "balidx_http_request_duration_seconds", Help: "Query request latency by route.",
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5},
 		}, []string{"route"}),
+		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "balidx_auth_results_total", Help: "Authentication results: signed, anonymous, or the refusal code.",
+		}, []string{"result"}),
+		clients: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "balidx_client_requests_total", Help: "Authenticated requests by client id.",
+		}, []string{"client_id"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "balidx_rate_limited_total", Help: "Requests refused with 429, by quota.",
+		}, []string{"quota"}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "balidx_balance_lookups_total", Help: "Address lookups by outcome: bloom_negative, cache_hit, cache_miss (read from bbolt).",
+		}, []string{"outcome"}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "balidx_shed_total", Help: "Requests refused with 503 overloaded by the in-flight cap.",
+		}),
 	}
 	collectors := []prometheus.Collector{
-		m.requests, m.latency,
+		m.requests, m.latency, m.auth, m.clients, m.limited, m.lookups, m.shed,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "balidx_snapshot_reads_total", Help: "Address reads that reached bbolt.",
 		}, func() float64 { return float64(snap.SnapshotReads()) }),
@@ -47,7 +70,13 @@ func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+const ctxReads = "balidx.reads"
+
+// observe measures and logs every request: the metrics above, and one
+// access-log line with what seed chapter 1 asks for (client IP, user agent,
+// client id, authentication result, signature validity, latency, snapshot
+// reads). Secrets and signatures are never logged.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		err := next(c)
@@ -59,8 +88,29 @@ func (m *metrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		res, _ := c.Get(ctxAuth).(authResult)
+		if res.status == "" {
+			res.status = "none" // refused before authentication (shed, CORS)
+		}
+		elapsed := time.Since(start)
+		m := s.metrics
+		m.requests.WithLabelValues(route, strconv.Itoa(status), res.status).Inc()
+		m.latency.WithLabelValues(route).Observe(elapsed.Seconds())
+		m.auth.WithLabelValues(res.status).Inc()
+		if res.sigValid {
+			m.clients.WithLabelValues(res.clientID).Inc()
+		}
+		if l := s.cfg.AccessLog; l != nil {
+			reads, _ := c.Get(ctxReads).(int)
+			ua := c.Request().UserAgent()
+			if len(ua) > 128 {
+				ua = ua[:128]
+			}
+			l.Info("request", "method", c.Request().Method, "route", route, "status", status,
+				"latency_us", elapsed.Microseconds(), "client_ip", c.RealIP(), "user_agent", ua,
+				"client_id", res.clientID, "auth_status", res.status, "signature_valid", res.sigValid,
+				"backend_calls", reads)
+		}
 		return err
 	}
 }

@@ -46,9 +46,22 @@ type Config struct {
 	// MaxStaleness, if set, makes balance answers 503 when the trusted block
 	// is older: a hard bound for operators who prefer no answer to an old one.
 	MaxStaleness time.Duration
-	// Middleware runs before every query route (authentication, rate limits).
-	Middleware []echo.MiddlewareFunc
-	Registry   *prometheus.Registry
+	// Clients is the clients file; nil refuses every request but those of
+	// an anonymous tier (there is none without a file).
+	Clients *Clients
+	// SignatureWindow: how far X-Timestamp may be from the clock; default 30s.
+	SignatureWindow time.Duration
+	// MaxNonces bounds the replay cache; default 1Mi pairs (~40 MB).
+	MaxNonces int
+	// MaxInFlight caps requests served at once; past it, 503 overloaded.
+	MaxInFlight int
+	// CORSOrigins is the exact allowlist of browser origins.
+	CORSOrigins []string
+	// TrustedProxies may set X-Forwarded-For; from anyone else it is ignored.
+	TrustedProxies []*net.IPNet
+	// AccessLog, if set, gets one line per request.
+	AccessLog *slog.Logger
+	Registry  *prometheus.Registry
 	Log        *slog.Logger
 	Now        func() time.Time
 }
@@ -58,6 +71,7 @@ type Server struct {
 	cfg     Config
 	snap    *Snapshot
 	metrics *metrics
+	guard   *guard
 	query   *http.Server
 	admin   *http.Server
 	qln     net.Listener
@@ -91,12 +105,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
 	s := &Server{cfg: cfg, snap: cfg.Snapshot}
 	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registry, cfg.Snapshot); err != nil {
 		return nil, err
 	}
+	s.guard = newGuard(&s.cfg, s.metrics)
 	s.query = newHTTPServer(s.queryRoutes())
 	s.admin = newHTTPServer(s.adminRoutes())
 	return s, nil
@@ -141,14 +159,25 @@ func (s *Server) queryRoutes() *echo.Echo {
 		}
 		_ = writeError(c, apiErr)
 	}
-	e.Use(s.metrics.middleware)
-	e.Use(s.cfg.Middleware...)
+	if len(s.cfg.TrustedProxies) > 0 {
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range s.cfg.TrustedProxies {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
+	e.Use(s.observe)
+	e.Use(s.guard.middleware)
 	e.GET("/v1/balances/:address", s.getBalance)
 	e.POST("/v1/balances", s.postBalances)
 	e.GET("/go/wallet/balance", s.getWalletBalance)
 	e.GET("/v1/status", s.getStatus)
 	return e
 }
+
+// ReloadClients installs a new clients file (on SIGHUP). Buckets of clients
+// whose rate and burst did not change keep their state.
+func (s *Server) ReloadClients(c *Clients) { s.guard.reload(c) }
 
 // Listen binds both listeners (port 0 picks a free port).
 func (s *Server) Listen() error {
@@ -204,12 +233,16 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	if err != nil {
 		return err
 	}
-	e, v, ok, err := s.snap.lookup(a)
+	e, v, src, err := s.snap.lookup(a)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if v == nil {
 		return errUnavailable
+	}
+	s.metrics.lookups.WithLabelValues(sourceNames[src]).Inc()
+	if src == fromSnapshot {
+		c.Set(ctxReads, 1)
 	}
 	if err := s.checkStaleness(v); err != nil {
 		return err
@@ -313,6 +346,7 @@ func (s *Server) postBalances(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	c.Set(ctxReads, res.reads)
 	if res.view == nil {
 		return errUnavailable
 	}
@@ -392,6 +426,7 @@ type batchEntry struct {
 type batchResult struct {
 	view    *view
 	entries []batchEntry
+	reads   int // addresses read from bbolt
 }
 
 // batch reads every valid address of raw in one transaction. Addresses the
@@ -424,11 +459,13 @@ func (s *Snapshot) batch(raw []string) (batchResult, error) {
 		return res, err
 	}
 	idx := knownIdx
+	res.reads = len(known)
 	if v.meta.Trusted.Number != cur.meta.Trusted.Number {
 		if v, err = s.readMany(all, out); err != nil {
 			return res, err
 		}
 		idx = allIdx
+		res.reads += len(all)
 	}
 	for j, i := range idx {
 		res.entries[i].balances = out[j]

@@ -3,6 +3,7 @@ package query
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -56,6 +57,9 @@ func mustServer(tb testing.TB, first uint64, cfg Config) (*Server, *Snapshot) {
 		snap.OnApplied(res)
 	}
 	cfg.Snapshot = snap
+	if cfg.Clients == nil { // these tests are about answers: an open anonymous tier
+		cfg.Clients = &Clients{Anonymous: Anonymous{Enabled: true, Rate: 1e6, Burst: 1e6}}
+	}
 	s, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -303,3 +307,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("coverage %v", cov)
 	}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func nopCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }

@@ -155,47 +155,57 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 	s.view.Store(&view{meta: res.Meta, block: bi})
 }
 
-// lookup returns the balances of a and the block they are true at. ok is
-// false when no block has been applied yet.
-func (s *Snapshot) lookup(a common.Address) (e *entry, v *view, ok bool, err error) {
+// source says where an answer came from.
+type source uint8
+
+const (
+	fromBloom    source = iota // never seen: the filter answered
+	fromCache                  // a cached entry
+	fromSnapshot               // read from bbolt
+)
+
+// lookup returns the balances of a, the view they are answered at, and
+// where they came from; v is nil when no block has been applied yet.
+func (s *Snapshot) lookup(a common.Address) (e *entry, v *view, src source, err error) {
 	v = s.view.Load()
 	if v == nil {
-		return nil, nil, false, nil
+		return nil, nil, fromBloom, nil
 	}
 	s.mu.RLock()
 	known := s.bloom.Test(a[:])
 	s.mu.RUnlock()
 	if !known {
-		return &entry{readAt: v.block}, v, true, nil
+		return &entry{readAt: v.block}, v, fromBloom, nil
 	}
 	if e, hit := s.cache.Get(string(a[:])); hit {
-		return e, v, true, nil
+		return e, v, fromCache, nil
 	}
-	return s.fill(a)
+	e, v, err = s.fill(a)
+	return e, v, fromSnapshot, err
 }
 
 // fill reads a from the store and caches it. Holding mu shared from before
 // the read until after the Set means a concurrent OnApplied either sees the
 // Set (and drops it if a changed) or the read sees its commit.
-func (s *Snapshot) fill(a common.Address) (*entry, *view, bool, error) {
+func (s *Snapshot) fill(a common.Address) (*entry, *view, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out [1]storage.Balances
 	m, err := s.store.Read([]common.Address{a}, out[:])
 	s.snapshotReads.Add(1)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, err
 	}
 	v := s.view.Load()
 	if v == nil || v.meta.Trusted.Number != m.Trusted.Number {
 		// The store committed a block OnApplied has not published yet:
 		// answer at the block read, and cache nothing.
 		v = &view{meta: m, block: newBlockInfo(m)}
-		return newEntry(out[0], v.block), v, true, nil
+		return newEntry(out[0], v.block), v, nil
 	}
 	e := newEntry(out[0], v.block)
 	s.cache.Set(string(a[:]), e, e.cost())
-	return e, v, true, nil
+	return e, v, nil
 }
 
 func newEntry(b storage.Balances, at *blockInfo) *entry {

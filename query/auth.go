@@ -1,0 +1,291 @@
+package query
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
+)
+
+// Header names of a signed request (API.md "Authentication").
+const (
+	HeaderClientID  = "X-Client-ID"
+	HeaderTimestamp = "X-Timestamp"
+	HeaderNonce     = "X-Nonce"
+	HeaderSignature = "X-Request-Signature"
+)
+
+// DefaultSignatureWindow is how far a request's timestamp may be from the
+// server's clock.
+const DefaultSignatureWindow = 30 * time.Second
+
+// Authentication failures, as API.md names them.
+var (
+	errMissingCredentials = &Error{Status: http.StatusUnauthorized, Code: "missing_credentials", Message: "sign the request: X-Client-ID, X-Timestamp, X-Nonce and X-Request-Signature are required"}
+	errUnknownClient      = &Error{Status: http.StatusUnauthorized, Code: "unknown_client", Message: "no such client id"}
+	errInvalidSignature   = &Error{Status: http.StatusUnauthorized, Code: "invalid_signature", Message: "the signature does not match the request"}
+	errStaleRequest       = &Error{Status: http.StatusUnauthorized, Code: "stale_request", Message: "X-Timestamp is too far from the server's clock"}
+	errReplayedRequest    = &Error{Status: http.StatusUnauthorized, Code: "replayed_request", Message: "this nonce was already used"}
+)
+
+// authResult is how a request was authenticated, for logs and metrics.
+type authResult struct {
+	status   string // "signed", "anonymous", or the failure code
+	clientID string
+	sigValid bool
+}
+
+// clientTable is one version of the clients file, swapped whole on reload.
+type clientTable struct {
+	byID      map[string]*clientEntry
+	anonymous Anonymous
+}
+
+type clientEntry struct {
+	id      string
+	secrets [][]byte
+	limiter *rate.Limiter
+	rate    float64
+	burst   int
+}
+
+// signer verifies signatures and remembers nonces.
+type signer struct {
+	clients atomic.Pointer[clientTable]
+	window  time.Duration
+	nonces  *nonceCache
+}
+
+func newSigner(c *Clients, window time.Duration, maxNonces int) *signer {
+	if window == 0 {
+		window = DefaultSignatureWindow
+	}
+	s := &signer{window: window, nonces: newNonceCache(2*window, maxNonces)}
+	s.load(c)
+	return s
+}
+
+// load installs a clients file. A client whose rate and burst did not change
+// keeps its bucket, so a reload does not hand out fresh bursts.
+func (s *signer) load(c *Clients) {
+	old := s.clients.Load()
+	t := &clientTable{byID: make(map[string]*clientEntry, len(c.Clients)), anonymous: c.Anonymous}
+	for _, cl := range c.Clients {
+		e := &clientEntry{id: cl.ID, rate: cl.Rate, burst: cl.Burst}
+		for _, sec := range cl.Secrets {
+			e.secrets = append(e.secrets, []byte(sec))
+		}
+		if old != nil {
+			if prev, ok := old.byID[cl.ID]; ok && prev.rate == cl.Rate && prev.burst == cl.Burst {
+				e.limiter = prev.limiter
+			}
+		}
+		if e.limiter == nil {
+			e.limiter = rate.NewLimiter(rate.Limit(cl.Rate), cl.Burst)
+		}
+		t.byID[cl.ID] = e
+	}
+	s.clients.Store(t)
+}
+
+// stringToSign is API.md's six lines.
+func stringToSign(method, path, rawQuery, timestamp, nonce string, body []byte) []byte {
+	sum := sha256.Sum256(body)
+	var b bytes.Buffer
+	b.Grow(len(method) + len(path) + len(rawQuery) + len(timestamp) + len(nonce) + 70)
+	for _, part := range []string{method, path, rawQuery, timestamp, nonce} {
+		b.WriteString(part)
+		b.WriteByte('\n')
+	}
+	b.WriteString(hex.EncodeToString(sum[:]))
+	return b.Bytes()
+}
+
+// Sign returns the X-Request-Signature of a request: lowercase hex of
+// HMAC-SHA256(secret, string to sign).
+func Sign(secret []byte, method, path, rawQuery, timestamp, nonce string, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(stringToSign(method, path, rawQuery, timestamp, nonce, body))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// signedRequest is the parts of a request its signature covers.
+type signedRequest struct {
+	clientID, timestamp, nonce, signature string
+	method, path, rawQuery                string
+	body                                  []byte
+}
+
+// verify checks everything but the nonce's freshness and returns the client.
+func (s *signer) verify(r *signedRequest, now time.Time) (*clientEntry, error) {
+	if !validNonce(r.nonce) || len(r.timestamp) == 0 || len(r.timestamp) > 12 {
+		return nil, invalidRequest("X-Nonce must be 16..64 of [A-Za-z0-9_-] and X-Timestamp Unix seconds")
+	}
+	ts, err := strconv.ParseInt(r.timestamp, 10, 64)
+	if err != nil || ts < 0 {
+		return nil, invalidRequest("X-Timestamp must be Unix seconds in base 10")
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > s.window || d < -s.window {
+		return nil, errStaleRequest
+	}
+	if !lowerHex(r.signature, 64) {
+		return nil, errInvalidSignature
+	}
+	want, _ := hex.DecodeString(r.signature)
+	e, ok := s.clients.Load().byID[r.clientID]
+	if !ok {
+		return nil, errUnknownClient
+	}
+	msg := stringToSign(r.method, r.path, r.rawQuery, r.timestamp, r.nonce, r.body)
+	valid := 0
+	for _, sec := range e.secrets { // every secret is tried: the time does not tell which matched
+		m := hmac.New(sha256.New, sec)
+		m.Write(msg)
+		valid |= subtleEqual(m.Sum(nil), want)
+	}
+	if valid == 0 {
+		return nil, errInvalidSignature
+	}
+	return e, nil
+}
+
+func subtleEqual(a, b []byte) int {
+	if hmac.Equal(a, b) {
+		return 1
+	}
+	return 0
+}
+
+func lowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func validNonce(n string) bool {
+	if len(n) < 16 || len(n) > 64 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// readSignedRequest collects what the signature covers. The body (POST)
+// is read here, within the batch limit, and put back for the handler.
+func readSignedRequest(c echo.Context) (*signedRequest, error) {
+	req := c.Request()
+	h := req.Header
+	r := &signedRequest{
+		clientID: h.Get(HeaderClientID), timestamp: h.Get(HeaderTimestamp), nonce: h.Get(HeaderNonce), signature: h.Get(HeaderSignature),
+		method: req.Method, path: rawPath(req), rawQuery: req.URL.RawQuery,
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, MaxBatchBody))
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		if err != nil {
+			return nil, invalidRequest("body could not be read")
+		}
+		r.body = body
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return r, nil
+}
+
+// rawPath is the escaped path as the client sent it.
+func rawPath(r *http.Request) string {
+	if i := bytes.IndexByte([]byte(r.RequestURI), '?'); i >= 0 {
+		return r.RequestURI[:i]
+	}
+	if r.RequestURI != "" {
+		return r.RequestURI
+	}
+	return r.URL.EscapedPath()
+}
+
+// hasCredentials reports whether the request carries any auth header.
+func hasCredentials(h http.Header) bool {
+	return h.Get(HeaderClientID) != "" || h.Get(HeaderSignature) != "" || h.Get(HeaderTimestamp) != "" || h.Get(HeaderNonce) != ""
+}
+
+// nonceCache remembers accepted (client, nonce) pairs in two generations:
+// a pair is seen if either holds it, and the older is dropped whole when the
+// newer is ttl old, so a pair is kept between ttl and 2·ttl. A nonce can be
+// replayed only while its timestamp is within ±window of the clock: ttl is
+// twice the window. Memory is bounded by max pairs (~40 bytes each): when
+// full, new requests are refused (overloaded) rather than remembered badly.
+type nonceCache struct {
+	mu       sync.Mutex
+	ttl      time.Duration
+	max      int
+	cur, old map[[16]byte]struct{}
+	rotated  time.Time
+}
+
+func newNonceCache(ttl time.Duration, max int) *nonceCache {
+	if max == 0 {
+		max = 1 << 20
+	}
+	return &nonceCache{ttl: ttl, max: max, cur: map[[16]byte]struct{}{}, old: map[[16]byte]struct{}{}}
+}
+
+var errNonceCacheFull = &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", Message: "too many recent requests to remember their nonces", RetryAfter: 1}
+
+// add records (clientID, nonce); false if it was there already.
+func (n *nonceCache) add(clientID, nonce string, now time.Time) (bool, error) {
+	h := sha256.New()
+	h.Write([]byte(clientID))
+	h.Write([]byte{0})
+	h.Write([]byte(nonce))
+	var key [16]byte
+	copy(key[:], h.Sum(nil))
+
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if idle := now.Sub(n.rotated); idle >= n.ttl {
+		n.old, n.cur, n.rotated = n.cur, make(map[[16]byte]struct{}), now
+		if idle >= 2*n.ttl {
+			n.old = map[[16]byte]struct{}{}
+		}
+	}
+	if _, ok := n.cur[key]; ok {
+		return false, nil
+	}
+	if _, ok := n.old[key]; ok {
+		return false, nil
+	}
+	if len(n.cur)+len(n.old) >= n.max {
+		return false, errNonceCacheFull
+	}
+	n.cur[key] = struct{}{}
+	return true, nil
+}
+
+func (n *nonceCache) len() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.cur) + len(n.old)
+}

@@ -1,0 +1,341 @@
+package query
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	secret1 = strings.Repeat("a", 32)
+	secret2 = strings.Repeat("b", 40)
+)
+
+// fakeClock is a settable clock for time windows.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func authServer(tb testing.TB, clients *Clients, clk *fakeClock, mut func(*Config)) *Server {
+	tb.Helper()
+	cfg := Config{Clients: clients, Now: clk.now}
+	if mut != nil {
+		mut(&cfg)
+	}
+	s, _ := mustServer(tb, 0, cfg)
+	return s
+}
+
+func twoClients() *Clients {
+	return &Clients{Clients: []Client{
+		{ID: "wallet", Secrets: []string{secret1, secret2}, Rate: 1000, Burst: 1000},
+		{ID: "slow", Secrets: []string{secret1}, Rate: 1, Burst: 2},
+	}}
+}
+
+// req is a request to send, signed as given.
+type req struct {
+	method, target, body string
+	client, secret       string
+	ts                   int64
+	nonce                string
+	remote               string
+	header               map[string]string
+	mutate               func(r *http.Request) // after signing
+}
+
+var nonceSeq int
+
+func (q req) send(tb testing.TB, s *Server) answer {
+	tb.Helper()
+	if q.method == "" {
+		q.method = "GET"
+	}
+	r := httptest.NewRequest(q.method, q.target, strings.NewReader(q.body))
+	r.RemoteAddr = "192.0.2.1:1234"
+	if q.remote != "" {
+		r.RemoteAddr = q.remote
+	}
+	if q.client != "" {
+		if q.nonce == "" {
+			nonceSeq++
+			q.nonce = fmt.Sprintf("nonce-%016d", nonceSeq)
+		}
+		ts := strconv.FormatInt(q.ts, 10)
+		path, query, _ := strings.Cut(q.target, "?")
+		r.Header.Set(HeaderClientID, q.client)
+		r.Header.Set(HeaderTimestamp, ts)
+		r.Header.Set(HeaderNonce, q.nonce)
+		r.Header.Set(HeaderSignature, Sign([]byte(q.secret), q.method, path, query, ts, q.nonce, []byte(q.body)))
+	}
+	for k, v := range q.header {
+		r.Header.Set(k, v)
+	}
+	if q.mutate != nil {
+		q.mutate(r)
+	}
+	rec := httptest.NewRecorder()
+	s.query.Handler.ServeHTTP(rec, r)
+	a := answer{status: rec.Code, header: rec.Header(), raw: rec.Body.String()}
+	if rec.Body.Len() > 0 {
+		if err := jsonUnmarshal(rec.Body.Bytes(), &a.body); err != nil {
+			tb.Fatalf("not JSON: %q", rec.Body.String())
+		}
+	}
+	return a
+}
+
+func TestSignatures(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	now := clk.t.Unix()
+	path := "/v1/balances/" + holder.Hex()
+	batch := `{"addresses":["` + holder.Hex() + `"]}`
+	tests := []struct {
+		name string
+		req  req
+		code string // "" means 200
+	}{
+		{"signed GET", req{target: path, client: "wallet", secret: secret1, ts: now}, ""},
+		{"signed GET with query", req{target: path + "?limit=2", client: "wallet", secret: secret1, ts: now}, ""},
+		{"signed POST", req{method: "POST", target: "/v1/balances", body: batch, client: "wallet", secret: secret1, ts: now}, ""},
+		{"second secret (rotation)", req{target: path, client: "wallet", secret: secret2, ts: now}, ""},
+		{"status is signed too", req{target: "/v1/status", client: "wallet", secret: secret1, ts: now}, ""},
+		{"no credentials, no anonymous tier", req{target: path}, "missing_credentials"},
+		{"a header missing", req{target: path, client: "wallet", secret: secret1, ts: now, mutate: func(r *http.Request) { r.Header.Del(HeaderNonce) }}, "missing_credentials"},
+		{"unknown client", req{target: path, client: "nobody", secret: secret1, ts: now}, "unknown_client"},
+		{"wrong secret", req{target: path, client: "wallet", secret: strings.Repeat("c", 32), ts: now}, "invalid_signature"},
+		{"method changed", req{target: path, client: "wallet", secret: secret1, ts: now, mutate: func(r *http.Request) { r.Method = "POST" }}, "invalid_signature"},
+		{"path changed", req{target: path, client: "wallet", secret: secret1, ts: now, mutate: func(r *http.Request) {
+			r.RequestURI = "/v1/balances/" + never.Hex()
+			r.URL.Path = r.RequestURI
+		}}, "invalid_signature"},
+		{"query changed", req{target: path + "?limit=2", client: "wallet", secret: secret1, ts: now, mutate: func(r *http.Request) {
+			r.URL.RawQuery = "limit=3"
+			r.RequestURI = path + "?limit=3"
+		}}, "invalid_signature"},
+		{"body changed", req{method: "POST", target: "/v1/balances", body: batch, client: "wallet", secret: secret1, ts: now, mutate: func(r *http.Request) {
+			other := `{"addresses":["` + never.Hex() + `"]}`
+			r.Body = http.NoBody
+			r.Body = nopCloser(other)
+			r.ContentLength = int64(len(other))
+		}}, "invalid_signature"},
+		{"timestamp changed", req{target: path, client: "wallet", secret: secret1, ts: now, mutate: func(r *http.Request) { r.Header.Set(HeaderTimestamp, strconv.FormatInt(now-1, 10)) }}, "invalid_signature"},
+		{"nonce changed", req{target: path, client: "wallet", secret: secret1, ts: now, nonce: "aaaaaaaaaaaaaaaa", mutate: func(r *http.Request) { r.Header.Set(HeaderNonce, "aaaaaaaaaaaaaaab") }}, "invalid_signature"},
+		{"signature upper-case hex", req{target: path, client: "wallet", secret: secret1, ts: now, mutate: func(r *http.Request) {
+			r.Header.Set(HeaderSignature, strings.ToUpper(r.Header.Get(HeaderSignature)))
+		}}, "invalid_signature"},
+		{"30 s old: accepted", req{target: path, client: "wallet", secret: secret1, ts: now - 30}, ""},
+		{"31 s old: stale", req{target: path, client: "wallet", secret: secret1, ts: now - 31}, "stale_request"},
+		{"30 s ahead: accepted", req{target: path, client: "wallet", secret: secret1, ts: now + 30}, ""},
+		{"31 s ahead: stale", req{target: path, client: "wallet", secret: secret1, ts: now + 31}, "stale_request"},
+		{"short nonce", req{target: path, client: "wallet", secret: secret1, ts: now, nonce: "short"}, "invalid_request"},
+		{"nonce with a bad character", req{target: path, client: "wallet", secret: secret1, ts: now, nonce: "nonce/with/slashes"}, "invalid_request"},
+		{"timestamp not a number", req{target: path, client: "wallet", secret: secret1, ts: now, mutate: func(r *http.Request) { r.Header.Set(HeaderTimestamp, "soon") }}, "invalid_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := authServer(t, twoClients(), clk, nil)
+			a := tt.req.send(t, s)
+			want := 200
+			switch {
+			case tt.code == "invalid_request":
+				want = 400
+			case tt.code != "":
+				want = 401
+			}
+			if a.status != want || a.code() != tt.code {
+				t.Fatalf("got %d %q, want %d %q: %s", a.status, a.code(), want, tt.code, a.raw)
+			}
+		})
+	}
+}
+
+func TestReplay(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := authServer(t, twoClients(), clk, nil)
+	r := req{target: "/v1/balances/" + holder.Hex(), client: "wallet", secret: secret1, ts: clk.t.Unix(), nonce: "replay-me-0000001"}
+	if a := r.send(t, s); a.status != 200 {
+		t.Fatalf("first: got %d %s", a.status, a.raw)
+	}
+	if a := r.send(t, s); a.code() != "replayed_request" {
+		t.Fatalf("replay: got %d %q, want replayed_request", a.status, a.code())
+	}
+	// Still refused at the edge of the window, when the timestamp is still fresh.
+	clk.t = clk.t.Add(30 * time.Second)
+	if a := r.send(t, s); a.code() != "replayed_request" {
+		t.Fatalf("replay 30 s later: got %d %q, want replayed_request", a.status, a.code())
+	}
+	// Another client may use the same nonce.
+	other := r
+	other.client = "slow"
+	if a := other.send(t, s); a.status != 200 {
+		t.Fatalf("same nonce, other client: got %d %s", a.status, a.raw)
+	}
+}
+
+func TestReloadClients(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := authServer(t, twoClients(), clk, nil)
+	target := "/v1/balances/" + holder.Hex()
+	s.ReloadClients(&Clients{Clients: []Client{{ID: "wallet", Secrets: []string{secret2}, Rate: 10, Burst: 10}}})
+	if a := (req{target: target, client: "wallet", secret: secret1, ts: clk.t.Unix()}).send(t, s); a.code() != "invalid_signature" {
+		t.Fatalf("retired secret: got %d %q", a.status, a.code())
+	}
+	if a := (req{target: target, client: "wallet", secret: secret2, ts: clk.t.Unix()}).send(t, s); a.status != 200 {
+		t.Fatalf("kept secret: got %d %s", a.status, a.raw)
+	}
+	if a := (req{target: target, client: "slow", secret: secret1, ts: clk.t.Unix()}).send(t, s); a.code() != "unknown_client" {
+		t.Fatalf("removed client: got %d %q", a.status, a.code())
+	}
+}
+
+func TestClientQuota(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := authServer(t, twoClients(), clk, nil)
+	target := "/v1/balances/" + holder.Hex()
+	for i := range 2 {
+		if a := (req{target: target, client: "slow", secret: secret1, ts: clk.t.Unix()}).send(t, s); a.status != 200 {
+			t.Fatalf("request %d within the burst: got %d", i, a.status)
+		}
+	}
+	a := req{target: target, client: "slow", secret: secret1, ts: clk.t.Unix()}.send(t, s)
+	if a.status != 429 || a.code() != "rate_limited" || a.header.Get("Retry-After") != "1" {
+		t.Fatalf("over quota: got %d %q Retry-After %q", a.status, a.code(), a.header.Get("Retry-After"))
+	}
+	if p, l := a.header.Get("RateLimit-Policy"), a.header.Get("RateLimit"); p != `"client";q=2;w=2` || l != `"client";r=0;t=1` {
+		t.Fatalf("RateLimit-Policy %q RateLimit %q", p, l)
+	}
+	if b := (req{target: target, client: "wallet", secret: secret1, ts: clk.t.Unix()}).send(t, s); b.status != 200 {
+		t.Fatalf("a well-behaved client: got %d", b.status)
+	}
+	clk.t = clk.t.Add(time.Second)
+	if c := (req{target: target, client: "slow", secret: secret1, ts: clk.t.Unix()}).send(t, s); c.status != 200 {
+		t.Fatalf("after a second: got %d", c.status)
+	}
+}
+
+// Failed authentications are counted per IP: past the allowance, even a
+// correct signature from that IP waits, while other IPs are unaffected.
+func TestFailedAuthIsThrottledPerIP(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := authServer(t, twoClients(), clk, nil)
+	target := "/v1/balances/" + holder.Hex()
+	for range defaultFailedAuthBurst {
+		if a := (req{target: target, client: "wallet", secret: strings.Repeat("x", 32), ts: clk.t.Unix()}).send(t, s); a.code() != "invalid_signature" {
+			t.Fatalf("guess: got %q", a.code())
+		}
+	}
+	if a := (req{target: target, client: "wallet", secret: secret1, ts: clk.t.Unix()}).send(t, s); a.status != 429 {
+		t.Fatalf("after %d failures: got %d, want 429", defaultFailedAuthBurst, a.status)
+	}
+	if a := (req{target: target, client: "wallet", secret: secret1, ts: clk.t.Unix(), remote: "198.51.100.7:1"}).send(t, s); a.status != 200 {
+		t.Fatalf("another IP: got %d", a.status)
+	}
+}
+
+// X-Forwarded-For names the client only when the direct peer is a proxy
+// the operator trusts; otherwise anyone could pick their own rate bucket.
+func TestForwardedForCannotBeSpoofed(t *testing.T) {
+	anon := &Clients{Anonymous: Anonymous{Enabled: true, Rate: 1, Burst: 1}}
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	target := "/v1/balances/" + holder.Hex()
+	t.Run("untrusted peer", func(t *testing.T) {
+		s := authServer(t, anon, clk, nil)
+		first := req{target: target, header: map[string]string{"X-Forwarded-For": "203.0.113.1"}}.send(t, s)
+		second := req{target: target, header: map[string]string{"X-Forwarded-For": "203.0.113.2"}}.send(t, s)
+		if first.status != 200 || second.status != 429 {
+			t.Fatalf("got %d then %d: a forged X-Forwarded-For bought a new bucket", first.status, second.status)
+		}
+	})
+	t.Run("trusted proxy", func(t *testing.T) {
+		_, proxies, _ := net.ParseCIDR("10.0.0.0/8")
+		s := authServer(t, anon, clk, func(c *Config) { c.TrustedProxies = []*net.IPNet{proxies} })
+		first := req{target: target, remote: "10.1.1.1:80", header: map[string]string{"X-Forwarded-For": "203.0.113.1"}}.send(t, s)
+		second := req{target: target, remote: "10.1.1.1:80", header: map[string]string{"X-Forwarded-For": "203.0.113.2"}}.send(t, s)
+		third := req{target: target, remote: "10.1.1.1:80", header: map[string]string{"X-Forwarded-For": "203.0.113.2"}}.send(t, s)
+		if first.status != 200 || second.status != 200 || third.status != 429 {
+			t.Fatalf("got %d %d %d: want two clients behind the proxy, the second over its quota", first.status, second.status, third.status)
+		}
+	})
+}
+
+func TestLoadShedding(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := authServer(t, &Clients{Anonymous: Anonymous{Enabled: true, Rate: 100, Burst: 100}}, clk, func(c *Config) { c.MaxInFlight = 1 })
+	if !s.guard.inFlight.enter() { // one request being served
+		t.Fatal("could not enter")
+	}
+	a := req{target: "/v1/balances/" + holder.Hex()}.send(t, s)
+	if a.status != 503 || a.code() != "overloaded" || a.header.Get("Retry-After") == "" {
+		t.Fatalf("got %d %q, want 503 overloaded with Retry-After", a.status, a.code())
+	}
+	s.guard.inFlight.leave()
+	if a := (req{target: "/v1/balances/" + holder.Hex()}).send(t, s); a.status != 200 {
+		t.Fatalf("after the other request left: got %d", a.status)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := authServer(t, &Clients{Anonymous: Anonymous{Enabled: true, Rate: 100, Burst: 100}}, clk, func(c *Config) { c.CORSOrigins = []string{"https://wallet.example"} })
+	target := "/v1/balances/" + holder.Hex()
+	ok := req{target: target, header: map[string]string{"Origin": "https://wallet.example"}}.send(t, s)
+	if ok.status != 200 || ok.header.Get("Access-Control-Allow-Origin") != "https://wallet.example" || !strings.Contains(strings.Join(ok.header.Values("Vary"), ","), "Origin") {
+		t.Fatalf("allowed origin: got %d, headers %v", ok.status, ok.header)
+	}
+	for _, origin := range []string{"https://attacker.example", "null", "https://wallet.example.attacker.example"} {
+		if a := (req{target: target, header: map[string]string{"Origin": origin}}).send(t, s); a.status != 403 || a.code() != "origin_not_allowed" || a.header.Get("Access-Control-Allow-Origin") != "" {
+			t.Fatalf("origin %q: got %d %q", origin, a.status, a.code())
+		}
+	}
+	pre := req{method: "OPTIONS", target: target, header: map[string]string{"Origin": "https://wallet.example", "Access-Control-Request-Method": "GET"}}.send(t, s)
+	if pre.status != 204 || !strings.Contains(pre.header.Get("Access-Control-Allow-Headers"), HeaderSignature) {
+		t.Fatalf("preflight: got %d %v", pre.status, pre.header)
+	}
+	if none := (req{target: target}).send(t, s); none.status != 200 || none.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("no Origin: got %d", none.status)
+	}
+}
+
+// Under a million distinct keys, the limiter and nonce tables stay within
+// their bounds.
+func TestTablesAreBounded(t *testing.T) {
+	table := newLimiterTable("anonymous", 1, 1, 1000)
+	for i := range 1_000_000 {
+		table.get(strconv.Itoa(i))
+	}
+	if n := table.lru.Len(); n > 1000 {
+		t.Fatalf("limiter table holds %d buckets, bound 1000", n)
+	}
+	nonces := newNonceCache(time.Minute, 50_000)
+	now := time.Unix(1_800_000_000, 0)
+	refused := 0
+	for i := range 1_000_000 {
+		if _, err := nonces.add("c", strconv.Itoa(i), now); err != nil {
+			refused++
+		}
+	}
+	if nonces.len() > 50_000 || refused != 1_000_000-50_000 {
+		t.Fatalf("nonce cache holds %d (bound 50000), refused %d", nonces.len(), refused)
+	}
+	// Two windows later every pair has expired and room is back.
+	if ok, err := nonces.add("c", "later", now.Add(2*time.Minute)); !ok || err != nil || nonces.len() != 1 {
+		t.Fatalf("after expiry: %v %v, holds %d", ok, err, nonces.len())
+	}
+}
+
+func TestSignMatchesAPIExample(t *testing.T) {
+	// The six lines of API.md, joined by \n without a trailing newline.
+	got := string(stringToSign("GET", "/v1/balances/0xabc", "", "1700000000", "0123456789abcdef", nil))
+	empty := fmt.Sprintf("%x", sha256.Sum256(nil))
+	want := "GET\n/v1/balances/0xabc\n\n1700000000\n0123456789abcdef\n" + empty
+	if got != want {
+		t.Fatalf("string to sign:\n%q\nwant\n%q", got, want)
+	}
+}

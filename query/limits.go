@@ -1,0 +1,113 @@
+package query
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
+)
+
+// limiterTable holds one token bucket per key (a client IP), at most size of
+// them: an attacker rotating keys evicts the least recently used buckets
+// instead of growing memory. A key evicted and seen again starts with a full
+// bucket; the global in-flight cap bounds what that can buy.
+type limiterTable struct {
+	name  string
+	rate  rate.Limit
+	burst int
+	lru   *lru.Cache[string, *rate.Limiter]
+}
+
+func newLimiterTable(name string, perSecond float64, burst, size int) *limiterTable {
+	c, err := lru.New[string, *rate.Limiter](size)
+	if err != nil {
+		panic(err) // size is a positive constant of ours
+	}
+	return &limiterTable{name: name, rate: rate.Limit(perSecond), burst: burst, lru: c}
+}
+
+func (t *limiterTable) get(key string) *rate.Limiter {
+	if l, ok := t.lru.Get(key); ok {
+		return l
+	}
+	l := rate.NewLimiter(t.rate, t.burst)
+	if prev, ok, _ := t.lru.PeekOrAdd(key, l); ok {
+		return prev
+	}
+	return l
+}
+
+// quota is one bucket a request is charged to, with its name for headers.
+type quota struct {
+	name    string
+	limiter *rate.Limiter
+}
+
+// take charges one token at now. When the bucket is empty it returns the
+// 429 to answer, with Retry-After and the RateLimit fields set on h.
+func (q quota) take(now time.Time, h http.Header) *Error {
+	r := q.limiter.ReserveN(now, 1)
+	if !r.OK() {
+		return q.refuse(math.MaxInt32, h, now)
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return q.refuse(d, h, now)
+	}
+	setRateLimitFields(h, q.name, q.limiter, now)
+	return nil
+}
+
+// empty reports whether the bucket has no whole token, without charging.
+func (q quota) empty(now time.Time) bool { return q.limiter.TokensAt(now) < 1 }
+
+func (q quota) refuse(wait time.Duration, h http.Header, now time.Time) *Error {
+	secs := int(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	setRateLimitFields(h, q.name, q.limiter, now)
+	return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: fmt.Sprintf("over the %s quota; retry after %d s", q.name, secs), RetryAfter: secs}
+}
+
+// setRateLimitFields writes the IETF RateLimit-Policy and RateLimit fields:
+// the quota is the bucket (q = burst, w = seconds to refill it), r the whole
+// tokens left, t the seconds until the next one.
+func setRateLimitFields(h http.Header, name string, l *rate.Limiter, now time.Time) {
+	burst, perSecond := l.Burst(), float64(l.Limit())
+	window := 1
+	if perSecond > 0 {
+		window = max(1, int(math.Ceil(float64(burst)/perSecond)))
+	}
+	tokens := l.TokensAt(now)
+	remaining := max(0, int(tokens))
+	reset := 0
+	if tokens < 1 && perSecond > 0 {
+		reset = max(1, int(math.Ceil((1-tokens)/perSecond)))
+	}
+	h.Set("RateLimit-Policy", `"`+name+`";q=`+strconv.Itoa(burst)+`;w=`+strconv.Itoa(window))
+	h.Set("RateLimit", `"`+name+`";r=`+strconv.Itoa(remaining)+`;t=`+strconv.Itoa(reset))
+}
+
+// inFlight caps the requests being served at once; past the cap, requests
+// are shed with 503 overloaded instead of queueing without bound.
+type inFlight struct {
+	n, max atomic.Int64
+}
+
+var errOverloaded = &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", Message: "too many requests in flight", RetryAfter: 1}
+
+func (f *inFlight) enter() bool {
+	if f.n.Add(1) > f.max.Load() {
+		f.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (f *inFlight) leave() { f.n.Add(-1) }
