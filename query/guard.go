@@ -21,13 +21,13 @@ const (
 // a caller whose IP has failed authentication too often is refused before
 // its signature is even checked, so signatures cannot be guessed at speed.
 type guard struct {
-	now       func() time.Time
-	inFlight  inFlight
-	cors      *cors
-	signer    *signer
-	anonIP    atomic.Pointer[limiterTable] // anonymous callers, per IP; nil: refused
-	failedIP  *limiterTable                // failed authentications, per IP
-	metrics   *metrics
+	now      func() time.Time
+	inFlight inFlight
+	cors     *cors
+	signer   *signer
+	anonIP   atomic.Pointer[limiterTable] // anonymous callers, per IP; nil: refused
+	failedIP *limiterTable                // failed authentications, per IP
+	metrics  *metrics
 }
 
 func newGuard(cfg *Config, m *metrics) *guard {

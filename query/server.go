@@ -62,8 +62,8 @@ type Config struct {
 	// AccessLog, if set, gets one line per request.
 	AccessLog *slog.Logger
 	Registry  *prometheus.Registry
-	Log        *slog.Logger
-	Now        func() time.Time
+	Log       *slog.Logger
+	Now       func() time.Time
 }
 
 // Server runs the query and admin listeners.
