@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/balidx/balidx/query"
 	"sigs.k8s.io/yaml"
 )
 
@@ -27,6 +29,10 @@ type config struct {
 	StartBlock    uint64
 	ChainID       uint64
 	Clients       string
+	CORSOrigins   string
+	TrustProxies  string
+	MaxInFlight   int
+	AccessLog     bool
 	StaleAfter    time.Duration
 	MaxStaleness  time.Duration
 	Replicas      int
@@ -72,7 +78,11 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin listener: /metrics /healthz (and with the query tier /readyz /debug/pprof/)")
 	if servesHTTP {
 		fs.StringVar(&cfg.HTTP, "http", "127.0.0.1:8080", "query listener")
-		fs.StringVar(&cfg.Clients, "clients", "", "clients file (API.md): client ids, secrets, rates")
+		fs.StringVar(&cfg.Clients, "clients", "", "clients file (API.md): client ids, secrets, rates; re-read on SIGHUP")
+		fs.StringVar(&cfg.CORSOrigins, "cors-origins", "", "exact browser origins allowed, comma-separated (scheme://host[:port])")
+		fs.StringVar(&cfg.TrustProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated")
+		fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 512, "requests served at once; past it, 503 overloaded")
+		fs.BoolVar(&cfg.AccessLog, "access-log", true, "one log line per query request")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", 2*time.Minute, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
 	}
@@ -178,6 +188,15 @@ func (c *config) validate(cmd string) error {
 	if cmd != "dev" && c.Data == "" {
 		errs = append(errs, errors.New("--data is required"))
 	}
+	if c.MaxInFlight < 0 || c.MaxInFlight > 1_000_000 {
+		errs = append(errs, fmt.Errorf("--max-in-flight %d: want 1..1000000", c.MaxInFlight))
+	}
+	if _, err := query.ParseOrigins(c.CORSOrigins); err != nil {
+		errs = append(errs, fmt.Errorf("--cors-origins: %w", err))
+	}
+	if _, err := parseCIDRs(c.TrustProxies); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
+	}
 	if c.StaleAfter < 0 || c.MaxStaleness < 0 {
 		errs = append(errs, errors.New("staleness bounds must not be negative"))
 	}
@@ -193,4 +212,28 @@ func (c *config) validate(cmd string) error {
 		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// parseCIDRs reads a comma-separated list of CIDRs (a bare IP is a /32 or /128).
+func parseCIDRs(list string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, p := range strings.Split(list, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			if ip := net.ParseIP(p); ip != nil && ip.To4() != nil {
+				p += "/32"
+			} else {
+				p += "/128"
+			}
+		}
+		_, n, err := net.ParseCIDR(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

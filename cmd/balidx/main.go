@@ -31,6 +31,8 @@ Commands:
   indexer   follow --rpc and publish trusted blocks to NATS
   query     apply the stream to the local snapshot and serve HTTP
   status    print /v1/status of a running query node
+  get       print the balances of an address (signed with --client-id and
+            BALIDX_CLIENT_SECRET, or anonymous)
 
 Run 'balidx COMMAND -h' for the flags of a command. Every flag can also be
 set in the config file (--config, YAML, same names) or as BALIDX_<NAME>
@@ -57,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, cmd, cfg, stdout, stderr)
 	case "status":
 		return status(ctx, rest, getenv, stdout, stderr)
+	case "get":
+		return get(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -9,6 +9,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +45,7 @@ func TestPipeline(t *testing.T) {
 	steps(t, demo, 30)
 	st := b.waitCaughtUp(t, demo, 2)
 	checkEveryBalance(t, demoView(demo), b.http, st)
+	checkCommands(t, b, demo.Accounts[0].Hex(), st)
 	b.stop(t)
 
 	steps(t, demo, 25) // while nothing indexes
@@ -103,6 +106,35 @@ func TestIndexerAndQueryApart(t *testing.T) {
 	}
 }
 
+// checkCommands runs `balidx get` (signed) and `balidx status` against b.
+func checkCommands(tb testing.TB, b *balidx, address string, st query.Status) {
+	tb.Helper()
+	env := map[string]string{"BALIDX_HTTP": b.http, "BALIDX_CLIENT_ID": "tester", "BALIDX_CLIENT_SECRET": testSecret}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"get", "--json", address}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+		tb.Fatal(err)
+	}
+	var got struct {
+		Address string `json:"address"`
+		Native  string `json:"native"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || got.Address != address || got.Native == "" {
+		tb.Fatalf("balidx get: %q (%v)", out.String(), err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"status"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+		tb.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "digest "+st.Snapshot.Digest) {
+		tb.Fatalf("balidx status: %q", out.String())
+	}
+	env["BALIDX_CLIENT_SECRET"] = strings.Repeat("x", 40)
+	err := run(context.Background(), []string{"get", address}, func(k string) string { return env[k] }, &out, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "invalid_signature") {
+		tb.Fatalf("balidx get with a wrong secret: %v", err)
+	}
+}
+
 type balidx struct {
 	http, admin string
 	cancel      func()
@@ -116,6 +148,9 @@ func startBalidx(tb testing.TB, cmd string, args ...string) *balidx {
 	tb.Helper()
 	b := &balidx{http: freeAddr(tb), admin: freeAddr(tb), done: make(chan error, 1), stderr: &syncBuffer{}}
 	args = append([]string{cmd, "--http", b.http, "--admin", b.admin, "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}, args...)
+	if cmd != "indexer" {
+		args = append(args, "--clients", testClientsFile(tb))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	go func() { b.done <- run(ctx, args, func(string) string { return "" }, io.Discard, b.stderr) }()
@@ -140,6 +175,20 @@ func (b *balidx) checkRunning(tb testing.TB) {
 	default:
 	}
 }
+
+// testClientsFile issues one signing client and opens the anonymous tier
+// wide: the pipeline tests poll freely; the defences have their own tests.
+func testClientsFile(tb testing.TB) string {
+	tb.Helper()
+	f := filepath.Join(tb.TempDir(), "clients.yaml")
+	data := "clients:\n  - {id: tester, secrets: [\"" + testSecret + "\"], rate: 1000, burst: 1000}\nanonymous: {enabled: true, rate: 100000, burst: 100000}\n"
+	if err := os.WriteFile(f, []byte(data), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+const testSecret = "a-test-secret-that-is-long-enough-0123456789"
 
 func (b *balidx) stop(tb testing.TB) {
 	tb.Helper()

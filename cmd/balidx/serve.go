@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/balidx/balidx/events"
@@ -38,12 +40,9 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	if cfg.Clients != "" {
-		clients, err := query.LoadClients(cfg.Clients)
-		if err != nil {
-			return err
-		}
-		log.Warn("clients file loaded; signatures are not enforced yet", "clients", len(clients.Clients))
+	clients, err := loadClients(cmd, cfg, log)
+	if err != nil {
+		return err
 	}
 
 	g, ctx := errgroup.WithContext(ctx)
@@ -151,14 +150,24 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		g.Go(func() error {
 			return board.Watch(ctx, chainID, func(s events.IndexerStatus) { ixStatus.Store(&s) })
 		})
+		origins, _ := query.ParseOrigins(cfg.CORSOrigins) // validated in config
+		proxies, _ := parseCIDRs(cfg.TrustProxies)
+		var accessLog *slog.Logger
+		if cfg.AccessLog {
+			accessLog = log.With("part", "access")
+		}
 		srv, err = query.New(query.Config{
 			Addr: cfg.HTTP, AdminAddr: cfg.Admin, Snapshot: snap,
 			IndexerStatus: ixStatus.Load,
 			StaleAfter:    cfg.StaleAfter, MaxStaleness: cfg.MaxStaleness,
-			Registry: reg, Log: log.With("part", "query"),
+			Clients: clients, CORSOrigins: origins, TrustedProxies: proxies, MaxInFlight: cfg.MaxInFlight,
+			AccessLog: accessLog, Registry: reg, Log: log.With("part", "query"),
 		})
 		if err != nil {
 			return err
+		}
+		if cfg.Clients != "" {
+			g.Go(func() error { return reloadOnHangup(ctx, cfg.Clients, srv, log) })
 		}
 		if err := srv.Listen(); err != nil {
 			return err
@@ -184,4 +193,47 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level)) // validated in config
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// loadClients reads the clients file. Without one, `dev` opens a low-rate
+// anonymous tier so that a plain curl works in the demo; the other commands
+// refuse every unsigned request.
+func loadClients(cmd string, cfg *config, log *slog.Logger) (*query.Clients, error) {
+	if cfg.Clients != "" {
+		c, err := query.LoadClients(cfg.Clients)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("clients file loaded", "clients", len(c.Clients), "anonymous", c.Anonymous.Enabled)
+		return c, nil
+	}
+	if cmd == "dev" {
+		return &query.Clients{Anonymous: query.Anonymous{Enabled: true, Rate: 5, Burst: 20}}, nil
+	}
+	if cmd != "indexer" {
+		log.Warn("no --clients file: every request must be signed and no client exists, so all are refused")
+	}
+	return &query.Clients{}, nil
+}
+
+// reloadOnHangup re-reads the clients file on SIGHUP. A file that does not
+// load is reported and the clients in force stay.
+func reloadOnHangup(ctx context.Context, path string, srv *query.Server, log *slog.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			c, err := query.LoadClients(path)
+			if err != nil {
+				log.Error("clients file not reloaded; the previous one stays in force", "err", err)
+				continue
+			}
+			srv.ReloadClients(c)
+			log.Info("clients file reloaded", "clients", len(c.Clients), "anonymous", c.Anonymous.Enabled)
+		}
+	}
 }

@@ -1,0 +1,139 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/query/client"
+	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+)
+
+var holder = common.HexToAddress("0x742d35Cc6634C0532925a3b844Bc454e4438f44e")
+
+const secret = "a-secret-of-at-least-thirty-two-characters"
+
+// mustNode serves a one-block snapshot on a real loopback listener.
+func mustNode(tb testing.TB) string {
+	tb.Helper()
+	store, err := storage.Open(storage.Config{Path: filepath.Join(tb.TempDir(), "s.db"), ChainID: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1,
+		Block:   events.Block{Number: 0, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())},
+		Changes: []events.Change{{Account: holder, Asset: events.NativeAsset, Post: *uint256.NewInt(42)}}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(snap.Close)
+	snap.OnApplied(res)
+	srv, err := query.New(query.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Snapshot: snap, Clients: &query.Clients{Clients: []query.Client{
+		{ID: "wallet", Secrets: []string{secret}, Rate: 100, Burst: 100},
+		{ID: "slow", Secrets: []string{secret}, Rate: 1, Burst: 1},
+	}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Error(err)
+		}
+	})
+	return "http://" + srv.Addr()
+}
+
+// counting counts the requests that go out.
+type counting struct{ n atomic.Int32 }
+
+func (c *counting) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func newClient(tb testing.TB, base, id, sec string) (*client.Client, *counting) {
+	tb.Helper()
+	rt := &counting{}
+	c, err := client.New(client.Config{BaseURL: base, ClientID: id, Secret: sec, HTTP: &http.Client{Transport: rt, Timeout: 5 * time.Second}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, rt
+}
+
+func TestSignedCalls(t *testing.T) {
+	base := mustNode(t)
+	c, _ := newClient(t, base, "wallet", secret)
+	b, err := c.Balance(context.Background(), holder.Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Native != "42" || b.Address != holder.Hex() || b.ChainID != 1 {
+		t.Fatalf("got %+v", b)
+	}
+	st, err := c.Status(context.Background())
+	if err != nil || st.Snapshot.Accounts != 1 {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+}
+
+func TestNoRetryOnWhatRetryingCannotFix(t *testing.T) {
+	base := mustNode(t)
+	for _, tt := range []struct {
+		name, id, secret, address, code string
+	}{
+		{"bad secret", "wallet", "not-the-secret-not-the-secret-xx", holder.Hex(), "invalid_signature"},
+		{"unknown client", "nobody", secret, holder.Hex(), "unknown_client"},
+		{"bad address", "wallet", secret, "0x1234", "invalid_address"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, rt := newClient(t, base, tt.id, tt.secret)
+			_, err := c.Balance(context.Background(), tt.address)
+			var apiErr *client.APIError
+			if !errors.As(err, &apiErr) || apiErr.Code != tt.code {
+				t.Fatalf("got %v, want %s", err, tt.code)
+			}
+			if n := rt.n.Load(); n != 1 {
+				t.Fatalf("sent %d times, want once", n)
+			}
+		})
+	}
+}
+
+func TestRetriesRateLimitAfterRetryAfter(t *testing.T) {
+	base := mustNode(t)
+	c, rt := newClient(t, base, "slow", secret)
+	if _, err := c.Balance(context.Background(), holder.Hex()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.Balance(context.Background(), holder.Hex()); err != nil {
+		t.Fatalf("second call, after a 429: %v", err)
+	}
+	if n := rt.n.Load(); n < 3 {
+		t.Fatalf("sent %d requests, want the 429 retried", n)
+	}
+	if waited := time.Since(start); waited < 900*time.Millisecond {
+		t.Fatalf("retried after %s: Retry-After (1 s) was not honoured", waited)
+	}
+}
