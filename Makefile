@@ -41,5 +41,12 @@ e2e: $(GETH)
 bench:
 	$(GO) test -run XXX -bench . -benchtime=1x -count=3 ./cmd/balidx/
 
+# Each fuzz target for FUZZTIME (seeds in query/testdata/fuzz/).
+FUZZTIME ?= 60s
+fuzz:
+	for f in FuzzParseAddress FuzzVerifySignature FuzzParseBatch; do \
+		$(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./query/ || exit 1; \
+	done
+
 clean:
 	rm -rf bin

@@ -1,0 +1,75 @@
+package query
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// parseAddress accepts exactly what API.md allows: every accepted string
+// round-trips to the same address, and a canonical form is always accepted.
+func FuzzParseAddress(f *testing.F) {
+	for _, s := range []string{holder.Hex(), strings.ToLower(holder.Hex()), "0x" + strings.ToUpper(holder.Hex()[2:]), "0x1234", "", strings.Repeat("f", 42), "0X742d35Cc6634C0532925a3b844Bc454e4438f44e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, ok := parseAddress(s)
+		if !ok {
+			return
+		}
+		if len(s) != 42 || !strings.EqualFold(s[2:], a.Hex()[2:]) {
+			t.Fatalf("accepted %q as %s", s, a.Hex())
+		}
+		if mixed := s[2:] != strings.ToLower(s[2:]) && s[2:] != strings.ToUpper(s[2:]); mixed && s[2:] != a.Hex()[2:] {
+			t.Fatalf("accepted %q with a wrong checksum", s)
+		}
+		for _, canon := range []string{a.Hex(), strings.ToLower(a.Hex())} {
+			if b, ok := parseAddress(canon); !ok || b != a {
+				t.Fatalf("refused canonical %q", canon)
+			}
+		}
+	})
+}
+
+// verify never accepts a signature made with another secret or over other
+// bytes, and always accepts the right one.
+func FuzzVerifySignature(f *testing.F) {
+	f.Add("GET", "/v1/balances/0xabc", "limit=2", "nonce-0000000000001", []byte(""), "")
+	f.Add("POST", "/v1/balances", "", "nonce-0000000000002", []byte(`{"addresses":[]}`), "0000000000000000000000000000000000000000000000000000000000000000")
+	clients := &Clients{Clients: []Client{{ID: "c", Secrets: []string{secret1}, Rate: 1, Burst: 1}}}
+	now := time.Unix(1_800_000_000, 0)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	f.Fuzz(func(t *testing.T, method, path, query, nonce string, body []byte, forged string) {
+		s := newSigner(clients, 0, 0)
+		r := &signedRequest{clientID: "c", timestamp: ts, nonce: nonce, method: method, path: path, rawQuery: query, body: body}
+		r.signature = Sign([]byte(secret1), method, path, query, ts, nonce, body)
+		_, err := s.verify(r, now)
+		if validNonce(nonce) && err != nil {
+			t.Fatalf("the right signature was refused: %v", err)
+		}
+		r.signature = forged
+		if forged != Sign([]byte(secret1), method, path, query, ts, nonce, body) {
+			if _, err := s.verify(r, now); err == nil {
+				t.Fatalf("a forged signature %q was accepted", forged)
+			}
+		}
+	})
+}
+
+// parseBatch either refuses a body or returns 1 to 100 addresses.
+func FuzzParseBatch(f *testing.F) {
+	f.Add([]byte(`{"addresses":["` + holder.Hex() + `"]}`))
+	f.Add([]byte(`{"addresses":[]}`))
+	f.Add([]byte(`{"addresses":["a"],"x":1}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		addrs, err := parseBatch(body)
+		if err != nil {
+			return
+		}
+		if len(addrs) == 0 || len(addrs) > MaxBatchAddresses {
+			t.Fatalf("accepted %d addresses", len(addrs))
+		}
+	})
+}
