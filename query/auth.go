@@ -128,7 +128,10 @@ type signedRequest struct {
 
 // verify checks everything but the nonce's freshness and returns the client.
 func (s *signer) verify(r *signedRequest, now time.Time) (*clientEntry, error) {
-	if !validNonce(r.nonce) || len(r.timestamp) == 0 || len(r.timestamp) > 12 {
+	if r.clientID == "" || r.timestamp == "" || r.nonce == "" || r.signature == "" {
+		return nil, errMissingCredentials
+	}
+	if !validNonce(r.nonce) || len(r.timestamp) > 12 {
 		return nil, invalidRequest("X-Nonce must be 16..64 of [A-Za-z0-9_-] and X-Timestamp Unix seconds")
 	}
 	ts, err := strconv.ParseInt(r.timestamp, 10, 64)

@@ -220,22 +220,33 @@ func TestClientQuota(t *testing.T) {
 	}
 }
 
-// Failed authentications are counted per IP: past the allowance, even a
-// correct signature from that IP waits, while other IPs are unaffected.
+// Failed authentications are counted per IP: past the allowance, guesses
+// get 429 and no reason, while valid signatures — from that IP too — pass.
 func TestFailedAuthIsThrottledPerIP(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	s := authServer(t, twoClients(), clk, nil)
 	target := "/v1/balances/" + holder.Hex()
+	guess := req{target: target, client: "wallet", secret: strings.Repeat("x", 32), ts: clk.t.Unix()}
 	for range defaultFailedAuthBurst {
-		if a := (req{target: target, client: "wallet", secret: strings.Repeat("x", 32), ts: clk.t.Unix()}).send(t, s); a.code() != "invalid_signature" {
+		if a := guess.send(t, s); a.code() != "invalid_signature" {
 			t.Fatalf("guess: got %q", a.code())
 		}
 	}
-	if a := (req{target: target, client: "wallet", secret: secret1, ts: clk.t.Unix()}).send(t, s); a.status != 429 {
-		t.Fatalf("after %d failures: got %d, want 429", defaultFailedAuthBurst, a.status)
+	if a := guess.send(t, s); a.status != 429 || a.header.Get("Retry-After") == "" {
+		t.Fatalf("guess after %d failures: got %d, want 429 with Retry-After", defaultFailedAuthBurst, a.status)
 	}
-	if a := (req{target: target, client: "wallet", secret: secret1, ts: clk.t.Unix(), remote: "198.51.100.7:1"}).send(t, s); a.status != 200 {
-		t.Fatalf("another IP: got %d", a.status)
+	if a := (req{target: target, client: "wallet", secret: secret1, ts: clk.t.Unix()}).send(t, s); a.status != 200 {
+		t.Fatalf("a valid signature from the same IP: got %d", a.status)
+	}
+	other := guess
+	other.remote = "198.51.100.7:1"
+	if a := other.send(t, s); a.code() != "invalid_signature" {
+		t.Fatalf("a guess from another IP: got %d %q", a.status, a.code())
+	}
+	clk.t = clk.t.Add(time.Second)
+	guess.ts = clk.t.Unix()
+	if a := guess.send(t, s); a.code() != "invalid_signature" {
+		t.Fatalf("a second later: got %d %q", a.status, a.code())
 	}
 }
 

@@ -1,7 +1,6 @@
 package query
 
 import (
-	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -17,9 +16,7 @@ const (
 )
 
 // guard is the query tier's front door, in the order a request meets it:
-// the in-flight cap (load shedding), CORS, then authentication and quotas —
-// a caller whose IP has failed authentication too often is refused before
-// its signature is even checked, so signatures cannot be guessed at speed.
+// the in-flight cap (load shedding), CORS, then authentication and quotas.
 type guard struct {
 	now      func() time.Time
 	inFlight inFlight
@@ -99,23 +96,26 @@ func (g *guard) authenticate(c echo.Context) (authResult, error) {
 		}
 		return authResult{status: "anonymous"}, nil
 	}
-	failures := quota{g.failedIP.name, g.failedIP.get(ip)}
-	if failures.empty(now) {
-		g.metrics.limited.WithLabelValues("auth-failures").Inc()
-		return authResult{status: "rate_limited"}, failures.refuse(time.Second, h, now)
-	}
 	sr, err := readSignedRequest(c)
 	if err != nil {
 		return authResult{status: "invalid_request"}, err
 	}
-	if sr.clientID == "" || sr.timestamp == "" || sr.nonce == "" || sr.signature == "" {
-		failures.take(now, http.Header{})
-		return authResult{status: "missing_credentials"}, errMissingCredentials
-	}
 	client, err := g.signer.verify(sr, now)
 	if err != nil {
-		failures.take(now, http.Header{})
-		return authResult{status: toAPIError(err).Code, clientID: boundedID(sr.clientID)}, err
+		res := authResult{status: toAPIError(err).Code, clientID: boundedID(sr.clientID)}
+		// Failures are counted per IP; past the allowance the caller gets
+		// 429 and Retry-After instead of the reason, so guessing slows down
+		// and learns nothing. A valid signature is never held back by its
+		// neighbours' failures: clients behind one NAT stay independent.
+		failures := quota{g.failedIP.name, g.failedIP.get(ip)}
+		if limited := failures.take(now, h); limited != nil {
+			g.metrics.limited.WithLabelValues(failures.name).Inc()
+			res.status = "rate_limited"
+			return res, limited
+		}
+		h.Del("RateLimit-Policy")
+		h.Del("RateLimit")
+		return res, err
 	}
 	res := authResult{status: "signed", clientID: client.id, sigValid: true}
 	if err := (quota{"client", client.limiter}).take(now, h); err != nil {

@@ -15,8 +15,9 @@ import (
 )
 
 // BloomFalsePositiveRate is the Bloom filter's target false-positive rate at
-// its capacity: one unknown address in a thousand reaches the cache.
-const BloomFalsePositiveRate = 0.001
+// its capacity: one unknown address in a million reaches the cache (~29
+// bits per address: 7 MB for a million accounts at twice the capacity).
+const BloomFalsePositiveRate = 1e-6
 
 // minBloomCapacity keeps a small snapshot's filter from being rebuilt often.
 const minBloomCapacity = 1 << 16
