@@ -36,10 +36,12 @@ lint: vet
 e2e: $(GETH)
 	BALIDX_GETH=$(abspath $(GETH)) $(GO) test -count=1 -timeout 30m -run TestGethE2E -v ./cmd/balidx/
 
-# Pipeline figures on the simulated chain: catch-up blocks/s and the time
-# from a block's commit to its balances being served.
+# Pipeline figures on the simulated chain (catch-up blocks/s, the time from
+# a block's commit to its balances being served), then the query tier's
+# cost per request and per defence against a bare echo handler.
 bench:
 	$(GO) test -run XXX -bench . -benchtime=1x -count=3 ./cmd/balidx/
+	$(GO) test -run XXX -bench . -benchtime=200000x -count=3 ./query/
 
 # Each fuzz target for FUZZTIME (seeds in query/testdata/fuzz/).
 FUZZTIME ?= 60s

@@ -167,7 +167,10 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			return err
 		}
 		if cfg.Clients != "" {
-			g.Go(func() error { return reloadOnHangup(ctx, cfg.Clients, srv, log) })
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			g.Go(func() error { return reloadOn(ctx, hup, cfg.Clients, srv, log) })
 		}
 		if err := srv.Listen(); err != nil {
 			return err
@@ -216,17 +219,14 @@ func loadClients(cmd string, cfg *config, log *slog.Logger) (*query.Clients, err
 	return &query.Clients{}, nil
 }
 
-// reloadOnHangup re-reads the clients file on SIGHUP. A file that does not
-// load is reported and the clients in force stay.
-func reloadOnHangup(ctx context.Context, path string, srv *query.Server, log *slog.Logger) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// reloadOn re-reads the clients file at every signal (SIGHUP). A file that
+// does not load is reported and the clients in force stay.
+func reloadOn(ctx context.Context, signals <-chan os.Signal, path string, srv *query.Server, log *slog.Logger) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-hup:
+		case <-signals:
 			c, err := query.LoadClients(path)
 			if err != nil {
 				log.Error("clients file not reloaded; the previous one stays in force", "err", err)

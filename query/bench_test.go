@@ -1,0 +1,167 @@
+package query
+
+import (
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+	"github.com/labstack/echo/v4"
+)
+
+// The cost of each defence per request, in the handler chain without the
+// network (make bench; compare with BenchmarkBareEcho of the same run).
+
+func BenchmarkBareEcho(b *testing.B) {
+	e := echo.New()
+	body := []byte(`{"address":"0x742d35Cc6634C0532925a3b844Bc454e4438f44e","native":"1000","tokens":[],"next_cursor":""}`)
+	e.GET("/v1/balances/:address", func(c echo.Context) error { return c.JSONBlob(http.StatusOK, body) })
+	serve(b, e, func() *http.Request { return httptest.NewRequest("GET", "/v1/balances/"+holder.Hex(), nil) })
+}
+
+func benchServer(b *testing.B, accessLog bool) *Server {
+	var log *slog.Logger
+	if accessLog {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s, snap := mustServer(b, 0, Config{AccessLog: log, Clients: &Clients{
+		Clients:   []Client{{ID: "wallet", Secrets: []string{secret1}, Rate: 1e9, Burst: 1e9}},
+		Anonymous: Anonymous{Enabled: true, Rate: 1e9, Burst: 1e9},
+	}})
+	do(b, s, "GET", "/v1/balances/"+holder.Hex(), "")
+	snap.cache.Wait()
+	return s
+}
+
+func BenchmarkBalanceAnonymousCacheHit(b *testing.B) {
+	s := benchServer(b, false)
+	serve(b, s.query.Handler, func() *http.Request { return httptest.NewRequest("GET", "/v1/balances/"+holder.Hex(), nil) })
+}
+
+func BenchmarkBalanceAnonymousCacheHitAccessLog(b *testing.B) {
+	s := benchServer(b, true)
+	serve(b, s.query.Handler, func() *http.Request { return httptest.NewRequest("GET", "/v1/balances/"+holder.Hex(), nil) })
+}
+
+func BenchmarkBalanceAnonymousBloomNegative(b *testing.B) {
+	s := benchServer(b, false)
+	serve(b, s.query.Handler, func() *http.Request { return httptest.NewRequest("GET", "/v1/balances/"+never.Hex(), nil) })
+}
+
+func BenchmarkBalanceSignedCacheHit(b *testing.B) {
+	s := benchServer(b, false)
+	path := "/v1/balances/" + holder.Hex()
+	i := 0
+	serve(b, s.query.Handler, func() *http.Request {
+		i++
+		r := httptest.NewRequest("GET", path, nil)
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		nonce := "bench-nonce-" + strconv.Itoa(1_000_000_000+i)
+		r.Header.Set(HeaderClientID, "wallet")
+		r.Header.Set(HeaderTimestamp, ts)
+		r.Header.Set(HeaderNonce, nonce)
+		r.Header.Set(HeaderSignature, Sign([]byte(secret1), "GET", path, "", ts, nonce, nil))
+		return r
+	})
+}
+
+func BenchmarkVerifySignature(b *testing.B) {
+	s := newSigner(&Clients{Clients: []Client{{ID: "wallet", Secrets: []string{secret1}, Rate: 1, Burst: 1}}}, 0, 0)
+	now := time.Now()
+	ts := strconv.FormatInt(now.Unix(), 10)
+	r := &signedRequest{clientID: "wallet", timestamp: ts, nonce: "bench-nonce-0000001", method: "GET", path: "/v1/balances/" + holder.Hex()}
+	r.signature = Sign([]byte(secret1), r.method, r.path, "", ts, r.nonce, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.verify(r, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkParseAddress(b *testing.B) {
+	s := holder.Hex()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := parseAddress(s); !ok {
+			b.Fatal("refused")
+		}
+	}
+}
+
+// serve runs h on b.N requests built beforehand, writing to a reusable
+// writer, so that only the handler chain is timed.
+func serve(b *testing.B, h http.Handler, newReq func() *http.Request) {
+	reqs := make([]*http.Request, b.N)
+	for i := range reqs {
+		reqs[i] = newReq()
+		reqs[i].RemoteAddr = "192.0.2.1:1234"
+	}
+	w := &discardWriter{header: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w.reset()
+		h.ServeHTTP(w, reqs[i])
+		if w.status != http.StatusOK {
+			b.Fatalf("status %d", w.status)
+		}
+	}
+}
+
+// discardWriter is a ResponseWriter that keeps the status and drops the body.
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header { return w.header }
+func (w *discardWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *discardWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return len(p), nil
+}
+func (w *discardWriter) reset() {
+	clear(w.header)
+	w.status = 0
+}
+
+// BenchmarkBloomRebuild measures building the filter from a snapshot of
+// 200,000 accounts, as at every start (the filter is rebuilt, not stored).
+func BenchmarkBloomRebuild(b *testing.B) {
+	store, err := storage.Open(storage.Config{Path: filepath.Join(b.TempDir(), "s.db"), ChainID: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	const n = 200_000
+	changes := make([]events.Change, n)
+	for i := range changes {
+		changes[i].Account = common.BigToAddress(big.NewInt(int64(i) + 1<<40))
+		changes[i].Post = *uint256.NewInt(1)
+	}
+	if _, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: events.Block{Hash: common.Hash{1}}, Changes: changes}}); err != nil {
+		b.Fatal(err)
+	}
+	s := &Snapshot{store: store}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := s.rebuildBloom(n); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(s.bloom.Cap())/8/n, "bytes/account")
+}
