@@ -60,7 +60,7 @@ func TestReloadOnSignal(t *testing.T) {
 	}
 	write("anonymous: {enabled: true, rate: 100, burst: 100}\n")
 	signals <- syscall.SIGHUP
-	signals <- syscall.SIGHUP // the first is handled once the second is taken
+	signals <- syscall.SIGHUP                                  // the first is handled once the second is taken
 	if got := status(); got != http.StatusServiceUnavailable { // anonymous now; no snapshot yet
 		t.Fatalf("after reload: got %d, want 503 (past authentication)", got)
 	}
