@@ -3,6 +3,7 @@ package query
 import (
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -348,5 +349,26 @@ func TestSignMatchesAPIExample(t *testing.T) {
 	want := "GET\n/v1/balances/0xabc\n\n1700000000\n0123456789abcdef\n" + empty
 	if got != want {
 		t.Fatalf("string to sign:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// The access log names who asked and how it went, never the secret or the
+// signature.
+func TestAccessLog(t *testing.T) {
+	var buf strings.Builder
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := authServer(t, twoClients(), clk, func(c *Config) { c.AccessLog = slog.New(slog.NewTextHandler(&buf, nil)) })
+	r := req{target: "/v1/balances/" + never.Hex(), client: "wallet", secret: secret1, ts: clk.t.Unix(), header: map[string]string{"User-Agent": "wallet/1.0"}}
+	if a := r.send(t, s); a.status != 200 {
+		t.Fatalf("got %d", a.status)
+	}
+	line := buf.String()
+	for _, want := range []string{"client_ip=192.0.2.1", "user_agent=wallet/1.0", "client_id=wallet", "auth_status=signed", "signature_valid=true", "backend_calls=0", "latency_us=", "status=200"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line lacks %q: %s", want, line)
+		}
+	}
+	if strings.Contains(line, secret1) || strings.Contains(line, "X-Request-Signature") {
+		t.Fatalf("log line leaks credentials: %s", line)
 	}
 }
