@@ -3,6 +3,7 @@ package query
 import (
 	"net/http"
 	"net/http/pprof"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -17,12 +18,26 @@ func (s *Server) adminRoutes() *echo.Echo {
 	})
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{})))
+	e.GET("/snapshot", s.snapshotCopy)
 	e.GET("/debug/pprof/*", echo.WrapHandler(http.HandlerFunc(pprof.Index)))
 	e.GET("/debug/pprof/cmdline", echo.WrapHandler(http.HandlerFunc(pprof.Cmdline)))
 	e.GET("/debug/pprof/profile", echo.WrapHandler(http.HandlerFunc(pprof.Profile)))
 	e.GET("/debug/pprof/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)))
 	e.GET("/debug/pprof/trace", echo.WrapHandler(http.HandlerFunc(pprof.Trace)))
 	return e
+}
+
+// snapshotCopy streams a consistent copy of the snapshot file (one read
+// transaction) while the node keeps applying: for audits and new nodes.
+func (s *Server) snapshotCopy(c echo.Context) error {
+	// A large file takes longer than the listener's write timeout.
+	if err := http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(time.Hour)); err != nil {
+		return err
+	}
+	c.Response().Header().Set("Content-Type", "application/octet-stream")
+	c.Response().WriteHeader(http.StatusOK)
+	_, err := s.snap.store.WriteTo(c.Response())
+	return err
 }
 
 // readyz is 200 once a snapshot is loaded and, under a hard staleness bound,

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"io"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
@@ -74,4 +75,33 @@ func (s *Store) ForEachAccount(fn func(common.Address)) error {
 			return nil
 		})
 	})
+}
+
+// ForEachBalance calls fn for every non-zero balance, in (account, asset)
+// order, within one read transaction; m is the snapshot they are true at.
+func (s *Store) ForEachBalance(fn func(account, asset common.Address, amount *uint256.Int) error) (m Meta, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		m = readMeta(tx.Bucket(bucketMeta))
+		var amount uint256.Int
+		return tx.Bucket(bucketBalances).ForEach(func(k, v []byte) error {
+			if len(v) == 0 {
+				return nil
+			}
+			amount.SetBytes(v)
+			return fn(common.BytesToAddress(k[:20]), common.BytesToAddress(k[20:]), &amount)
+		})
+	})
+	return m, err
+}
+
+// WriteTo writes a consistent copy of the whole snapshot file to w while
+// the store keeps applying: the copy is one read transaction.
+func (s *Store) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
 }

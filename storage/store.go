@@ -42,6 +42,8 @@ type Config struct {
 	Path string
 	// ChainID the snapshot must belong to; 0 accepts the file's own.
 	ChainID uint64
+	// ReadOnly opens an existing file for reading only (audit, inspection).
+	ReadOnly bool
 }
 
 // Store is the snapshot. Reads are consistent: every read sees the balances
@@ -68,15 +70,21 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("open snapshot: no path")
 	}
+	if cfg.ReadOnly {
+		if _, err := os.Stat(cfg.Path); err != nil {
+			return nil, fmt.Errorf("open snapshot: %w", err)
+		}
+	}
 	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{
 		Timeout:        2 * time.Second, // another process holds the file lock
 		NoSync:         false,           // every commit is fsynced: acks follow commits
 		NoFreelistSync: false,
 		FreelistType:   bolt.FreelistMapType,
+		ReadOnly:       cfg.ReadOnly,
 	})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open snapshot %s: another process is using it", cfg.Path)
+			return nil, fmt.Errorf("open snapshot %s: another process is using it (a running node serves a consistent copy on its admin listener: GET /snapshot)", cfg.Path)
 		}
 		return nil, fmt.Errorf("%w: open %s: %v (move it away and restart: the applier rebuilds it from the stream)", ErrCorruptSnapshot, cfg.Path, err)
 	}
@@ -89,6 +97,18 @@ func Open(cfg Config) (*Store, error) {
 }
 
 func (s *Store) init(cfg Config) error {
+	if cfg.ReadOnly {
+		return s.db.View(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil || tx.Bucket(bucketBalances) == nil || getU64(meta, keyFormat) != formatVersion {
+				return fmt.Errorf("%w: %s is not a balidx snapshot of format %d", ErrForeignSnapshot, s.db.Path(), formatVersion)
+			}
+			if have := getU64(meta, keyChainID); cfg.ChainID != 0 && have != cfg.ChainID {
+				return fmt.Errorf("%w: %s holds chain %d, not %d", ErrForeignSnapshot, s.db.Path(), have, cfg.ChainID)
+			}
+			return nil
+		})
+	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {

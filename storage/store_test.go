@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -187,5 +188,47 @@ func TestOpenRefuses(t *testing.T) {
 	}
 	if _, err := Open(Config{Path: junk, ChainID: 1}); !errors.Is(err, ErrCorruptSnapshot) {
 		t.Fatalf("junk file: got %v, want ErrCorruptSnapshot", err)
+	}
+}
+
+func TestCopyAndReadOnly(t *testing.T) {
+	s := mustStore(t, 1)
+	res, err := s.Apply([]Block{
+		blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)}, events.Change{Account: bob, Asset: tokA, Post: u(3)}),
+		blk(1, 2, events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(100), Post: u(0)}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "copy.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	c, err := Open(Config{Path: path, ReadOnly: true, ChainID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []string
+	m, err := c.ForEachBalance(func(account, asset common.Address, amount *uint256.Int) error {
+		got = append(got, fmt.Sprintf("%x/%x=%s", account[18:], asset[18:], amount.Dec()))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m != res.Meta || len(got) != 1 || got[0] != "0b0b/00aa=3" {
+		t.Fatalf("copy: meta %+v (want %+v), balances %v (zero balances are skipped)", m, res.Meta, got)
+	}
+	if _, err := Open(Config{Path: path, ReadOnly: true, ChainID: 2}); !errors.Is(err, ErrForeignSnapshot) {
+		t.Fatalf("read-only open of another chain: got %v", err)
+	}
+	if _, err := Open(Config{Path: filepath.Join(t.TempDir(), "missing.db"), ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing file succeeded")
 	}
 }

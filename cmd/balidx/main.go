@@ -31,6 +31,8 @@ Commands:
   indexer   follow --rpc and publish trusted blocks to NATS
   query     apply the stream to the local snapshot and serve HTTP
   status    print /v1/status of a running query node
+  audit     compare the snapshot at its trusted block with the chain
+            (--rpc, and --data of a stopped node or --admin of a running one)
   get       print the balances of an address (signed with --client-id and
             BALIDX_CLIENT_SECRET, or anonymous)
 
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return status(ctx, rest, getenv, stdout, stderr)
 	case "get":
 		return get(ctx, rest, getenv, stdout, stderr)
+	case "audit":
+		return audit(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
