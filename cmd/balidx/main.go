@@ -33,6 +33,9 @@ Commands:
   status    print /v1/status of a running query node
   audit     compare the snapshot at its trusted block with the chain
             (--rpc, and --data of a stopped node or --admin of a running one)
+  snapshot  export FILE (from --data of a stopped node or --admin of a running
+            one) or import FILE into a new --data: a new query node starts
+            from it and catches up from the stream
   get       print the balances of an address (signed with --client-id and
             BALIDX_CLIENT_SECRET, or anonymous)
 
@@ -65,6 +68,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return get(ctx, rest, getenv, stdout, stderr)
 	case "audit":
 		return audit(ctx, rest, getenv, stdout, stderr)
+	case "snapshot":
+		return snapshotCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -95,6 +95,29 @@ func TestIndexerAndQueryApart(t *testing.T) {
 	st := q.waitCaughtUp(t, demo, 1)
 	checkEveryBalance(t, demoView(demo), q.http, st)
 
+	// A second query node starts from the first one's snapshot and catches
+	// up from the stream position stored in it.
+	file := filepath.Join(t.TempDir(), "export.db")
+	var out bytes.Buffer
+	if err := run(ctx, []string{"snapshot", "export", "--admin", q.admin, file}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	data2 := t.TempDir()
+	if err := run(ctx, []string{"snapshot", "import", "--data", data2, file}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, []string{"snapshot", "import", "--data", data2, file}, func(string) string { return "" }, &out, io.Discard); err == nil {
+		t.Fatal("import over an existing snapshot succeeded")
+	}
+	steps(t, demo, 3)
+	q2 := startBalidx(t, "query", "--nats", "nats://"+natsAddr, "--data", data2, "--chain-id", "1337")
+	defer q2.stop(t)
+	st2 := q2.waitCaughtUp(t, demo, 1)
+	st = q.waitCaughtUp(t, demo, 1)
+	if st2.Trusted != st.Trusted || st2.Snapshot.Digest != st.Snapshot.Digest {
+		t.Fatalf("the imported node is at %+v %s, the first at %+v %s", st2.Trusted, st2.Snapshot.Digest, st.Trusted, st.Snapshot.Digest)
+	}
+
 	resp, err := http.Get("http://" + ixAdmin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
