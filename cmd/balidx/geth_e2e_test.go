@@ -126,41 +126,139 @@ func TestGethWithoutDebugAPI(t *testing.T) {
 
 // startGeth runs geth --dev making a block a second, on loopback only, as an
 // archive node (so that balances at any served block can be checked), and
-// returns its WebSocket URL.
+// returns its WebSocket URL. It is stopped when the test ends.
 func startGeth(tb testing.TB, bin, apis string) string {
 	tb.Helper()
 	_, port, _ := splitHostPort(freeAddr(tb))
-	cmd := exec.Command(bin, "--dev", "--dev.period", "1",
-		"--datadir", tb.TempDir(), "--state.scheme", "hash", "--gcmode", "archive", "--cache.preimages",
-		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", fmt.Sprint(port), "--ws.api", apis,
+	g := &gethProc{bin: bin, apis: apis, port: port, dir: tb.TempDir()}
+	g.start(tb)
+	tb.Cleanup(func() { g.stop(tb) })
+	return g.url()
+}
+
+// gethProc is a geth --dev that can be stopped and started again on the
+// same data directory and port: a node outage.
+type gethProc struct {
+	bin, apis, dir string
+	port           int
+	cmd            *exec.Cmd
+	logs           *syncBuffer
+}
+
+func (g *gethProc) url() string { return fmt.Sprintf("ws://127.0.0.1:%d", g.port) }
+
+func (g *gethProc) start(tb testing.TB) {
+	tb.Helper()
+	g.cmd = exec.Command(g.bin, "--dev", "--dev.period", "1",
+		"--datadir", g.dir, "--state.scheme", "hash", "--gcmode", "archive", "--cache.preimages",
+		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", fmt.Sprint(g.port), "--ws.api", g.apis,
 		"--nodiscover", "--maxpeers", "0", "--ipcdisable", "--authrpc.port", "0", "--verbosity", "2")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
+	g.logs = &syncBuffer{}
+	g.cmd.Stdout, g.cmd.Stderr = g.logs, g.logs
+	if err := g.cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if tb.Failed() {
-			tb.Logf("geth output:\n%s", logs)
-		}
-	})
-	url := fmt.Sprintf("ws://127.0.0.1:%d", port)
 	checkFor(tb, 60*time.Second, func() error {
-		c, err := rpc.Dial(url)
+		c, err := rpc.Dial(g.url())
 		if err != nil {
 			return err
 		}
 		c.Close()
 		return nil
 	})
-	return url
+}
+
+func (g *gethProc) stop(tb testing.TB) {
+	if g.cmd == nil {
+		return
+	}
+	_ = g.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = g.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = g.cmd.Process.Kill()
+		<-done
+	}
+	if tb.Failed() {
+		tb.Logf("geth output:\n%s", g.logs)
+	}
+	g.cmd = nil
+}
+
+// The node goes away and comes back: the query tier keeps answering from
+// the last trusted snapshot meanwhile, and the indexer resumes without a gap.
+func TestGethOutage(t *testing.T) {
+	gethBin := os.Getenv("BALIDX_GETH")
+	if gethBin == "" {
+		t.Skip("BALIDX_GETH is not set: `make e2e` builds geth and runs this test")
+	}
+	_, port, _ := splitHostPort(freeAddr(t))
+	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: port, dir: t.TempDir()}
+	g.start(t)
+	defer g.stop(t)
+	ctx := context.Background()
+
+	b := startBalidx(t, "run", "--rpc", g.url(), "--data", t.TempDir(), "--confirmations", "2")
+	defer b.stop(t)
+	var before query.Status
+	checkFor(t, 60*time.Second, func() error {
+		b.checkRunning(t)
+		if err := getJSON("http://"+b.http+"/v1/status", &before); err != nil {
+			return err
+		}
+		if before.Trusted.Number < 3 {
+			return fmt.Errorf("trusted %d", before.Trusted.Number)
+		}
+		return nil
+	})
+
+	g.stop(t)
+	var during query.Status
+	if err := getJSON("http://"+b.http+"/v1/status", &during); err != nil {
+		t.Fatalf("status while the node is down: %v", err)
+	}
+	b.checkRunning(t)
+	g.start(t)
+
+	rc, err := rpc.DialContext(ctx, g.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	eth := ethclient.NewClient(rc)
+	var accounts []common.Address
+	if err := rc.Call(&accounts, "eth_accounts"); err != nil || len(accounts) == 0 {
+		t.Fatalf("dev account: %v %v", accounts, err)
+	}
+	var last common.Hash
+	for i := range 5 { // new accounts after the outage
+		to := common.BigToAddress(big.NewInt(int64(i) + 1<<50))
+		tx := map[string]any{"from": accounts[0], "to": to, "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e15))}
+		if err := rc.Call(&last, "eth_sendTransaction", tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var head uint64
+	checkFor(t, 30*time.Second, func() error {
+		r, err := eth.TransactionReceipt(ctx, last)
+		if err != nil {
+			return err
+		}
+		head = r.BlockNumber.Uint64()
+		return nil
+	})
+	var after query.Status
+	checkFor(t, 90*time.Second, func() error {
+		b.checkRunning(t)
+		if err := getJSON("http://"+b.http+"/v1/status", &after); err != nil {
+			return err
+		}
+		if after.Trusted.Number < head {
+			return fmt.Errorf("trusted %d, waiting for %d", after.Trusted.Number, head)
+		}
+		return nil
+	})
+	checkEveryBalance(t, chainView{eth: eth, rpc: rc}, b.http, after)
 }

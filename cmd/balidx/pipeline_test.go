@@ -326,7 +326,7 @@ func checkEveryBalance(tb testing.TB, chain chainView, addr string, st query.Sta
 			checked++
 		}
 	}
-	if checked < 10 || nonZeroTokens < 5 {
+	if checked < 10 || (len(chain.tokens) > 0 && nonZeroTokens < 5) {
 		tb.Fatalf("checked %d accounts and %d token balances: too few to mean anything", checked, nonZeroTokens)
 	}
 	tb.Logf("block %d: %d accounts and %d non-zero token balances equal the chain", st.Trusted.Number, checked, nonZeroTokens)
