@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,8 +13,10 @@ import (
 type Msg struct {
 	Seq   uint64      // stream sequence
 	Delta *BlockDelta // nil when Err is set
-	Err   error       // the message could not be decoded: the stream is poisoned here
-	raw   jetstream.Msg
+	// Err: the message could not be decoded (the stream is poisoned here),
+	// or ErrConsumerLost (no message; consume again from your position).
+	Err error
+	raw jetstream.Msg
 }
 
 // Ack acknowledges the message. Call it only once what it carries is durable.
@@ -56,6 +59,12 @@ func Consume(ctx context.Context, s jetstream.Stream, cfg ConsumeConfig) (<-chan
 		return nil, fmt.Errorf("create consumer from seq %d: %w", cfg.FromSeq, err)
 	}
 	out := make(chan Msg, cfg.Buffer)
+	lost := func() {
+		select {
+		case out <- Msg{Err: ErrConsumerLost}:
+		case <-ctx.Done():
+		}
+	}
 	cctx, err := cons.Consume(func(m jetstream.Msg) {
 		meta, err := m.Metadata()
 		if err != nil {
@@ -66,7 +75,14 @@ func Consume(ctx context.Context, s jetstream.Stream, cfg ConsumeConfig) (<-chan
 		case out <- Msg{Seq: meta.Sequence.Stream, Delta: d, Err: derr, raw: m}:
 		case <-ctx.Done():
 		}
-	}, jetstream.PullMaxMessages(cfg.Buffer))
+	}, jetstream.PullMaxMessages(cfg.Buffer), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		// The server forgot the consumer (deleted, or lost across a
+		// restart): the caller starts a new one from its own position.
+		// Other errors (missed heartbeats, reconnects) the library rides out.
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			go lost()
+		}
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("consume from seq %d: %w", cfg.FromSeq, err)
 	}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/balidx/balidx/events"
@@ -49,16 +50,32 @@ type pending struct {
 // Run applies until ctx ends or the stream and the snapshot disagree.
 // Messages are acknowledged only after the transaction holding them commits;
 // a crash before that redelivers them, and those already committed are
-// recognised by their sequence and skipped.
+// recognised by their sequence and skipped. If the server loses the
+// consumer, a new one starts after the last commit.
 func (a *Applier) Run(ctx context.Context) error {
 	m, err := a.cfg.Store.Meta()
 	if err != nil {
 		return err
 	}
-	from := m.StreamSeq + 1
+	committed := m.StreamSeq
+	from := committed + 1
 	if a.cfg.FromSeq != 0 {
 		from = a.cfg.FromSeq
 	}
+	for {
+		err := a.consume(ctx, from, &committed)
+		if !errors.Is(err, events.ErrConsumerLost) {
+			return err
+		}
+		from = committed + 1
+	}
+}
+
+// consume applies what one consumer delivers from seq from; committed is
+// the stream sequence of the last commit, kept current.
+func (a *Applier) consume(ctx context.Context, from uint64, committed *uint64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	msgs, err := events.Consume(ctx, a.cfg.Stream, events.ConsumeConfig{ChainID: a.cfg.ChainID, FromSeq: from})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -66,7 +83,7 @@ func (a *Applier) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	lastSeq := m.StreamSeq
+	lastSeq := *committed
 	var cur *pending // a block still missing parts
 	for {
 		var batch []Block
@@ -89,6 +106,9 @@ func (a *Applier) Run(ctx context.Context) error {
 				if msg.Delta == nil && msg.Err == nil {
 					break // nothing more has arrived
 				}
+			}
+			if errors.Is(msg.Err, events.ErrConsumerLost) {
+				return msg.Err
 			}
 			if msg.Err != nil {
 				return fmt.Errorf("%w: stream seq %d: %v", ErrPoisonedStream, msg.Seq, msg.Err)
@@ -118,6 +138,7 @@ func (a *Applier) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		*committed = res.Meta.StreamSeq
 		if a.cfg.OnApplied != nil {
 			a.cfg.OnApplied(res)
 		}

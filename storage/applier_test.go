@@ -187,3 +187,49 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 		})
 	}
 }
+
+// The server loses the applier's consumer: the applier starts a new one
+// after its last commit and goes on.
+func TestApplierSurvivesALostConsumer(t *testing.T) {
+	js, s := eventstest.MustJetStream(t)
+	store := mustStore(t, 1)
+	publishBlocks(t, js, s, 0, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := NewApplier(ApplierConfig{Store: store, Stream: s, ChainID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	waitTrusted := func(n uint64) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if m, _ := store.Meta(); m.HasTrusted && m.Trusted.Number == n {
+				return
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("applier stopped: %v", err)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("block %d not applied", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitTrusted(2)
+	for name := range consumerNames(t, s) {
+		if err := s.DeleteConsumer(context.Background(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishBlocks(t, js, s, 3, 4)
+	waitTrusted(4)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

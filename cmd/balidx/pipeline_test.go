@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
 	"github.com/ethereum/go-ethereum"
@@ -469,4 +470,38 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// The NATS server goes away and comes back (same store, same port): the
+// indexer's publishing and the applier resume without loss or duplication.
+func TestNATSOutage(t *testing.T) {
+	ctx := context.Background()
+	demo, err := devchain.StartDemo(ctx, devchain.DemoConfig{Accounts: 4, Seed: 13, Listen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer demo.Close()
+	natsDir := t.TempDir()
+	host, port, _ := splitHostPort(freeAddr(t))
+	startNATS := func() *events.Embedded {
+		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: natsDir, Host: host, Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := startNATS()
+	url := srv.URL()
+	b := startBalidx(t, "run", "--rpc", demo.Chain.WSEndpoint(), "--nats", url, "--data", t.TempDir(), "--confirmations", "1")
+	defer b.stop(t)
+	steps(t, demo, 5)
+	b.waitCaughtUp(t, demo, 1)
+
+	srv.Close()
+	steps(t, demo, 5) // blocks made while NATS is down
+	srv = startNATS()
+	defer srv.Close()
+	steps(t, demo, 3)
+	st := b.waitCaughtUp(t, demo, 1)
+	checkEveryBalance(t, demoView(demo), b.http, st)
 }
