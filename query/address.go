@@ -10,10 +10,24 @@ const addressLen = 42
 // parseAddress applies API.md's rules, cheapest check first: the length
 // (so an oversized input is refused before anything reads it), the prefix,
 // the hex digits, then the EIP-55 checksum when the case is mixed.
-func parseAddress(s string) (common.Address, bool) {
-	var a common.Address
-	if len(s) != addressLen || s[0] != '0' || (s[1] != 'x' && s[1] != 'X') {
-		return a, false
+// checksummed reports that s itself is the EIP-55 form.
+func parseAddress(s string) (a common.Address, checksummed, ok bool) {
+	a, mixed, ok := parseHex(s)
+	if !ok || !mixed {
+		return a, false, ok
+	}
+	if a.Hex()[2:] != s[2:] {
+		return a, false, false
+	}
+	return a, s[1] == 'x', true
+}
+
+// parseHex is parseAddress without the checksum, which the caller must
+// check when mixed is true (the hot path compares with a cached EIP-55 form
+// instead of hashing).
+func parseHex(s string) (a common.Address, mixed, ok bool) {
+	if len(s) != addressLen || s[0] != '0' || s[1] != 'x' && s[1] != 'X' {
+		return a, false, false
 	}
 	lower, upper := false, false
 	for i := 2; i < addressLen; i++ {
@@ -27,7 +41,7 @@ func parseAddress(s string) (common.Address, bool) {
 		case c >= 'A' && c <= 'F':
 			v, upper = c-'A'+10, true
 		default:
-			return a, false
+			return a, false, false
 		}
 		if i%2 == 0 {
 			a[(i-2)/2] = v << 4
@@ -35,8 +49,5 @@ func parseAddress(s string) (common.Address, bool) {
 			a[(i-2)/2] |= v
 		}
 	}
-	if lower && upper && a.Hex()[2:] != s[2:] {
-		return a, false
-	}
-	return a, true
+	return a, lower && upper, true
 }

@@ -92,7 +92,7 @@ func BenchmarkParseAddress(b *testing.B) {
 	s := holder.Hex()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ok := parseAddress(s); !ok {
+		if _, _, ok := parseAddress(s); !ok {
 			b.Fatal("refused")
 		}
 	}

@@ -25,6 +25,10 @@ func newCORS(origins []string) *cors {
 	return c
 }
 
+// varyOrigin is shared by every answer; its capacity is its length, so an
+// append never writes into it.
+var varyOrigin = []string{"Origin"}
+
 const (
 	corsAllowHeaders  = "X-Client-ID, X-Timestamp, X-Nonce, X-Request-Signature, Content-Type, If-None-Match"
 	corsExposeHeaders = "ETag, Retry-After, RateLimit, RateLimit-Policy"
@@ -35,7 +39,11 @@ func (c *cors) check(ctx echo.Context) (done bool, err error) {
 	req := ctx.Request()
 	origin := req.Header.Get("Origin")
 	h := ctx.Response().Header()
-	h.Add("Vary", "Origin")
+	if len(h["Vary"]) == 0 {
+		h["Vary"] = varyOrigin
+	} else {
+		h.Add("Vary", "Origin")
+	}
 	if origin == "" {
 		return false, nil
 	}

@@ -14,9 +14,12 @@ func FuzzParseAddress(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		a, ok := parseAddress(s)
+		a, checksummed, ok := parseAddress(s)
 		if !ok {
 			return
+		}
+		if checksummed && s != a.Hex() {
+			t.Fatalf("%q is said to be the EIP-55 form of %s", s, a.Hex())
 		}
 		if len(s) != 42 || !strings.EqualFold(s[2:], a.Hex()[2:]) {
 			t.Fatalf("accepted %q as %s", s, a.Hex())
@@ -25,7 +28,7 @@ func FuzzParseAddress(f *testing.F) {
 			t.Fatalf("accepted %q with a wrong checksum", s)
 		}
 		for _, canon := range []string{a.Hex(), strings.ToLower(a.Hex())} {
-			if b, ok := parseAddress(canon); !ok || b != a {
+			if b, _, ok := parseAddress(canon); !ok || b != a {
 				t.Fatalf("refused canonical %q", canon)
 			}
 		}

@@ -70,15 +70,13 @@ func (g *guard) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		res, err := g.authenticate(c)
-		c.Set(ctxAuth, res)
+		setAuth(c, res)
 		if err != nil {
 			return err
 		}
 		return next(c)
 	}
 }
-
-const ctxAuth = "balidx.auth"
 
 func (g *guard) authenticate(c echo.Context) (authResult, error) {
 	now := g.now()
@@ -113,8 +111,6 @@ func (g *guard) authenticate(c echo.Context) (authResult, error) {
 			res.status = "rate_limited"
 			return res, limited
 		}
-		h.Del("RateLimit-Policy")
-		h.Del("RateLimit")
 		return res, err
 	}
 	res := authResult{status: "signed", clientID: client.id, sigValid: true}

@@ -2,6 +2,7 @@ package query
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,7 +18,7 @@ type metrics struct {
 	auth     *prometheus.CounterVec
 	clients  *prometheus.CounterVec
 	limited  *prometheus.CounterVec
-	lookups  *prometheus.CounterVec
+	lookups  [3]prometheus.Counter // by source
 	shed     prometheus.Counter
 }
 
@@ -41,15 +42,18 @@ func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "balidx_rate_limited_total", Help: "Requests refused with 429, by quota.",
 		}, []string{"quota"}),
-		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "balidx_balance_lookups_total", Help: "Address lookups by outcome: bloom_negative, cache_hit, cache_miss (read from bbolt).",
-		}, []string{"outcome"}),
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "balidx_shed_total", Help: "Requests refused with 503 overloaded by the in-flight cap.",
 		}),
 	}
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "balidx_balance_lookups_total", Help: "Address lookups by outcome: bloom_negative, cache_hit, cache_miss (read from bbolt).",
+	}, []string{"outcome"})
+	for src, name := range sourceNames {
+		m.lookups[src] = lookups.WithLabelValues(name)
+	}
 	collectors := []prometheus.Collector{
-		m.requests, m.latency, m.auth, m.clients, m.limited, m.lookups, m.shed,
+		m.requests, m.latency, m.auth, m.clients, m.limited, lookups, m.shed,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "balidx_snapshot_reads_total", Help: "Address reads that reached bbolt.",
 		}, func() float64 { return float64(snap.SnapshotReads()) }),
@@ -70,7 +74,29 @@ func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 	return m, nil
 }
 
-const ctxReads = "balidx.reads"
+// request is the per-request state the guard and the handlers leave for
+// observe: how the caller was authenticated and how many snapshot reads the
+// answer cost. It travels as the echo.Context itself (pooled), not in
+// echo's per-request map.
+type request struct {
+	echo.Context
+	auth  authResult
+	reads int
+}
+
+var requests = sync.Pool{New: func() any { return new(request) }}
+
+func setAuth(c echo.Context, res authResult) {
+	if r, ok := c.(*request); ok {
+		r.auth = res
+	}
+}
+
+func countReads(c echo.Context, n int) {
+	if r, ok := c.(*request); ok {
+		r.reads += n
+	}
+}
 
 // observe measures and logs every request: the metrics above, and one
 // access-log line with what seed chapter 1 asks for (client IP, user agent,
@@ -79,7 +105,13 @@ const ctxReads = "balidx.reads"
 func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
-		err := next(c)
+		r := requests.Get().(*request)
+		*r = request{Context: c}
+		defer func() {
+			*r = request{}
+			requests.Put(r)
+		}()
+		err := next(r)
 		status := c.Response().Status
 		if err != nil {
 			status = toAPIError(err).Status
@@ -88,20 +120,19 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		res, _ := c.Get(ctxAuth).(authResult)
+		res := r.auth
 		if res.status == "" {
 			res.status = "none" // refused before authentication (shed, CORS)
 		}
 		elapsed := time.Since(start)
 		m := s.metrics
-		m.requests.WithLabelValues(route, strconv.Itoa(status), res.status).Inc()
+		m.requests.WithLabelValues(route, statusText(status), res.status).Inc()
 		m.latency.WithLabelValues(route).Observe(elapsed.Seconds())
 		m.auth.WithLabelValues(res.status).Inc()
 		if res.sigValid {
 			m.clients.WithLabelValues(res.clientID).Inc()
 		}
 		if l := s.cfg.AccessLog; l != nil {
-			reads, _ := c.Get(ctxReads).(int)
 			ua := c.Request().UserAgent()
 			if len(ua) > 128 {
 				ua = ua[:128]
@@ -109,8 +140,29 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			l.Info("request", "method", c.Request().Method, "route", route, "status", status,
 				"latency_us", elapsed.Microseconds(), "client_ip", c.RealIP(), "user_agent", ua,
 				"client_id", res.clientID, "auth_status", res.status, "signature_valid", res.sigValid,
-				"backend_calls", reads)
+				"backend_calls", r.reads)
 		}
 		return err
 	}
+}
+
+// statusText is strconv.Itoa without an allocation for the usual codes.
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 401:
+		return "401"
+	case 404:
+		return "404"
+	case 429:
+		return "429"
+	case 503:
+		return "503"
+	}
+	return strconv.Itoa(code)
 }

@@ -18,12 +18,7 @@ type page struct {
 
 var defaultPage = page{limit: 100}
 
-// appendAddress renders "address":"0x…" (EIP-55).
-func appendAddress(b []byte, a common.Address) []byte {
-	b = append(b, `"address":"`...)
-	b = append(b, a.Hex()...)
-	return append(b, '"')
-}
+func (p page) isDefault() bool { return len(p.only) == 0 && !p.cursor && p.limit == defaultPage.limit }
 
 // appendBalances renders "native":…,"tokens":[…],"next_cursor":…
 func appendBalances(b []byte, bal *storage.Balances, p page) []byte {

@@ -225,7 +225,7 @@ func (s *Server) getWalletBalance(c echo.Context) error {
 
 // answerBalance serves one address: Bloom → cache → snapshot.
 func (s *Server) answerBalance(c echo.Context, raw string) error {
-	a, ok := parseAddress(raw)
+	a, mixed, ok := parseHex(raw)
 	if !ok {
 		return errInvalidAddress
 	}
@@ -240,9 +240,9 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	if v == nil {
 		return errUnavailable
 	}
-	s.metrics.lookups.WithLabelValues(sourceNames[src]).Inc()
+	s.metrics.lookups[src].Inc()
 	if src == fromSnapshot {
-		c.Set(ctxReads, 1)
+		countReads(c, 1)
 	}
 	if err := s.checkStaleness(v); err != nil {
 		return err
@@ -251,27 +251,62 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	if e.readAt.number > at.number {
 		at = e.readAt
 	}
+	// A mixed-case address must be its EIP-55 form: compared with the
+	// cached form when there is one, hashed otherwise.
+	address := e.address
+	switch {
+	case mixed && address != "":
+		if raw[1] != 'x' && raw[1] != 'X' || raw[2:] != address[2:] {
+			return errInvalidAddress
+		}
+	case mixed:
+		if _, _, ok := parseAddress(raw); !ok {
+			return errInvalidAddress
+		}
+		address = "0x" + raw[2:]
+	case address == "":
+		address = a.Hex()
+	}
 	if !e.balances.Known && !v.meta.CoverageFull {
 		return errNotIndexed
 	}
 	tag := etag(at, e.tag)
 	h := c.Response().Header()
-	h.Set("ETag", tag)
-	h.Set("Cache-Control", "no-cache")
+	h["Etag"] = []string{tag}
+	h["Cache-Control"] = noCache
 	if c.Request().Header.Get("If-None-Match") == tag {
 		return c.NoContent(http.StatusNotModified)
 	}
 	bp := s.bufs.Get().(*[]byte)
-	b := append((*bp)[:0], '{')
-	b = appendAddress(b, a)
-	b = append(b, ',')
+	b := append((*bp)[:0], `{"address":"`...)
+	b = append(b, address...)
+	b = append(b, `",`...)
 	b = appendHeader(b, v.meta.ChainID, at)
 	b = append(b, ',')
-	b = appendBalances(b, &e.balances, p)
+	if p.isDefault() {
+		b = append(b, e.body...)
+	} else {
+		b = appendBalances(b, &e.balances, p)
+	}
 	b = append(b, '}')
-	err = c.JSONBlob(http.StatusOK, b)
+	err = writeJSON(c, b)
 	*bp = b
 	s.bufs.Put(bp)
+	return err
+}
+
+// Header values shared by every answer (never mutated).
+var (
+	noCache  = []string{"no-cache"}
+	jsonType = []string{"application/json"}
+)
+
+// writeJSON writes a rendered 200 answer.
+func writeJSON(c echo.Context, body []byte) error {
+	r := c.Response()
+	r.Header()["Content-Type"] = jsonType
+	r.WriteHeader(http.StatusOK)
+	_, err := r.Write(body)
 	return err
 }
 
@@ -289,7 +324,7 @@ func parsePage(c echo.Context) (page, error) {
 		p.limit = n
 	}
 	if v := q.Get("cursor"); v != "" {
-		a, ok := parseAddress(v)
+		a, _, ok := parseAddress(v)
 		if !ok {
 			return p, invalidRequest("cursor must be a next_cursor of an earlier answer")
 		}
@@ -300,7 +335,7 @@ func parsePage(c echo.Context) (page, error) {
 		return p, invalidRequest(fmt.Sprintf("at most %d token parameters", MaxTokenFilter))
 	}
 	for _, t := range tokens {
-		a, ok := parseAddress(t)
+		a, _, ok := parseAddress(t)
 		if !ok {
 			return p, invalidRequest("token must be a contract address")
 		}
@@ -346,7 +381,7 @@ func (s *Server) postBalances(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Set(ctxReads, res.reads)
+	countReads(c, res.reads)
 	if res.view == nil {
 		return errUnavailable
 	}
@@ -367,9 +402,9 @@ func (s *Server) postBalances(c echo.Context) error {
 		case !r.balances.Known && !res.view.meta.CoverageFull:
 			b = appendEntryError(b, r.address.Hex(), errNotIndexed)
 		default:
-			b = append(b, '{')
-			b = appendAddress(b, r.address)
-			b = append(b, ',')
+			b = append(b, `{"address":"`...)
+			b = append(b, r.address.Hex()...)
+			b = append(b, `",`...)
 			b = appendBalances(b, &r.balances, p)
 			b = append(b, '}')
 		}
@@ -443,7 +478,7 @@ func (s *Snapshot) batch(raw []string) (batchResult, error) {
 	var known, all []common.Address
 	var knownIdx, allIdx []int
 	for i, r := range raw {
-		a, ok := parseAddress(r)
+		a, _, ok := parseAddress(r)
 		res.entries[i] = batchEntry{valid: ok, address: a}
 		if !ok {
 			continue

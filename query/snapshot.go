@@ -45,8 +45,14 @@ type Snapshot struct {
 
 // view is the trusted block answers are given at.
 type view struct {
-	meta  storage.Meta
-	block *blockInfo
+	meta    storage.Meta
+	block   *blockInfo
+	unknown *entry // the answer for an address never seen (Bloom negative)
+}
+
+func newView(m storage.Meta) *view {
+	bi := newBlockInfo(m)
+	return &view{meta: m, block: bi, unknown: newEntry(common.Address{}, storage.Balances{}, bi)}
 }
 
 // blockInfo is a trusted block with its JSON rendered once.
@@ -68,11 +74,13 @@ func newBlockInfo(m storage.Meta) *blockInfo {
 }
 
 // entry is one address's cached balances, true at readAt and at every later
-// block until OnApplied drops it.
+// block until OnApplied drops it, with its answer's body rendered once.
 type entry struct {
 	balances storage.Balances
 	readAt   *blockInfo
 	tag      uint64 // hash of the balances, for ETag
+	address  string // EIP-55; empty in a view's unknown entry
+	body     []byte // "native":…,"tokens":[…],"next_cursor":… of the default page
 }
 
 // SnapshotConfig configures a Snapshot.
@@ -111,7 +119,7 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 		return nil, err
 	}
 	if m.HasTrusted {
-		s.view.Store(&view{meta: m, block: newBlockInfo(m)})
+		s.view.Store(newView(m))
 	}
 	return s, nil
 }
@@ -136,7 +144,7 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 	if res.Blocks == 0 {
 		return
 	}
-	bi := newBlockInfo(res.Meta)
+	v := newView(res.Meta)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if res.Meta.Accounts > uint64(s.capacity) {
@@ -153,7 +161,7 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 		s.cache.Del(string(a[:]))
 	}
 	s.cache.Wait() // no Set queued before the Del can land after it
-	s.view.Store(&view{meta: res.Meta, block: bi})
+	s.view.Store(v)
 }
 
 // source says where an answer came from.
@@ -176,7 +184,7 @@ func (s *Snapshot) lookup(a common.Address) (e *entry, v *view, src source, err 
 	known := s.bloom.Test(a[:])
 	s.mu.RUnlock()
 	if !known {
-		return &entry{readAt: v.block}, v, fromBloom, nil
+		return v.unknown, v, fromBloom, nil
 	}
 	if e, hit := s.cache.Get(string(a[:])); hit {
 		return e, v, fromCache, nil
@@ -201,15 +209,15 @@ func (s *Snapshot) fill(a common.Address) (*entry, *view, error) {
 	if v == nil || v.meta.Trusted.Number != m.Trusted.Number {
 		// The store committed a block OnApplied has not published yet:
 		// answer at the block read, and cache nothing.
-		v = &view{meta: m, block: newBlockInfo(m)}
-		return newEntry(out[0], v.block), v, nil
+		v = newView(m)
+		return newEntry(a, out[0], v.block), v, nil
 	}
-	e := newEntry(out[0], v.block)
+	e := newEntry(a, out[0], v.block)
 	s.cache.Set(string(a[:]), e, e.cost())
 	return e, v, nil
 }
 
-func newEntry(b storage.Balances, at *blockInfo) *entry {
+func newEntry(a common.Address, b storage.Balances, at *blockInfo) *entry {
 	h := fnv.New64a()
 	nb := b.Native.Bytes32()
 	h.Write(nb[:])
@@ -218,10 +226,14 @@ func newEntry(b storage.Balances, at *blockInfo) *entry {
 		tb := t.Amount.Bytes32()
 		h.Write(tb[:])
 	}
-	return &entry{balances: b, readAt: at, tag: h.Sum64()}
+	e := &entry{balances: b, readAt: at, tag: h.Sum64(), body: appendBalances(nil, &b, defaultPage)}
+	if a != (common.Address{}) {
+		e.address = a.Hex()
+	}
+	return e
 }
 
-func (e *entry) cost() int64 { return 160 + int64(len(e.balances.Tokens))*64 }
+func (e *entry) cost() int64 { return 200 + int64(len(e.body)) + int64(len(e.balances.Tokens))*64 }
 
 // readMany reads accounts in one consistent transaction (the batch route).
 func (s *Snapshot) readMany(accounts []common.Address, out []storage.Balances) (*view, error) {
@@ -230,7 +242,7 @@ func (s *Snapshot) readMany(accounts []common.Address, out []storage.Balances) (
 	if err != nil {
 		return nil, err
 	}
-	return &view{meta: m, block: newBlockInfo(m)}, nil
+	return newView(m), nil
 }
 
 // current is the published view, or nil before the first block.
