@@ -33,6 +33,8 @@ Commands:
   status    print /v1/status of a running query node
   audit     compare the snapshot at its trusted block with the chain
             (--rpc, and --data of a stopped node or --admin of a running one)
+  rebuild   build a fresh snapshot from the whole stream and swap it in
+            (query node stopped; --data, --nats)
   snapshot  export FILE (from --data of a stopped node or --admin of a running
             one) or import FILE into a new --data: a new query node starts
             from it and catches up from the stream
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return audit(ctx, rest, getenv, stdout, stderr)
 	case "snapshot":
 		return snapshotCmd(ctx, rest, stdout, stderr)
+	case "rebuild":
+		return rebuild(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -112,11 +112,22 @@ func TestIndexerAndQueryApart(t *testing.T) {
 	}
 	steps(t, demo, 3)
 	q2 := startBalidx(t, "query", "--nats", "nats://"+natsAddr, "--data", data2, "--chain-id", "1337")
-	defer q2.stop(t)
 	st2 := q2.waitCaughtUp(t, demo, 1)
 	st = q.waitCaughtUp(t, demo, 1)
 	if st2.Trusted != st.Trusted || st2.Snapshot.Digest != st.Snapshot.Digest {
 		t.Fatalf("the imported node is at %+v %s, the first at %+v %s", st2.Trusted, st2.Snapshot.Digest, st.Trusted, st.Snapshot.Digest)
+	}
+
+	// Rebuilt from the whole stream, the second node's snapshot has the same
+	// digest as the live first one at the same block.
+	q2.stop(t)
+	out.Reset()
+	if err := run(ctx, []string{"rebuild", "--data", data2, "--nats", "nats://" + natsAddr}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("rebuild: %v\n%s", err, out.String())
+	}
+	st = q.waitCaughtUp(t, demo, 1)
+	if want := fmt.Sprintf("block %d %s, stream seq", st.Trusted.Number, st.Trusted.Hash); !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "digest "+st.Snapshot.Digest) {
+		t.Fatalf("rebuild says %q; the live node is at block %d with digest %s", out.String(), st.Trusted.Number, st.Snapshot.Digest)
 	}
 
 	resp, err := http.Get("http://" + ixAdmin + "/metrics")
