@@ -5,7 +5,7 @@ BIN     := bin/balidx
 GETH    := bin/geth
 RACE    ?= -race
 
-.PHONY: all build run test vet lint e2e fuzz bench clean
+.PHONY: all build run test vet lint e2e crash fuzz bench clean
 
 all: build
 
@@ -42,6 +42,11 @@ e2e: $(GETH)
 bench:
 	$(GO) test -run XXX -bench . -benchtime=1x -count=3 ./cmd/balidx/
 	$(GO) test -run XXX -bench . -benchtime=200000x -count=3 ./query/
+
+# Crash safety: SIGKILL `balidx run` 100 times while geth makes blocks, then
+# compare with the chain and with a clean rebuild from the stream (~4 min).
+crash: build $(GETH)
+	BALIDX_GETH=$(abspath $(GETH)) BALIDX_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 30m -run TestCrashLoop -v ./cmd/balidx/
 
 # Each fuzz target for FUZZTIME (seeds in query/testdata/fuzz/).
 FUZZTIME ?= 60s

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/big"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/balidx/balidx/query"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// TestCrashLoop (make crash) kills `balidx run` — indexer, applier and the
+// embedded NATS server in one process — with SIGKILL at random moments while
+// a real geth makes blocks full of transfers, restarts it every time, and
+// then checks that nothing was lost or applied twice: the snapshot equals a
+// clean rebuild from the stream, and every balance equals the chain.
+func TestCrashLoop(t *testing.T) {
+	gethBin, bin := os.Getenv("BALIDX_GETH"), os.Getenv("BALIDX_BIN")
+	kills := 100
+	if n := os.Getenv("BALIDX_CRASH_KILLS"); n != "" {
+		fmt.Sscan(n, &kills)
+	}
+	if gethBin == "" || bin == "" {
+		t.Skip("BALIDX_GETH and BALIDX_BIN are not set: `make crash` runs this test")
+	}
+	ws := startGeth(t, gethBin, "eth,net,web3,debug")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rc, err := rpc.DialContext(ctx, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	eth := ethclient.NewClient(rc)
+	var accounts []common.Address
+	if err := rc.Call(&accounts, "eth_accounts"); err != nil || len(accounts) == 0 {
+		t.Fatalf("dev account: %v %v", accounts, err)
+	}
+	traffic := make(chan struct{})
+	go func() { // transfers to a few hundred accounts while balidx dies and comes back
+		defer close(traffic)
+		rng := rand.New(rand.NewPCG(7, 7))
+		for ctx.Err() == nil {
+			to := common.BigToAddress(big.NewInt(int64(rng.IntN(300)) + 1<<45))
+			tx := map[string]any{"from": accounts[0], "to": to, "value": (*hexutil.Big)(big.NewInt(int64(1 + rng.IntN(1e9))))}
+			_ = rc.CallContext(ctx, nil, "eth_sendTransaction", tx)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+
+	data := t.TempDir()
+	clients := testClientsFile(t)
+	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	args := []string{"run", "--rpc", ws, "--data", data, "--confirmations", "1", "--http", httpAddr, "--admin", adminAddr,
+		"--nats-listen", "127.0.0.1:0", "--clients", clients, "--log-level", "error"}
+	rng := rand.New(rand.NewPCG(1, 9))
+	var logs bytes.Buffer
+	for i := range kills {
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = io.Discard, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(100+rng.IntN(1400)) * time.Millisecond)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		if i%20 == 19 {
+			t.Logf("%d kills", i+1)
+		}
+	}
+	cancel()
+	<-traffic
+
+	// Let it catch up, then stop it gracefully.
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	head, err := eth.BlockNumber(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st query.Status
+	checkFor(t, 3*time.Minute, func() error {
+		if err := getJSON("http://"+httpAddr+"/v1/status", &st); err != nil {
+			return err
+		}
+		if st.Trusted.Number < head-1 {
+			return fmt.Errorf("trusted %d, waiting for %d", st.Trusted.Number, head-1)
+		}
+		return nil
+	})
+	checkEveryBalance(t, chainView{eth: eth, rpc: rc}, httpAddr, st)
+	_ = cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("balidx after the crash loop: %v\n%s", err, logs.String())
+	}
+	if strings.Contains(logs.String(), "pre amount disagrees") || strings.Contains(logs.String(), "does not continue") {
+		t.Fatalf("an applier refused the stream during the loop:\n%s", logs.String())
+	}
+
+	// A clean rebuild from the stream reaches the same digest at the same position.
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"rebuild", "--data", data}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("rebuild: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "digest "+st.Snapshot.Digest) {
+		t.Fatalf("after %d kills the snapshot (block %d, digest %s) differs from a clean rebuild:\n%s", kills, st.Trusted.Number, st.Snapshot.Digest, out.String())
+	}
+	t.Logf("%d kills; block %d; digest %s equals a clean rebuild", kills, st.Trusted.Number, st.Snapshot.Digest)
+}
