@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 			return nil, err
 		}
 	}
-	m, err := newMetrics(cfg.Metrics)
+	m, err := newMetrics(cfg.Metrics, cfg.Node)
 	if err != nil {
 		return nil, err
 	}

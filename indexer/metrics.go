@@ -13,7 +13,7 @@ type metrics struct {
 	failures  prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 	m := &metrics{
 		head:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "balidx_indexer_head_block", Help: "Latest block the node reported."}),
 		published: prometheus.NewGauge(prometheus.GaugeOpts{Name: "balidx_indexer_published_block", Help: "Last block published to the stream."}),
@@ -25,7 +25,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures} {
+	breaker := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "balidx_indexer_node_breaker_state", Help: "Circuit breaker in front of the node: 0 closed, 1 half-open (probing), 2 open.",
+	}, func() float64 { return float64(node.BreakerState()) })
+	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures, breaker} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

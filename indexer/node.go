@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/rpc"
+	"github.com/sony/gobreaker/v2"
 )
 
 // callTimeout bounds every call to the node.
@@ -22,9 +24,53 @@ const callTimeout = 30 * time.Second
 // maxBatch bounds the calls sent in one JSON-RPC batch.
 const maxBatch = 100
 
-// Node is the indexer's view of an Ethereum node over JSON-RPC.
+// Node is the indexer's view of an Ethereum node over JSON-RPC. Every call
+// passes a circuit breaker: after 5 consecutive transport failures (the
+// node did not answer) it opens and calls fail at once for 10 s, then one
+// probe is let through (half-open) and a success closes it. An answer that
+// is an error (a JSON-RPC error) is not a failure of the node.
 type Node struct {
-	rpc *rpc.Client
+	rpc     *rpc.Client
+	breaker *gobreaker.CircuitBreaker[struct{}]
+}
+
+// BreakerOpenFor is how long an open breaker refuses calls before probing.
+const BreakerOpenFor = 10 * time.Second
+
+func newNode(c *rpc.Client) *Node {
+	return &Node{rpc: c, breaker: gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "node",
+		MaxRequests: 1,
+		Timeout:     BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 5 },
+		IsSuccessful: func(err error) bool {
+			var answered rpc.Error
+			return err == nil || errors.As(err, &answered) || errors.Is(err, context.Canceled)
+		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			slog.Warn("node circuit breaker", "from", from.String(), "to", to.String())
+		},
+	})}
+}
+
+// BreakerState is the breaker's state: 0 closed, 1 half-open, 2 open.
+func (n *Node) BreakerState() int {
+	switch n.breaker.State() {
+	case gobreaker.StateHalfOpen:
+		return 1
+	case gobreaker.StateOpen:
+		return 2
+	}
+	return 0
+}
+
+// guarded runs one exchange with the node through the breaker.
+func (n *Node) guarded(f func() error) error {
+	_, err := n.breaker.Execute(func() (struct{}, error) { return struct{}{}, f() })
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return fmt.Errorf("node unreachable, not asking for %s: %w", BreakerOpenFor, err)
+	}
+	return err
 }
 
 // Dial connects to url (ws://, wss://, http://, https://, or an IPC path).
@@ -35,11 +81,11 @@ func Dial(ctx context.Context, url string) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial node %s: %w", redactURL(url), err)
 	}
-	return &Node{rpc: c}, nil
+	return newNode(c), nil
 }
 
 // NewNode wraps an existing client (the in-process dev chain's).
-func NewNode(c *rpc.Client) *Node { return &Node{rpc: c} }
+func NewNode(c *rpc.Client) *Node { return newNode(c) }
 
 // Close closes the connection.
 func (n *Node) Close() { n.rpc.Close() }
@@ -47,7 +93,7 @@ func (n *Node) Close() { n.rpc.Close() }
 func (n *Node) call(ctx context.Context, result any, method string, args ...any) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	if err := n.rpc.CallContext(ctx, result, method, args...); err != nil {
+	if err := n.guarded(func() error { return n.rpc.CallContext(ctx, result, method, args...) }); err != nil {
 		return classify(method, err)
 	}
 	return nil
@@ -278,7 +324,7 @@ func (n *Node) batch(ctx context.Context, reqs []rpc.BatchElem) error {
 	for lo := 0; lo < len(reqs); lo += maxBatch {
 		hi := min(lo+maxBatch, len(reqs))
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		err := n.rpc.BatchCallContext(cctx, reqs[lo:hi])
+		err := n.guarded(func() error { return n.rpc.BatchCallContext(cctx, reqs[lo:hi]) })
 		cancel()
 		if err != nil {
 			return fmt.Errorf("batch of %d calls: %w", hi-lo, err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/big"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -215,11 +216,18 @@ func TestGethOutage(t *testing.T) {
 	})
 
 	g.stop(t)
+	// The indexer's breaker opens, while the query tier keeps answering.
+	checkFor(t, 90*time.Second, func() error {
+		b.checkRunning(t)
+		if m := metric(t, b.admin, "balidx_indexer_node_breaker_state"); m != "2" {
+			return fmt.Errorf("breaker state %s, want 2 (open)", m)
+		}
+		return nil
+	})
 	var during query.Status
-	if err := getJSON("http://"+b.http+"/v1/status", &during); err != nil {
-		t.Fatalf("status while the node is down: %v", err)
+	if err := getJSON("http://"+b.http+"/v1/status", &during); err != nil || during.Trusted.Number < before.Trusted.Number {
+		t.Fatalf("status while the node is down: %+v, %v", during, err)
 	}
-	b.checkRunning(t)
 	g.start(t)
 
 	rc, err := rpc.DialContext(ctx, g.url())
@@ -261,4 +269,24 @@ func TestGethOutage(t *testing.T) {
 		return nil
 	})
 	checkEveryBalance(t, chainView{eth: eth, rpc: rc}, b.http, after)
+	if m := metric(t, b.admin, "balidx_indexer_node_breaker_state"); m != "0" {
+		t.Fatalf("breaker state %s after recovery, want 0 (closed)", m)
+	}
+}
+
+// metric reads one unlabelled metric from an admin listener.
+func metric(tb testing.TB, admin, name string) string {
+	tb.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
 }
