@@ -35,3 +35,10 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// RegisterMetrics registers the indexer's metrics for node on reg, as New
+// does (for tools that check what is exported).
+func RegisterMetrics(reg prometheus.Registerer, node *Node) error {
+	_, err := newMetrics(reg, node)
+	return err
+}

@@ -65,6 +65,14 @@ func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 			}
 			return -1
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "balidx_trusted_block_timestamp_seconds", Help: "Timestamp of the trusted block (staleness = now − this).",
+		}, func() float64 {
+			if v := snap.current(); v != nil {
+				return float64(v.meta.Trusted.Timestamp)
+			}
+			return 0
+		}),
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

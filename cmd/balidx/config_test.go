@@ -4,11 +4,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/rpc"
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/yaml"
 )
 
 func TestConfigPrecedence(t *testing.T) {
@@ -76,5 +82,60 @@ func TestDeployExamples(t *testing.T) {
 	}
 	if len(clients.Clients) != 1 || clients.Anonymous.Enabled {
 		t.Fatalf("got %+v", clients)
+	}
+}
+
+// Every metric the alert rules and the dashboard use is one balidx exports.
+func TestDeployMonitoring(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	store, err := storage.Open(storage.Config{Path: filepath.Join(t.TempDir(), "s.db"), ChainID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Close()
+	if _, err := query.New(query.Config{Snapshot: snap, Registry: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if err := indexer.RegisterMetrics(reg, indexer.NewNode(rpc.DialInProc(rpc.NewServer()))); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for _, f := range families {
+		exported[f.GetName()] = true
+		if f.GetType().String() == "HISTOGRAM" {
+			exported[f.GetName()+"_bucket"] = true
+		}
+	}
+	// Vectors without observations are not gathered: name them from the code.
+	for _, n := range []string{"balidx_http_requests_total", "balidx_http_request_duration_seconds_bucket", "balidx_auth_results_total", "balidx_client_requests_total", "balidx_rate_limited_total"} {
+		exported[n] = true
+	}
+	for _, file := range []string{"../../deploy/prometheus/alerts.yaml", "../../deploy/grafana/balidx.json"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var parsed any
+		if err := yaml.Unmarshal(data, &parsed); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		names := regexp.MustCompile(`balidx_[a-z_]+`).FindAllString(string(data), -1)
+		if len(names) < 5 {
+			t.Fatalf("%s names only %v", file, names)
+		}
+		for _, n := range names {
+			if !exported[n] {
+				t.Errorf("%s uses %s, which balidx does not export", file, n)
+			}
+		}
 	}
 }
