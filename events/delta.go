@@ -59,16 +59,33 @@ type BlockDelta struct {
 	Version int    `json:"version"`
 	ChainID uint64 `json:"chain_id"`
 	Block
-	Part    int      `json:"part"`
-	Parts   int      `json:"parts"`
-	Changes []Change `json:"changes"`
+	// From, on a correction published by `balidx replay`, is the published
+	// block the correction starts from: it applies to a snapshot whose
+	// trusted block is exactly From, its pre amounts are that snapshot's,
+	// and it takes the snapshot to this block — across a reorg deeper than
+	// the trust policy. Absent on every ordinary delta.
+	From    *BlockRef `json:"from,omitempty"`
+	Part    int       `json:"part"`
+	Parts   int       `json:"parts"`
+	Changes []Change  `json:"changes"`
+}
+
+// BlockRef names a block.
+type BlockRef struct {
+	Number uint64      `json:"number"`
+	Hash   common.Hash `json:"hash"`
 }
 
 // MsgID is the JetStream message id of a part, derived from (chain id,
-// number, hash, part): a retried publish of the same part is deduplicated,
-// while a different block at the same height is not.
+// number, hash, part) — and for a correction the block it starts from: a
+// retried publish of the same part is deduplicated, while a different block
+// at the same height, or a correction of a block, is not.
 func (d *BlockDelta) MsgID() string {
-	return fmt.Sprintf("%d:%d:%s:%d", d.ChainID, d.Number, d.Hash.Hex(), d.Part)
+	id := fmt.Sprintf("%d:%d:%s:%d", d.ChainID, d.Number, d.Hash.Hex(), d.Part)
+	if d.From != nil {
+		id += fmt.Sprintf(":from:%d:%s", d.From.Number, d.From.Hash.Hex())
+	}
+	return id
 }
 
 // Split cuts the changes of one block into parts of at most
@@ -145,6 +162,8 @@ func (d *BlockDelta) validate() error {
 		return fmt.Errorf("%w: block %d has %d parts (1..%d)", ErrTooLarge, d.Number, d.Parts, MaxParts)
 	case d.Part < 1 || d.Part > d.Parts:
 		return fmt.Errorf("%w: block %d part %d of %d", ErrInvalidDelta, d.Number, d.Part, d.Parts)
+	case d.From != nil && d.From.Hash == (common.Hash{}):
+		return fmt.Errorf("%w: block %d corrects a block without hash", ErrInvalidDelta, d.Number)
 	case len(d.Changes) > MaxChangesPerPart:
 		return fmt.Errorf("%w: block %d part %d has %d changes (max %d)", ErrTooLarge, d.Number, d.Part, len(d.Changes), MaxChangesPerPart)
 	}

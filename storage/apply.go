@@ -14,6 +14,9 @@ import (
 type Block struct {
 	ChainID uint64
 	events.Block
+	// From is set on a correction (events.BlockDelta.From): it applies only
+	// to a snapshot whose trusted block is exactly From.
+	From    *events.BlockRef
 	Changes []events.Change
 	LastSeq uint64
 }
@@ -80,6 +83,11 @@ func (a *applyTx) block(b *Block) error {
 	switch {
 	case a.m.ChainID != 0 && b.ChainID != a.m.ChainID:
 		return fmt.Errorf("%w: block %d is of chain %d, the snapshot of chain %d", ErrForeignSnapshot, b.Number, b.ChainID, a.m.ChainID)
+	case b.From != nil:
+		if !a.m.HasTrusted || a.m.Trusted.Number != b.From.Number || a.m.Trusted.Hash != b.From.Hash {
+			return fmt.Errorf("%w: a correction from block %d (%s) to block %d, but the snapshot trusts block %d (%s)",
+				ErrDiscontinuity, b.From.Number, b.From.Hash.TerminalString(), b.Number, a.m.Trusted.Number, a.m.Trusted.Hash.TerminalString())
+		}
 	case a.m.HasTrusted && (b.Number != a.m.Trusted.Number+1 || b.ParentHash != a.m.Trusted.Hash):
 		return fmt.Errorf("%w: block %d (%s, parent %s) after trusted block %d (%s)",
 			ErrDiscontinuity, b.Number, b.Hash.TerminalString(), b.ParentHash.TerminalString(), a.m.Trusted.Number, a.m.Trusted.Hash.TerminalString())

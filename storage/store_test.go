@@ -232,3 +232,30 @@ func TestCopyAndReadOnly(t *testing.T) {
 		t.Fatal("read-only open of a missing file succeeded")
 	}
 }
+
+// A correction applies only to a snapshot at its From block, may move the
+// trusted block to another branch, and later blocks continue from it.
+func TestApplyCorrection(t *testing.T) {
+	s := mustStore(t, 1)
+	if _, err := s.Apply([]Block{blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)}), blk(1, 2)}); err != nil {
+		t.Fatal(err)
+	}
+	other := events.Block{Number: 1, Hash: common.Hash{0xee}, ParentHash: common.Hash{1}}
+	wrongFrom := Block{ChainID: 1, Block: other, From: &events.BlockRef{Number: 1, Hash: common.Hash{9}}, LastSeq: 3}
+	if _, err := s.Apply([]Block{wrongFrom}); !errors.Is(err, ErrDiscontinuity) {
+		t.Fatalf("correction from another block: got %v", err)
+	}
+	fix := Block{ChainID: 1, Block: other, From: &events.BlockRef{Number: 1, Hash: common.Hash{2}}, LastSeq: 3,
+		Changes: []events.Change{{Account: alice, Asset: events.NativeAsset, Pre: u(100), Post: u(7)}}}
+	res, err := s.Apply([]Block{fix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Meta.Trusted.Hash != other.Hash {
+		t.Fatalf("trusted %+v after the correction", res.Meta.Trusted)
+	}
+	next := Block{ChainID: 1, Block: events.Block{Number: 2, Hash: common.Hash{0xef}, ParentHash: other.Hash}, LastSeq: 4}
+	if _, err := s.Apply([]Block{next}); err != nil {
+		t.Fatalf("the block after the correction: %v", err)
+	}
+}

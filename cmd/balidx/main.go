@@ -33,6 +33,8 @@ Commands:
   status    print /v1/status of a running query node
   audit     compare the snapshot at its trusted block with the chain
             (--rpc, and --data of a stopped node or --admin of a running one)
+  replay    re-derive blocks --from A and publish a correction where the
+            stream and the chain disagree (indexer stopped; --rpc, --data)
   rebuild   build a fresh snapshot from the whole stream and swap it in
             (query node stopped; --data, --nats)
   snapshot  export FILE (from --data of a stopped node or --admin of a running
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return snapshotCmd(ctx, rest, stdout, stderr)
 	case "rebuild":
 		return rebuild(ctx, rest, getenv, stdout, stderr)
+	case "replay":
+		return replay(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/indexer"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// replay re-derives blocks from the node and, where the stream and the
+// chain disagree (a reorg deeper than the trust policy, or a wrong balance),
+// publishes one correction that every snapshot applies (see indexer.Replay).
+// The indexer must be stopped; start it again afterwards.
+func replay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("balidx replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rpcURL := fs.String("rpc", getenv("BALIDX_RPC"), "the node (an archive node for blocks older than ~128)")
+	from := fs.Uint64("from", 0, "first block to re-derive (at or before the fork point)")
+	data := fs.String("data", "./data", "data directory of the stopped indexer (its embedded NATS store)")
+	natsURL := fs.String("nats", getenv("BALIDX_NATS"), "NATS URL; empty: the embedded server's store in --data")
+	confirmations := fs.Uint64("confirmations", 12, "the trust policy: head − number ≥ N")
+	trust := fs.String("trust", "", "or the node's 'safe' / 'finalized' block")
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if *rpcURL == "" || !hasFlag(fs, "from") {
+		return errors.New("usage: balidx replay --rpc URL --from A [--data DIR | --nats URL]")
+	}
+	policy := events.Policy{Confirmations: *confirmations, Tag: *trust}
+	if *trust != "" {
+		policy.Confirmations = 0
+	}
+	url := *natsURL
+	if url == "" {
+		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: filepath.Join(*data, "nats"), Port: -1})
+		if err != nil {
+			return fmt.Errorf("%w (is the indexer still running on %s?)", err, *data)
+		}
+		defer srv.Close()
+		url = srv.URL()
+	}
+	nc, err := events.Connect(url, "balidx replay")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	stream, err := events.EnsureStream(ctx, js, events.StreamConfig{})
+	if err != nil {
+		return err
+	}
+	node, err := indexer.Dial(ctx, *rpcURL)
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	res, err := indexer.Replay(ctx, indexer.ReplayConfig{Node: node, JS: js, Stream: stream, From: *from, Policy: policy, Log: newLogger("warn", stderr)})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed blocks %d..%d (last published %d %s)\n", *from, res.Published.Number, res.Published.Number, res.Published.Hash)
+	if res.Fork != nil {
+		fmt.Fprintf(stdout, "the chain no longer has published block %d (%s)\n", res.Fork.Number, res.Fork.Hash)
+	}
+	if !res.Corrected {
+		fmt.Fprintln(stdout, "nothing changed: the stream agrees with the chain; nothing published")
+		return nil
+	}
+	fmt.Fprintf(stdout, "corrected: published a correction from block %d to block %d (%s) with %d balances; start the indexer again\n",
+		res.Published.Number, res.Target.Number, res.Target.Hash, res.Changes)
+	return nil
+}
+
+func hasFlag(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}

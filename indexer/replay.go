@@ -1,0 +1,275 @@
+package indexer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"slices"
+
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/rpc"
+	"github.com/holiman/uint256"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReplayConfig configures Replay. The indexer of the chain must be stopped:
+// the publisher's precondition refuses to interleave with it anyway.
+type ReplayConfig struct {
+	Node   *Node
+	JS     jetstream.JetStream
+	Stream jetstream.Stream
+	// From is the first block to re-derive. Every block before it must
+	// still be on the chain as published.
+	From uint64
+	// Policy says which blocks of the chain are trusted now.
+	Policy events.Policy
+	Log    *slog.Logger
+}
+
+// ReplayResult says what Replay found and did.
+type ReplayResult struct {
+	Published events.BlockRef  // the last block on the stream before the replay
+	Fork      *events.BlockRef // the first published block the chain no longer has
+	Target    events.BlockRef  // the block the correction takes snapshots to
+	Changes   int              // balances corrected
+	Corrected bool             // a correction was published
+}
+
+// Replay re-derives the blocks from cfg.From to the last published block
+// from the node and compares them with what the stream says. If the chain
+// still has every published block and every balance the stream implies
+// equals the chain's, nothing is published. Otherwise (a reorg deeper than
+// the trust policy, or a published balance that is wrong) it publishes one
+// correction: a delta from the last published block P to the chain's block
+// Q = min(P, trusted height now), whose pre amounts are what every snapshot
+// at P holds and whose post amounts are the chain's at Q, for every balance
+// touched on either side since From. Snapshots at P apply it and stand at
+// Q; the indexer, started again, goes on from Q+1.
+func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
+	var res ReplayResult
+	chainID, err := cfg.Node.ChainID(ctx)
+	if err != nil {
+		return res, err
+	}
+	pub, last, err := events.NewPublisher(ctx, cfg.JS, cfg.Stream, chainID)
+	if err != nil {
+		return res, err
+	}
+	if last == nil {
+		return res, fmt.Errorf("the stream holds nothing of chain %d: nothing to replay", chainID)
+	}
+	if last.Part < last.Parts {
+		return res, fmt.Errorf("block %d is only partly published: start the indexer to finish it, then replay", last.Number)
+	}
+	res.Published = events.BlockRef{Number: last.Number, Hash: last.Hash}
+	if cfg.From > last.Number {
+		return res, fmt.Errorf("--from %d is after the last published block %d", cfg.From, last.Number)
+	}
+	hist, err := readHistory(ctx, cfg.Stream, chainID, cfg.From)
+	if err != nil {
+		return res, err
+	}
+
+	// Where does the chain leave what was published?
+	if cfg.From > 0 && cfg.From-1 >= max(hist.firstBlock, hist.corrected) {
+		h, err := cfg.Node.HeaderByNumber(ctx, rpc.BlockNumber(cfg.From-1))
+		if err != nil {
+			return res, err
+		}
+		if h == nil || h.Hash != hist.hashes[cfg.From-1] {
+			return res, fmt.Errorf("the chain already differs at block %d, before --from %d: replay from an earlier block", cfg.From-1, cfg.From)
+		}
+	}
+	// Blocks before the last correction were published on a branch the
+	// correction left; the correction vouches for the chain up to it.
+	for n := max(cfg.From, hist.corrected); n <= last.Number; n++ {
+		h, err := cfg.Node.HeaderByNumber(ctx, rpc.BlockNumber(n))
+		if err != nil {
+			return res, err
+		}
+		if h == nil || h.Hash != hist.hashes[n] {
+			res.Fork = &events.BlockRef{Number: n, Hash: hist.hashes[n]}
+			break
+		}
+	}
+
+	// The target: the published height, or the chain's trusted height if
+	// the new branch is shorter.
+	head, err := cfg.Node.HeaderByNumber(ctx, rpc.LatestBlockNumber)
+	if err != nil || head == nil {
+		return res, fmt.Errorf("latest block: %v", err)
+	}
+	ix := &Indexer{cfg: Config{Node: cfg.Node, Policy: cfg.Policy}}
+	trusted, ok, err := ix.trusted(ctx, head)
+	if err != nil {
+		return res, err
+	}
+	if !ok || trusted < cfg.From {
+		return res, fmt.Errorf("the chain trusts no block at or after --from %d yet", cfg.From)
+	}
+	target, err := cfg.Node.HeaderByNumber(ctx, rpc.BlockNumber(min(trusted, last.Number)))
+	if err != nil || target == nil {
+		return res, fmt.Errorf("target block: %v", err)
+	}
+	res.Target = events.BlockRef{Number: uint64(target.Number), Hash: target.Hash}
+
+	// Every balance touched since From, on the stream or on the chain.
+	keys := hist.touched
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	d := deriver{node: cfg.Node, log: cfg.Log}
+	for n := cfg.From; n <= uint64(target.Number); n++ {
+		if n == 0 {
+			continue // genesis: its accounts are on the stream already
+		}
+		h, err := cfg.Node.HeaderByNumber(ctx, rpc.BlockNumber(n))
+		if err != nil {
+			return res, err
+		}
+		changes, err := d.changes(ctx, h)
+		if err != nil {
+			return res, err
+		}
+		for _, c := range changes {
+			keys[assetKey{c.Account, c.Asset}] = struct{}{}
+		}
+	}
+	corrections, err := correctionsAt(ctx, cfg.Node, target.Hash, keys, hist.amounts)
+	if err != nil {
+		return res, err
+	}
+	res.Changes = len(corrections)
+	if res.Fork == nil && len(corrections) == 0 {
+		return res, nil // the stream and the chain agree: nothing to publish
+	}
+	block := events.Block{Number: uint64(target.Number), Hash: target.Hash, ParentHash: target.ParentHash, Timestamp: uint64(target.Timestamp)}
+	parts := events.Split(chainID, block, corrections)
+	for i := range parts {
+		parts[i].From = &res.Published
+	}
+	if err := pub.Publish(ctx, parts); err != nil {
+		return res, err
+	}
+	res.Corrected = true
+	return res, nil
+}
+
+// assetKey is one balance: an account's holding of an asset.
+type assetKey struct{ account, asset common.Address }
+
+// history is what the stream says.
+type history struct {
+	firstBlock uint64                   // the first block on the stream
+	corrected  uint64                   // the block of the last correction: earlier hashes may be of a left branch
+	hashes     map[uint64]common.Hash   // published hash by number, corrections applied
+	amounts    map[assetKey]uint256.Int // every balance after the last message
+	touched    map[assetKey]struct{}    // balances changed in blocks ≥ from
+}
+
+// readHistory reads the chain's whole subject of the stream.
+func readHistory(ctx context.Context, s jetstream.Stream, chainID, from uint64) (*history, error) {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h := &history{hashes: map[uint64]common.Hash{}, amounts: map[assetKey]uint256.Int{}, touched: map[assetKey]struct{}{}}
+	first := true
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if m.Subject != events.Subject(chainID) {
+			continue
+		}
+		d, err := events.Decode(m.Data)
+		if err != nil {
+			return nil, fmt.Errorf("stream seq %d: %w", seq, err)
+		}
+		if first {
+			h.firstBlock, first = d.Number, false
+		}
+		if d.From != nil { // a correction: the blocks after it are no longer published
+			for n := range h.hashes {
+				if n > d.Number {
+					delete(h.hashes, n)
+				}
+			}
+			h.corrected = d.Number
+		}
+		h.hashes[d.Number] = d.Hash
+		for _, c := range d.Changes {
+			k := assetKey{c.Account, c.Asset}
+			h.amounts[k] = c.Post
+			if d.Number >= from {
+				h.touched[k] = struct{}{}
+			}
+		}
+	}
+	return h, nil
+}
+
+// correctionsAt reads every key's amount on the chain at block at and
+// returns a change (pre: the stream's, post: the chain's) where they differ.
+func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[assetKey]struct{}, stream map[assetKey]uint256.Int) ([]events.Change, error) {
+	var natives []common.Address
+	var tokens []TokenQuery
+	for k := range keys {
+		if k.asset == events.NativeAsset {
+			natives = append(natives, k.account)
+		} else {
+			tokens = append(tokens, TokenQuery{Token: k.asset, Holder: k.account})
+		}
+	}
+	chain := map[assetKey]*big.Int{}
+	if len(natives) > 0 {
+		bals, err := node.Balances(ctx, natives, at)
+		if err != nil {
+			return nil, err
+		}
+		for i, a := range natives {
+			chain[assetKey{a, events.NativeAsset}] = bals[i]
+		}
+	}
+	if len(tokens) > 0 {
+		bals, errs, err := node.TokenBalances(ctx, tokens, at)
+		if err != nil {
+			return nil, err
+		}
+		for i, q := range tokens {
+			switch {
+			case errors.Is(errs[i], errNoCode):
+				chain[assetKey{q.Holder, q.Token}] = new(big.Int) // the contract does not exist on this branch
+			case errs[i] != nil:
+				return nil, fmt.Errorf("balanceOf(%s) on %s: %w", q.Holder.Hex(), q.Token.Hex(), errs[i])
+			default:
+				chain[assetKey{q.Holder, q.Token}] = bals[i]
+			}
+		}
+	}
+	var out []events.Change
+	for k, v := range chain {
+		c := events.Change{Account: k.account, Asset: k.asset, Pre: stream[k]}
+		if v.Sign() < 0 || c.Post.SetFromBig(v) {
+			return nil, fmt.Errorf("%w: amount of %s out of range", ErrBadAnswer, k.account.Hex())
+		}
+		if c.Pre != c.Post {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(x, y events.Change) int {
+		if c := bytes.Compare(x.Account[:], y.Account[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(x.Asset[:], y.Asset[:])
+	})
+	return out, nil
+}
