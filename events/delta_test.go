@@ -61,6 +61,35 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+func TestGoldenCorrection(t *testing.T) {
+	d := sampleDelta()
+	d.From = &BlockRef{Number: 44, Hash: common.HexToHash("0x00000000000000000000000000000000000000000000000000000000000000ac")}
+	got, err := Encode(&d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "correction-v1.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, bytes.TrimSpace(want)) {
+		t.Fatalf("encoding changed:\ngot  %s\nwant %s", got, want)
+	}
+	back, err := Decode(want)
+	if err != nil || back.From == nil || *back.From != *d.From {
+		t.Fatalf("round trip: %+v, %v", back, err)
+	}
+	if back.MsgID() == sampleDelta().MsgID() {
+		t.Fatal("a correction shares its message id with the block's own delta")
+	}
+}
+
 func TestDecodeRefuses(t *testing.T) {
 	good, err := Encode(ptr(sampleDelta()))
 	if err != nil {
