@@ -85,7 +85,7 @@ func TestGoldenCorrection(t *testing.T) {
 	if err != nil || back.From == nil || *back.From != *d.From {
 		t.Fatalf("round trip: %+v, %v", back, err)
 	}
-	if back.MsgID() == sampleDelta().MsgID() {
+	if plain := sampleDelta(); back.MsgID() == plain.MsgID() {
 		t.Fatal("a correction shares its message id with the block's own delta")
 	}
 }
