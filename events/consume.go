@@ -11,7 +11,8 @@ import (
 
 // Msg is one part read from the stream.
 type Msg struct {
-	Seq   uint64      // stream sequence
+	Seq     uint64      // stream sequence
+	Pending uint64      // messages after this one the consumer has yet to deliver
 	Delta *BlockDelta // nil when Err is set
 	// Err: the message could not be decoded (the stream is poisoned here),
 	// or ErrConsumerLost (no message; consume again from your position).
@@ -72,7 +73,7 @@ func Consume(ctx context.Context, s jetstream.Stream, cfg ConsumeConfig) (<-chan
 		}
 		d, derr := Decode(m.Data())
 		select {
-		case out <- Msg{Seq: meta.Sequence.Stream, Delta: d, Err: derr, raw: m}:
+		case out <- Msg{Seq: meta.Sequence.Stream, Pending: meta.NumPending, Delta: d, Err: derr, raw: m}:
 		case <-ctx.Done():
 		}
 	}, jetstream.PullMaxMessages(cfg.Buffer), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {

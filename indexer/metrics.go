@@ -28,7 +28,7 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 	breaker := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "balidx_indexer_node_breaker_state", Help: "Circuit breaker in front of the node: 0 closed, 1 half-open (probing), 2 open.",
 	}, func() float64 { return float64(node.BreakerState()) })
-	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures, breaker} {
+	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures, breaker, node.latency, node.errors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/rpc"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -32,13 +33,20 @@ const maxBatch = 100
 type Node struct {
 	rpc     *rpc.Client
 	breaker *gobreaker.CircuitBreaker[struct{}]
+	latency prometheus.Histogram // of every exchange, failed ones included
+	errors  prometheus.Counter   // exchanges the node did not answer
 }
 
 // BreakerOpenFor is how long an open breaker refuses calls before probing.
 const BreakerOpenFor = 10 * time.Second
 
 func newNode(c *rpc.Client) *Node {
-	return &Node{rpc: c, breaker: gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+	return &Node{rpc: c, latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "balidx_indexer_node_request_duration_seconds", Help: "Node JSON-RPC exchanges (a call or a batch).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 30},
+	}), errors: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "balidx_indexer_node_errors_total", Help: "Node exchanges that failed without an answer (transport errors, timeouts).",
+	}), breaker: gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "node",
 		MaxRequests: 1,
 		Timeout:     BreakerOpenFor,
@@ -66,7 +74,16 @@ func (n *Node) BreakerState() int {
 
 // guarded runs one exchange with the node through the breaker.
 func (n *Node) guarded(f func() error) error {
-	_, err := n.breaker.Execute(func() (struct{}, error) { return struct{}{}, f() })
+	_, err := n.breaker.Execute(func() (struct{}, error) {
+		start := time.Now()
+		err := f()
+		n.latency.Observe(time.Since(start).Seconds())
+		var answered rpc.Error
+		if err != nil && !errors.As(err, &answered) {
+			n.errors.Inc()
+		}
+		return struct{}{}, err
+	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return fmt.Errorf("node unreachable, not asking for %s: %w", BreakerOpenFor, err)
 	}

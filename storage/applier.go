@@ -7,6 +7,7 @@ import (
 
 	"github.com/balidx/balidx/events"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ApplierConfig configures an Applier.
@@ -22,12 +23,17 @@ type ApplierConfig struct {
 	// FromSeq, if set, reads the stream from there instead of from the
 	// stored position + 1; what is already applied is recognised and skipped.
 	FromSeq uint64
+	// Metrics, if set, receives the applier's metrics.
+	Metrics prometheus.Registerer
 }
 
 // Applier reads the chain's deltas from the stream, in order, from the
 // position stored in the snapshot, and applies them.
 type Applier struct {
-	cfg ApplierConfig
+	cfg     ApplierConfig
+	blocks  prometheus.Counter
+	changes prometheus.Counter
+	lag     prometheus.Gauge
 }
 
 // NewApplier validates cfg.
@@ -38,7 +44,20 @@ func NewApplier(cfg ApplierConfig) (*Applier, error) {
 	if cfg.MaxBatchChanges == 0 {
 		cfg.MaxBatchChanges = 50_000
 	}
-	return &Applier{cfg: cfg}, nil
+	a := &Applier{
+		cfg:     cfg,
+		blocks:  prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_applier_blocks_total", Help: "Blocks applied to the snapshot."}),
+		changes: prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_applier_changes_total", Help: "Balance changes applied to the snapshot."}),
+		lag:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "balidx_applier_stream_lag_messages", Help: "Messages on the stream after the last one applied."}),
+	}
+	if cfg.Metrics != nil {
+		for _, c := range []prometheus.Collector{a.blocks, a.changes, a.lag} {
+			if err := cfg.Metrics.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return a, nil
 }
 
 // pending is a block whose parts are arriving.
@@ -89,6 +108,7 @@ func (a *Applier) consume(ctx context.Context, from uint64, committed *uint64) e
 		var batch []Block
 		var acks []events.Msg
 		changes := 0
+		var pending uint64
 		// Block for the first message, then take whatever else has arrived.
 		for wait := true; ; wait = false {
 			var msg events.Msg
@@ -118,6 +138,7 @@ func (a *Applier) consume(ctx context.Context, from uint64, committed *uint64) e
 				continue
 			}
 			lastSeq = msg.Seq
+			pending = msg.Pending
 			done, err := a.collect(&cur, msg)
 			if err != nil {
 				return err
@@ -139,6 +160,9 @@ func (a *Applier) consume(ctx context.Context, from uint64, committed *uint64) e
 			return err
 		}
 		*committed = res.Meta.StreamSeq
+		a.blocks.Add(float64(res.Blocks))
+		a.changes.Add(float64(res.Changes))
+		a.lag.Set(float64(pending))
 		if a.cfg.OnApplied != nil {
 			a.cfg.OnApplied(res)
 		}

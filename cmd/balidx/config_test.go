@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/events/eventstest"
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/storage"
@@ -104,6 +105,10 @@ func TestDeployMonitoring(t *testing.T) {
 	if err := indexer.RegisterMetrics(reg, indexer.NewNode(rpc.DialInProc(rpc.NewServer()))); err != nil {
 		t.Fatal(err)
 	}
+	_, stream := eventstest.MustJetStream(t)
+	if _, err := storage.NewApplier(storage.ApplierConfig{Store: store, Stream: stream, ChainID: 1, Metrics: reg}); err != nil {
+		t.Fatal(err)
+	}
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +117,7 @@ func TestDeployMonitoring(t *testing.T) {
 	for _, f := range families {
 		exported[f.GetName()] = true
 		if f.GetType().String() == "HISTOGRAM" {
+			exported[f.GetName()+"_count"] = true
 			exported[f.GetName()+"_bucket"] = true
 		}
 	}

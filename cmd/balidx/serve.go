@@ -142,7 +142,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			return err
 		}
 		defer snap.Close()
-		applier, err := storage.NewApplier(storage.ApplierConfig{Store: store, Stream: stream, ChainID: chainID, OnApplied: snap.OnApplied})
+		applier, err := storage.NewApplier(storage.ApplierConfig{Store: store, Stream: stream, ChainID: chainID, OnApplied: snap.OnApplied, Metrics: reg})
 		if err != nil {
 			return err
 		}
