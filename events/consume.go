@@ -13,7 +13,7 @@ import (
 type Msg struct {
 	Seq     uint64      // stream sequence
 	Pending uint64      // messages after this one the consumer has yet to deliver
-	Delta *BlockDelta // nil when Err is set
+	Delta   *BlockDelta // nil when Err is set
 	// Err: the message could not be decoded (the stream is poisoned here),
 	// or ErrConsumerLost (no message; consume again from your position).
 	Err error
