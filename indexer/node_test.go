@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/ethereum/go-ethereum/rpc"
@@ -46,5 +47,27 @@ func TestNodeBreaker(t *testing.T) {
 	}
 	if answering.BreakerState() != 0 {
 		t.Fatalf("JSON-RPC errors tripped the breaker (state %d)", answering.BreakerState())
+	}
+}
+
+// Errors the operator can act on are named, with the fix in the message.
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		method, msg string
+		want        error
+		fix         string
+	}{
+		{"debug_traceBlockByHash", "historical state 0x3fafb66e8712a363aef58ba3968545f9aff6cfe63b8c3f96047c53623b3cbae0 is not available", ErrHistoricalState, "--gcmode archive"},
+		{"eth_getBalance", "missing trie node 3fafb66e (path ) state 0x3fafb66e is not available", ErrHistoricalState, "--state.scheme hash"},
+		{"debug_traceBlockByHash", "the method debug_traceBlockByHash does not exist/is not available", ErrNoDebugAPI, "--ws.api eth,net,web3,debug"},
+	}
+	for _, tt := range tests {
+		err := classify(tt.method, errors.New(tt.msg))
+		if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.fix) {
+			t.Errorf("%s %q: got %v, want %v naming %q", tt.method, tt.msg, err, tt.want, tt.fix)
+		}
+	}
+	if err := classify("eth_call", errors.New("execution reverted")); errors.Is(err, ErrHistoricalState) || errors.Is(err, ErrNoDebugAPI) {
+		t.Errorf("a revert was classified as %v", err)
 	}
 }

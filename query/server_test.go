@@ -227,6 +227,20 @@ func TestMaxStaleness(t *testing.T) {
 	if a := do(t, s, "GET", "/v1/status", ""); a.status != 200 || a.body["stale"] != true {
 		t.Fatalf("status: got %d stale %v, want 200 and stale", a.status, a.body["stale"])
 	}
+	rec := httptest.NewRecorder()
+	s.admin.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "unavailable") {
+		t.Fatalf("readyz past the hard bound: got %d %s", rec.Code, rec.Body.String())
+	}
+}
+
+func TestReadyzReportsStaleness(t *testing.T) {
+	s, _ := mustServer(t, 0, Config{StaleAfter: time.Minute, Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	rec := httptest.NewRecorder()
+	s.admin.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"stale":true`) {
+		t.Fatalf("readyz of a stale node without a hard bound: got %d %s, want 200 saying stale", rec.Code, rec.Body.String())
+	}
 }
 
 func TestBatch(t *testing.T) {
