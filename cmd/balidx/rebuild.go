@@ -50,28 +50,12 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 		return errors.New("no snapshot to take the chain from: give --chain-id")
 	}
 
-	url := *natsURL
-	if url == "" {
-		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: filepath.Join(*data, "nats"), Port: -1})
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
-		url = srv.URL()
-	}
-	nc, err := events.Connect(url, "balidx rebuild")
+	nl, err := openLog(ctx, *natsURL, *data, "127.0.0.1:0", 1, "balidx rebuild", newLogger("warn", stderr))
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	stream, err := events.EnsureStream(ctx, js, events.StreamConfig{})
-	if err != nil {
-		return err
-	}
+	defer nl.close()
+	stream := nl.stream
 	last, lastSeq, err := events.LastDelta(ctx, stream, *chainID)
 	if err != nil {
 		return err

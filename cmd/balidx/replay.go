@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // replay re-derives blocks from the node and, where the stream and the
@@ -38,34 +36,17 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	if *trust != "" {
 		policy.Confirmations = 0
 	}
-	url := *natsURL
-	if url == "" {
-		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: filepath.Join(*data, "nats"), Port: -1})
-		if err != nil {
-			return fmt.Errorf("%w (is the indexer still running on %s?)", err, *data)
-		}
-		defer srv.Close()
-		url = srv.URL()
-	}
-	nc, err := events.Connect(url, "balidx replay")
+	nl, err := openLog(ctx, *natsURL, *data, "127.0.0.1:0", 1, "balidx replay", newLogger("warn", stderr))
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	stream, err := events.EnsureStream(ctx, js, events.StreamConfig{})
-	if err != nil {
-		return err
-	}
+	defer nl.close()
 	node, err := indexer.Dial(ctx, *rpcURL)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
-	res, err := indexer.Replay(ctx, indexer.ReplayConfig{Node: node, JS: js, Stream: stream, From: *from, Policy: policy, Log: newLogger("warn", stderr)})
+	res, err := indexer.Replay(ctx, indexer.ReplayConfig{Node: node, JS: nl.js, Stream: nl.stream, From: *from, Policy: policy, Log: newLogger("warn", stderr)})
 	if err != nil {
 		return err
 	}

@@ -50,33 +50,12 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// The log: NATS JetStream.
-	natsURL := cfg.NATS
-	if natsURL == "" {
-		host, port, err := splitHostPort(cfg.NATSListen)
-		if err != nil {
-			return fmt.Errorf("--nats-listen: %w", err)
-		}
-		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: filepath.Join(cfg.Data, "nats"), Host: host, Port: port})
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
-		natsURL = srv.URL()
-		log.Info("embedded NATS with JetStream started", "url", natsURL)
-	}
-	nc, err := events.Connect(natsURL, "balidx "+cmd)
+	nl, err := openLog(ctx, cfg.NATS, cfg.Data, cfg.NATSListen, cfg.Replicas, "balidx "+cmd, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	stream, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: cfg.Replicas})
-	if err != nil {
-		return err
-	}
+	defer nl.close()
+	js, stream := nl.js, nl.stream
 	board, err := events.NewStatusBoard(ctx, js, cfg.Replicas)
 	if err != nil {
 		return err
@@ -236,4 +215,53 @@ func reloadOn(ctx context.Context, signals <-chan os.Signal, path string, srv *q
 			log.Info("clients file reloaded", "clients", len(c.Clients), "anonymous", c.Anonymous.Enabled)
 		}
 	}
+}
+
+// natsLog is a connection to the stream, and the embedded server if one was
+// started for it.
+type natsLog struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	close  func()
+}
+
+// openLog connects to url, or with an empty url starts the embedded server
+// on DATA/nats listening on listen, and opens the stream.
+func openLog(ctx context.Context, url, data, listen string, replicas int, name string, log *slog.Logger) (*natsLog, error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if url == "" {
+		host, port, err := splitHostPort(listen)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-listen: %w", err)
+		}
+		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: filepath.Join(data, "nats"), Host: host, Port: port})
+		if err != nil {
+			return nil, fmt.Errorf("%w (is another balidx using %s?)", err, data)
+		}
+		closers = append(closers, srv.Close)
+		url = srv.URL()
+		log.Info("embedded NATS with JetStream started", "url", url)
+	}
+	nc, err := events.Connect(url, name)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	closers = append(closers, nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	stream, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: replicas})
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	return &natsLog{js: js, stream: stream, close: closeAll}, nil
 }
