@@ -45,17 +45,14 @@ func TestCrashLoop(t *testing.T) {
 	}
 	defer rc.Close()
 	eth := ethclient.NewClient(rc)
-	var accounts []common.Address
-	if err := rc.Call(&accounts, "eth_accounts"); err != nil || len(accounts) == 0 {
-		t.Fatalf("dev account: %v %v", accounts, err)
-	}
+	dev := devAccount(t, rc)
 	traffic := make(chan struct{})
 	go func() { // transfers to a few hundred accounts while balidx dies and comes back
 		defer close(traffic)
 		rng := rand.New(rand.NewPCG(7, 7))
 		for ctx.Err() == nil {
 			to := common.BigToAddress(big.NewInt(int64(rng.IntN(300)) + 1<<45))
-			tx := map[string]any{"from": accounts[0], "to": to, "value": (*hexutil.Big)(big.NewInt(int64(1 + rng.IntN(1e9))))}
+			tx := map[string]any{"from": dev, "to": to, "value": (*hexutil.Big)(big.NewInt(int64(1 + rng.IntN(1e9))))}
 			_ = rc.CallContext(ctx, nil, "eth_sendTransaction", tx)
 			time.Sleep(20 * time.Millisecond)
 		}

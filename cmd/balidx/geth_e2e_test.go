@@ -41,11 +41,7 @@ func TestGethE2E(t *testing.T) {
 	}
 	defer rc.Close()
 	eth := ethclient.NewClient(rc)
-	var accounts []common.Address
-	if err := rc.Call(&accounts, "eth_accounts"); err != nil || len(accounts) == 0 {
-		t.Fatalf("dev account: %v %v", accounts, err)
-	}
-	dev := accounts[0]
+	dev := devAccount(t, rc)
 	send := func(to *common.Address, value *big.Int, data []byte) common.Hash {
 		t.Helper()
 		tx := map[string]any{"from": dev, "gas": hexutil.Uint64(1_000_000)}
@@ -109,6 +105,16 @@ func TestGethE2E(t *testing.T) {
 		t.Fatalf("coverage %+v: want full (genesis listed by the node)", st.Coverage)
 	}
 	checkEveryBalance(t, chainView{eth: eth, rpc: rc, tokens: []common.Address{token, feeToken}}, b.http, st)
+}
+
+// devAccount is geth --dev's unlocked, funded account.
+func devAccount(tb testing.TB, rc *rpc.Client) common.Address {
+	tb.Helper()
+	var accounts []common.Address
+	if err := rc.Call(&accounts, "eth_accounts"); err != nil || len(accounts) == 0 {
+		tb.Fatalf("dev account: %v %v", accounts, err)
+	}
+	return accounts[0]
 }
 
 // A node without the debug API is refused at start, with the flag to add.
@@ -236,14 +242,11 @@ func TestGethOutage(t *testing.T) {
 	}
 	defer rc.Close()
 	eth := ethclient.NewClient(rc)
-	var accounts []common.Address
-	if err := rc.Call(&accounts, "eth_accounts"); err != nil || len(accounts) == 0 {
-		t.Fatalf("dev account: %v %v", accounts, err)
-	}
+	dev := devAccount(t, rc)
 	var last common.Hash
 	for i := range 5 { // new accounts after the outage
 		to := common.BigToAddress(big.NewInt(int64(i) + 1<<50))
-		tx := map[string]any{"from": accounts[0], "to": to, "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e15))}
+		tx := map[string]any{"from": dev, "to": to, "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e15))}
 		if err := rc.Call(&last, "eth_sendTransaction", tx); err != nil {
 			t.Fatal(err)
 		}
