@@ -36,10 +36,14 @@ lint: vet
 e2e: $(GETH)
 	BALIDX_GETH=$(abspath $(GETH)) $(GO) test -count=1 -timeout 30m -run TestGethE2E -v ./cmd/balidx/
 
-# Pipeline figures on the simulated chain (catch-up blocks/s, the time from
-# a block's commit to its balances being served), then the query tier's
-# cost per request and per defence against a bare echo handler.
-bench:
+# HTTP throughput and latency with wrk against a bare echo handler and geth
+# in the same run (installs wrk from Debian if missing), then the pipeline
+# figures on the simulated chain (catch-up blocks/s, commit → served), then
+# the query tier's cost per request and per defence. Results: BENCHMARKS.md.
+bench: $(GETH)
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(GO) build -o bin/balidx-bench ./cmd/balidx-bench
+	./bin/balidx-bench -geth $(GETH)
 	$(GO) test -run XXX -bench . -benchtime=1x -count=3 ./cmd/balidx/
 	$(GO) test -run XXX -bench . -benchtime=200000x -count=3 ./query/
 
