@@ -198,7 +198,7 @@ func (p *progress) update(done int) {
 	}
 	if tenth := int(frac * 10); tenth > p.last {
 		p.last = tenth
-		fmt.Fprintf(p.w, "audit: %d/%d balances checked (%d%%), ETA %s\n", done, p.total, tenth*10, eta)
+		fmt.Fprintf(p.w, "%d/%d done (%d%%), ETA %s\n", done, p.total, tenth*10, eta)
 	}
 }
 

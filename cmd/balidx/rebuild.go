@@ -109,7 +109,8 @@ func applyUpTo(ctx context.Context, store *storage.Store, stream jetstream.Strea
 	go func() { done <- a.Run(ctx) }()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	start, shown := time.Now(), time.Now()
+	bar := newProgress(progress, int(lastSeq))
+	defer bar.done()
 	for {
 		select {
 		case err := <-done:
@@ -123,18 +124,10 @@ func applyUpTo(ctx context.Context, store *storage.Store, stream jetstream.Strea
 		if err != nil {
 			return m, err
 		}
+		bar.update(int(m.StreamSeq))
 		if m.StreamSeq >= lastSeq {
 			cancel()
 			return m, <-done
-		}
-		if time.Since(shown) > 5*time.Second {
-			shown = time.Now()
-			frac := float64(m.StreamSeq) / float64(lastSeq)
-			eta := "?"
-			if frac > 0 {
-				eta = time.Duration(float64(time.Since(start)) * (1 - frac) / frac).Round(time.Second).String()
-			}
-			fmt.Fprintf(progress, "rebuild: stream seq %d of %d (%.0f%%), block %d, ETA %s\n", m.StreamSeq, lastSeq, 100*frac, m.Trusted.Number, eta)
 		}
 	}
 }
