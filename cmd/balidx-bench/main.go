@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +46,7 @@ type config struct {
 	duration time.Duration
 	runs     int
 	conns    int
+	profile  string
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -55,6 +57,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&cfg.duration, "duration", 8*time.Second, "each wrk run")
 	fs.IntVar(&cfg.runs, "runs", 3, "runs per target (the median is reported)")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
+	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the server while wrk asks for known addresses")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,12 +95,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		targets = append(targets, target{name: "geth eth_getBalance (tiny dev chain)", url: gethURL, script: rpcScript(dir, addrs[:10_000])})
 	}
 	for i := range targets {
+		if i == 1 && cfg.profile != "" {
+			f, err := os.Create(cfg.profile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+		}
 		for r := 0; r < cfg.runs; r++ {
 			res, err := wrk(ctx, targets[i], cfg)
 			if err != nil {
 				return fmt.Errorf("%s: %w", targets[i].name, err)
 			}
 			targets[i].results = append(targets[i].results, res)
+		}
+		if i == 1 && cfg.profile != "" {
+			pprof.StopCPUProfile()
 		}
 	}
 	report(out, targets, cfg)
