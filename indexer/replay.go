@@ -1,13 +1,11 @@
 package indexer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
-	"slices"
 
 	"github.com/balidx/balidx/events"
 	"github.com/ethereum/go-ethereum/common"
@@ -265,11 +263,6 @@ func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[ass
 			out = append(out, c)
 		}
 	}
-	slices.SortFunc(out, func(x, y events.Change) int {
-		if c := bytes.Compare(x.Account[:], y.Account[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(x.Asset[:], y.Asset[:])
-	})
+	sortChanges(out)
 	return out, nil
 }
