@@ -83,9 +83,6 @@ func (p *Publisher) Publish(ctx context.Context, parts []BlockDelta) error {
 	return nil
 }
 
-// LastSeq is the stream sequence of the last part this publisher knows of.
-func (p *Publisher) LastSeq() uint64 { return p.lastSeq }
-
 // storedAsLast returns the stream sequence of part if it is the subject's last
 // message, or 0.
 func (p *Publisher) storedAsLast(ctx context.Context, part *BlockDelta) (uint64, error) {

@@ -247,12 +247,3 @@ func hasAccount(c *bolt.Cursor, account common.Address) bool {
 	k, _ := c.Seek(account[:])
 	return k != nil && bytes.HasPrefix(k, account[:])
 }
-
-// Size is the file's size in bytes.
-func (s *Store) Size() (int64, error) {
-	fi, err := os.Stat(s.db.Path())
-	if err != nil {
-		return 0, err
-	}
-	return fi.Size(), nil
-}
