@@ -46,6 +46,8 @@ bench: $(GETH)
 	./bin/balidx-bench -geth $(GETH)
 	$(GO) test -run XXX -bench . -benchtime=1x -count=3 ./cmd/balidx/
 	$(GO) test -run XXX -bench . -benchtime=200000x -count=3 ./query/
+	$(GO) test -run XXX -bench ApplyCatchUp -benchtime=10x -count=3 ./storage/
+	$(GO) test -run XXX -bench SnapshotBytesPerAccount -benchtime=1x ./storage/
 
 # Crash safety: SIGKILL `balidx run` 100 times while geth makes blocks, then
 # compare with the chain and with a clean rebuild from the stream (~4 min).

@@ -1,0 +1,95 @@
+package storage
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+)
+
+func hashOf(n uint64) common.Hash {
+	var h common.Hash
+	h[0] = 0xb1
+	binary.BigEndian.PutUint64(h[24:], n)
+	return h
+}
+
+func benchAccount(i int) common.Address {
+	var a common.Address
+	a[0], a[1], a[2], a[3] = 0xbe, byte(i>>16), byte(i>>8), byte(i)
+	return a
+}
+
+// BenchmarkApplyCatchUp measures catch-up: batches of 50 blocks × 1000
+// changes (native balances of random accounts among 100,000) in one
+// transaction each, fsync on, as the applier does behind the head.
+func BenchmarkApplyCatchUp(b *testing.B) {
+	const accounts, perBlock, blocksPerBatch = 100_000, 1000, 50
+	s := mustStore(b, 1)
+	cur := make([]uint256.Int, accounts)
+	genesis := make([]events.Change, accounts)
+	for i := range genesis {
+		cur[i] = *uint256.NewInt(1_000_000)
+		genesis[i] = events.Change{Account: benchAccount(i), Asset: events.NativeAsset, Post: cur[i]}
+	}
+	if _, err := s.Apply([]Block{{ChainID: 1, Block: events.Block{Number: 0, Hash: hashOf(0)}, Changes: genesis, LastSeq: 1}}); err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	number, seq := uint64(0), uint64(1)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		batch := make([]Block, blocksPerBatch)
+		for k := range batch {
+			number++
+			seq++
+			touched := map[int]bool{}
+			changes := make([]events.Change, 0, perBlock)
+			for len(changes) < perBlock {
+				i := rng.IntN(accounts)
+				if touched[i] {
+					continue
+				}
+				touched[i] = true
+				post := *uint256.NewInt(rng.Uint64N(1 << 40))
+				changes = append(changes, events.Change{Account: benchAccount(i), Asset: events.NativeAsset, Pre: cur[i], Post: post})
+				cur[i] = post
+			}
+			batch[k] = Block{ChainID: 1, Block: events.Block{Number: number, Hash: hashOf(number), ParentHash: hashOf(number - 1)}, Changes: changes, LastSeq: seq}
+		}
+		b.StartTimer()
+		if _, err := s.Apply(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*blocksPerBatch*perBlock)/b.Elapsed().Seconds(), "changes/s")
+}
+
+// BenchmarkSnapshotBytesPerAccount measures the bbolt file for 1,000,000
+// accounts holding a native and a token balance each.
+func BenchmarkSnapshotBytesPerAccount(b *testing.B) {
+	const accounts = 1_000_000
+	for b.Loop() {
+		s := mustStore(b, 1)
+		token := common.Address{0xaa}
+		changes := make([]events.Change, 0, 2*accounts)
+		for i := range accounts {
+			changes = append(changes,
+				events.Change{Account: benchAccount(i), Asset: events.NativeAsset, Post: *uint256.NewInt(uint64(i) + 1)},
+				events.Change{Account: benchAccount(i), Asset: token, Post: *uint256.NewInt(7)})
+		}
+		if _, err := s.Apply([]Block{blk(0, 1, changes...)}); err != nil {
+			b.Fatal(err)
+		}
+		fi, err := os.Stat(s.Path())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(fi.Size())/accounts, "bytes/account")
+	}
+}
