@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -90,6 +91,7 @@ type request struct {
 	echo.Context
 	auth  authResult
 	reads int
+	key   common.Address // backs the cache key of this request's lookup
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}

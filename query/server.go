@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/storage"
@@ -233,7 +234,7 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	if err != nil {
 		return err
 	}
-	e, v, src, err := s.snap.lookup(a)
+	e, v, src, err := s.snap.lookup(a, cacheKey(c, a))
 	if err != nil {
 		return err
 	}
@@ -270,11 +271,11 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	if !e.balances.Known && !v.meta.CoverageFull {
 		return errNotIndexed
 	}
-	tag := etag(at, e.tag)
+	etag := e.etagHeader(at)
 	h := c.Response().Header()
-	h["Etag"] = []string{tag}
+	h["Etag"] = etag
 	h["Cache-Control"] = noCache
-	if c.Request().Header.Get("If-None-Match") == tag {
+	if c.Request().Header.Get("If-None-Match") == etag[0] {
 		return c.NoContent(http.StatusNotModified)
 	}
 	bp := s.bufs.Get().(*[]byte)
@@ -293,6 +294,17 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	*bp = b
 	s.bufs.Put(bp)
 	return err
+}
+
+// cacheKey is a's bytes as a string without an allocation: it lives in the
+// pooled per-request state and is only read during this request.
+func cacheKey(c echo.Context, a common.Address) string {
+	r, ok := c.(*request)
+	if !ok {
+		return string(a[:])
+	}
+	r.key = a
+	return unsafe.String(&r.key[0], len(r.key))
 }
 
 // Header values shared by every answer (never mutated).

@@ -81,6 +81,24 @@ type entry struct {
 	tag      uint64 // hash of the balances, for ETag
 	address  string // EIP-55; empty in a view's unknown entry
 	body     []byte // "native":…,"tokens":[…],"next_cursor":… of the default page
+	etag     atomic.Pointer[etagAt]
+}
+
+// etagAt is an entry's ETag header value at one block, kept for the next
+// request at the same block.
+type etagAt struct {
+	number uint64
+	header []string // never mutated: shared by every answer at that block
+}
+
+// etagHeader returns the ETag of e's balances answered at block at.
+func (e *entry) etagHeader(at *blockInfo) []string {
+	if c := e.etag.Load(); c != nil && c.number == at.number {
+		return c.header
+	}
+	c := &etagAt{number: at.number, header: []string{etag(at, e.tag)}}
+	e.etag.Store(c)
+	return c.header
 }
 
 // SnapshotConfig configures a Snapshot.
@@ -174,8 +192,10 @@ const (
 )
 
 // lookup returns the balances of a, the view they are answered at, and
-// where they came from; v is nil when no block has been applied yet.
-func (s *Snapshot) lookup(a common.Address) (e *entry, v *view, src source, err error) {
+// where they came from; v is nil when no block has been applied yet. key is
+// a's 20 bytes as a string, for the cache lookup only (ristretto hashes it
+// and keeps nothing of it): the caller may lend memory it reuses.
+func (s *Snapshot) lookup(a common.Address, key string) (e *entry, v *view, src source, err error) {
 	v = s.view.Load()
 	if v == nil {
 		return nil, nil, fromBloom, nil
@@ -186,7 +206,7 @@ func (s *Snapshot) lookup(a common.Address) (e *entry, v *view, src source, err 
 	if !known {
 		return v.unknown, v, fromBloom, nil
 	}
-	if e, hit := s.cache.Get(string(a[:])); hit {
+	if e, hit := s.cache.Get(key); hit {
 		return e, v, fromCache, nil
 	}
 	e, v, err = s.fill(a)
