@@ -43,7 +43,7 @@ e2e: $(GETH)
 bench: $(GETH)
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(GO) build -o bin/balidx-bench ./cmd/balidx-bench
-	./bin/balidx-bench -geth $(GETH)
+	./bin/balidx-bench -geth $(GETH) -plot docs/latency-vs-load.svg
 	$(GO) test -run XXX -bench . -benchtime=1x -count=3 ./cmd/balidx/
 	$(GO) test -run XXX -bench . -benchtime=200000x -count=3 ./query/
 	$(GO) test -run XXX -bench ApplyCatchUp -benchtime=10x -count=3 ./storage/

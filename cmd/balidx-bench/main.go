@@ -47,6 +47,7 @@ type config struct {
 	runs     int
 	conns    int
 	profile  string
+	plot     string
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -58,6 +59,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.runs, "runs", 3, "runs per target (the median is reported)")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the server while wrk asks for known addresses")
+	fs.StringVar(&cfg.plot, "plot", "", "also write an SVG of p99 latency against throughput at rising load")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -116,6 +118,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	report(out, targets, cfg)
+	if cfg.plot != "" {
+		plotCfg := cfg
+		plotCfg.duration = 4 * time.Second
+		return latencyVsLoad(ctx, targets, plotCfg, cfg.plot, out)
+	}
 	return nil
 }
 
