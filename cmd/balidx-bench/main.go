@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	node, err := startBalidx(ctx, dir, addrs)
+	node, snap, err := startBalidx(ctx, dir, addrs)
 	if err != nil {
 		return err
 	}
@@ -118,6 +118,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	report(out, targets, cfg)
+	if err := underAttack(ctx, targets[1], cfg, snap, median(targets[1].results), out); err != nil {
+		return err
+	}
 	if cfg.plot != "" {
 		plotCfg := cfg
 		plotCfg.duration = 4 * time.Second
@@ -169,10 +172,10 @@ func serveHandler(ctx context.Context, h http.Handler) (string, error) {
 
 // startBalidx builds a snapshot holding addrs (a native balance and a token
 // each) and serves it through the whole query tier, anonymous tier open.
-func startBalidx(ctx context.Context, dir string, addrs []common.Address) (string, error) {
+func startBalidx(ctx context.Context, dir string, addrs []common.Address) (string, *query.Snapshot, error) {
 	store, err := storage.Open(storage.Config{Path: filepath.Join(dir, "snapshot.db"), ChainID: 1})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	token := common.HexToAddress("0x00000000000000000000000000000000000000aa")
 	changes := make([]events.Change, 0, 2*len(addrs))
@@ -182,23 +185,26 @@ func startBalidx(ctx context.Context, dir string, addrs []common.Address) (strin
 	}
 	res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: events.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	snap.OnApplied(res)
 	srv, err := query.New(query.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Snapshot: snap, MaxInFlight: 4096,
-		Clients: &query.Clients{Anonymous: query.Anonymous{Enabled: true, Rate: 1e9, Burst: 1e9}}})
+		Clients: &query.Clients{
+			Clients:   []query.Client{{ID: "greedy", Secrets: []string{greedySecret}, Rate: 5, Burst: 5}},
+			Anonymous: query.Anonymous{Enabled: true, Rate: 1e9, Burst: 1e9},
+		}})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := srv.Listen(); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	go srv.Serve(ctx)
-	return srv.Addr(), nil
+	return srv.Addr(), snap, nil
 }
 
 // startGeth runs geth --dev with HTTP on loopback.
