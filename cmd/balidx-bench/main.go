@@ -65,8 +65,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.plot, "plot", "", "also write an SVG of p99 latency against throughput at rising load")
 	fs.StringVar(&cfg.accountsFile, "accounts-file", "", "addresses (40 hex digits a line) for the snapshot and the queries, instead of random ones")
 	fs.StringVar(&cfg.gethURL, "geth-url", "", "benchmark this running node's eth_getBalance instead of starting geth --dev (e.g. one initialised with a genesis of -accounts-file)")
+	writeGen := fs.String("write-genesis", "", "write a genesis of -accounts random accounts to this file (and their addresses to FILE.addresses), then exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *writeGen != "" {
+		return writeGenesis(*writeGen, *writeGen+".addresses", cfg.accounts)
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("wrk not found (Debian package wrk)")
