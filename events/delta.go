@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -103,6 +104,18 @@ func Split(chainID uint64, b Block, changes []Change) []BlockDelta {
 		out[i] = BlockDelta{Version: Version, ChainID: chainID, Block: b, Part: i + 1, Parts: parts, Changes: changes[lo:hi]}
 	}
 	return out
+}
+
+// SortChanges orders changes by account then asset, the order a block's
+// changes are published in: the same block always splits into the same
+// parts, and applying them inserts keys in order.
+func SortChanges(cs []Change) {
+	slices.SortFunc(cs, func(x, y Change) int {
+		if c := bytes.Compare(x.Account[:], y.Account[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(x.Asset[:], y.Asset[:])
+	})
 }
 
 // Encode returns the JSON encoding of d.

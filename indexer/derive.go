@@ -1,7 +1,6 @@
 package indexer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -62,19 +61,8 @@ func (d *deriver) changes(ctx context.Context, h *Header) ([]events.Change, erro
 			return nil, err
 		}
 	}
-	sortChanges(out)
+	events.SortChanges(out)
 	return out, nil
-}
-
-// sortChanges orders changes by account then asset: the same block always
-// derives the same parts.
-func sortChanges(cs []events.Change) {
-	slices.SortFunc(cs, func(x, y events.Change) int {
-		if c := bytes.Compare(x.Account[:], y.Account[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(x.Asset[:], y.Asset[:])
-	})
 }
 
 // native follows every account's balance through the block's transactions

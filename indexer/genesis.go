@@ -57,7 +57,7 @@ func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header
 		}
 		changes = append(changes, c)
 	}
-	sortChanges(changes) // deterministic parts, and sequential inserts into bbolt
+	events.SortChanges(changes) // deterministic parts, and sequential inserts into bbolt
 	return changes, nil
 }
 

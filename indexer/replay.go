@@ -263,6 +263,6 @@ func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[ass
 			out = append(out, c)
 		}
 	}
-	sortChanges(out)
+	events.SortChanges(out)
 	return out, nil
 }

@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -217,12 +216,7 @@ func startBalidx(ctx context.Context, dir string, addrs []common.Address) (strin
 		changes = append(changes, events.Change{Account: a, Asset: events.NativeAsset, Post: *uint256.NewInt(uint64(i) + 1)})
 		changes = append(changes, events.Change{Account: a, Asset: token, Post: *uint256.NewInt(7)})
 	}
-	slices.SortFunc(changes, func(x, y events.Change) int { // sequential inserts: minutes → seconds for 1M
-		if c := bytes.Compare(x.Account[:], y.Account[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(x.Asset[:], y.Asset[:])
-	})
+	events.SortChanges(changes) // sequential inserts: minutes → seconds for 1M accounts
 	res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: events.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
 	if err != nil {
 		return "", nil, err
