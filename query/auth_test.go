@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -329,16 +330,86 @@ func TestTablesAreBounded(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	refused := 0
 	for i := range 1_000_000 {
-		if _, err := nonces.add("c", strconv.Itoa(i), now); err != nil {
+		if _, err := nonces.add("c", strconv.Itoa(i), now.Unix(), now); err != nil {
 			refused++
 		}
 	}
 	if nonces.len() > 50_000 || refused != 1_000_000-50_000 {
 		t.Fatalf("nonce cache holds %d (bound 50000), refused %d", nonces.len(), refused)
 	}
-	// Two windows later every pair has expired and room is back.
-	if ok, err := nonces.add("c", "later", now.Add(2*time.Minute)); !ok || err != nil || nonces.len() != 1 {
+	// Once their timestamps are out of the window every pair is gone and
+	// room is back.
+	later := now.Add(time.Minute + time.Second)
+	if ok, err := nonces.add("c", "later", later.Unix(), later); !ok || err != nil || nonces.len() != 1 {
 		t.Fatalf("after expiry: %v %v, holds %d", ok, err, nonces.len())
+	}
+}
+
+// A pair is remembered exactly as long as a request carrying it could pass
+// the timestamp check, however far in the window its timestamp lies.
+func TestNonceCacheKeepsPairsWhileTheyCanPass(t *testing.T) {
+	const window = 30
+	nonces := newNonceCache(window*time.Second, 0)
+	start := int64(1_800_000_000)
+	at := func(sec int64) time.Time { return time.Unix(sec, 900_000_000) } // late in the second
+	for _, skew := range []int64{-window, 0, window} {
+		ts := start + skew
+		nonce := fmt.Sprintf("nonce-skew-%+03d-0000", skew)
+		if ok, err := nonces.add("c", nonce, ts, at(start)); !ok || err != nil {
+			t.Fatalf("skew %d: first use refused: %v %v", skew, ok, err)
+		}
+		// The last second at which ts+window still passes the check.
+		last := ts + window
+		for sec := start; sec <= last; sec += 7 {
+			if ok, _ := nonces.add("c", nonce, ts, at(sec)); ok {
+				t.Fatalf("skew %d: replay at +%ds accepted while the timestamp is fresh", skew, sec-start)
+			}
+		}
+		if ok, _ := nonces.add("c", nonce, ts, at(last)); ok {
+			t.Fatalf("skew %d: replay in the last fresh second accepted", skew)
+		}
+	}
+	// One second after the last expiry nothing is held: the pairs could no
+	// longer pass, so remembering them would only cost memory.
+	end := at(start + 2*window + 1)
+	nonces.mu.Lock()
+	nonces.sweep(end.Unix())
+	held := len(nonces.seen)
+	nonces.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("%d pairs held after their timestamps left the window", held)
+	}
+	// A long idle spell, or a clock stepped back, forgets nothing early.
+	if ok, _ := nonces.add("c", "after-idle-0000000", end.Unix()+3600, end.Add(time.Hour)); !ok {
+		t.Fatal("fresh nonce after idling refused")
+	}
+	back := end.Add(time.Hour - 10*time.Second)
+	if ok, _ := nonces.add("c", "after-idle-0000000", end.Unix()+3600, back); ok {
+		t.Fatal("replay accepted after the clock stepped back")
+	}
+}
+
+// BenchmarkNonceCacheBytesPerPair measures what a remembered pair costs,
+// behind the bound the README states.
+func BenchmarkNonceCacheBytesPerPair(b *testing.B) {
+	const pairs = 1 << 20
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		nonces := newNonceCache(DefaultSignatureWindow, pairs)
+		now := time.Unix(1_800_000_000, 0)
+		for i := range pairs {
+			// Thirty seconds of traffic, as clients with synced clocks send it.
+			ts := now.Add(time.Duration(i) * 30 * time.Second / pairs)
+			if _, err := nonces.add("wallet-app", "nonce-"+strconv.Itoa(1e9+i), ts.Unix(), ts); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/pairs, "bytes/pair")
+		runtime.KeepAlive(nonces)
 	}
 }
 

@@ -119,7 +119,7 @@ func (g *guard) authenticate(c echo.Context) (authResult, error) {
 		res.status = "rate_limited"
 		return res, err
 	}
-	fresh, err := g.signer.nonces.add(client.id, sr.nonce, now)
+	fresh, err := g.signer.nonces.add(client.id, sr.nonce, sr.unix, now)
 	if err != nil {
 		return res, err
 	}

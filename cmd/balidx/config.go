@@ -32,6 +32,7 @@ type config struct {
 	CORSOrigins   string
 	TrustProxies  string
 	MaxInFlight   int
+	MaxNonces     int
 	AccessLog     bool
 	StaleAfter    time.Duration
 	MaxStaleness  time.Duration
@@ -82,6 +83,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&cfg.CORSOrigins, "cors-origins", "", "exact browser origins allowed, comma-separated (scheme://host[:port])")
 		fs.StringVar(&cfg.TrustProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated")
 		fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 512, "requests served at once; past it, 503 overloaded")
+		fs.IntVar(&cfg.MaxNonces, "max-nonces", query.DefaultMaxNonces, "(client, nonce) pairs the replay cache holds (~46 bytes each); past it, 503 overloaded")
 		fs.BoolVar(&cfg.AccessLog, "access-log", true, "one log line per query request")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", 2*time.Minute, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
@@ -190,6 +192,9 @@ func (c *config) validate(cmd string) error {
 	}
 	if c.MaxInFlight < 0 || c.MaxInFlight > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--max-in-flight %d: want 1..1000000", c.MaxInFlight))
+	}
+	if c.MaxNonces < 0 || c.MaxNonces > 1<<26 {
+		errs = append(errs, fmt.Errorf("--max-nonces %d: want 1..%d", c.MaxNonces, 1<<26))
 	}
 	if _, err := query.ParseOrigins(c.CORSOrigins); err != nil {
 		errs = append(errs, fmt.Errorf("--cors-origins: %w", err))

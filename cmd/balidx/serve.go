@@ -139,7 +139,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			Addr: cfg.HTTP, AdminAddr: cfg.Admin, Snapshot: snap,
 			IndexerStatus: ixStatus.Load,
 			StaleAfter:    cfg.StaleAfter, MaxStaleness: cfg.MaxStaleness,
-			Clients: clients, CORSOrigins: origins, TrustedProxies: proxies, MaxInFlight: cfg.MaxInFlight,
+			Clients: clients, CORSOrigins: origins, TrustedProxies: proxies, MaxInFlight: cfg.MaxInFlight, MaxNonces: cfg.MaxNonces,
 			AccessLog: accessLog, Registry: reg, Log: log.With("part", "query"),
 		})
 		if err != nil {
