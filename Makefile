@@ -46,7 +46,7 @@ bench: $(GETH)
 	./bin/balidx-bench -geth $(GETH) -plot docs/latency-vs-load.svg
 	$(GO) test -run XXX -bench . -benchtime=1x -count=3 ./cmd/balidx/
 	$(GO) test -run XXX -bench . -benchtime=200000x -count=3 ./query/
-	$(GO) test -run XXX -bench ApplyCatchUp -benchtime=10x -count=3 ./storage/
+	$(GO) test -run XXX -bench "Apply$$" -benchtime=10x -count=3 ./storage/
 	$(GO) test -run XXX -bench SnapshotBytesPerAccount -benchtime=1x ./storage/
 
 # Crash safety: SIGKILL `balidx run` 100 times while geth makes blocks, then
