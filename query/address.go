@@ -1,7 +1,11 @@
 package query
 
 import (
+	"encoding/hex"
+	"sync"
+
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 )
 
 // addressLen is the only length an address may have: 0x + 40 hex digits.
@@ -16,7 +20,8 @@ func parseAddress(s string) (a common.Address, checksummed, ok bool) {
 	if !ok || !mixed {
 		return a, false, ok
 	}
-	if a.Hex()[2:] != s[2:] {
+	var buf [addressLen]byte
+	if string(appendEIP55(buf[:0], a)[2:]) != s[2:] {
 		return a, false, false
 	}
 	return a, s[1] == 'x', true
@@ -50,4 +55,37 @@ func parseHex(s string) (a common.Address, mixed, ok bool) {
 		}
 	}
 	return a, lower && upper, true
+}
+
+// checksummer is the state appendEIP55 reuses: a hash passed through an
+// interface would make its buffers escape.
+type checksummer struct {
+	k     crypto.KeccakState
+	lower [2 * common.AddressLength]byte
+	hash  [32]byte
+}
+
+var checksummers = sync.Pool{New: func() any { return &checksummer{k: crypto.NewKeccakState()} }}
+
+// appendEIP55 appends a's mixed-case checksum form (EIP-55), as a.Hex()
+// renders it but without allocating.
+func appendEIP55(b []byte, a common.Address) []byte {
+	cs := checksummers.Get().(*checksummer)
+	defer checksummers.Put(cs)
+	hex.Encode(cs.lower[:], a[:])
+	cs.k.Reset()
+	cs.k.Write(cs.lower[:])
+	cs.k.Read(cs.hash[:])
+	b = append(b, "0x"...)
+	for i, c := range cs.lower {
+		nibble := cs.hash[i/2] >> 4
+		if i%2 == 1 {
+			nibble = cs.hash[i/2] & 0xf
+		}
+		if c > '9' && nibble > 7 {
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }

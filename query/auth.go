@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"hash/maphash"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +57,7 @@ type clientTable struct {
 
 type clientEntry struct {
 	id      string
-	secrets [][]byte
+	macs    []*sync.Pool // of *mac, one pool per secret
 	limiter *rate.Limiter
 	rate    float64
 	burst   int
@@ -84,7 +87,8 @@ func (s *signer) load(c *Clients) {
 	for _, cl := range c.Clients {
 		e := &clientEntry{id: cl.ID, rate: cl.Rate, burst: cl.Burst}
 		for _, sec := range cl.Secrets {
-			e.secrets = append(e.secrets, []byte(sec))
+			key := []byte(sec)
+			e.macs = append(e.macs, &sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, key)} }})
 		}
 		if old != nil {
 			if prev, ok := old.byID[cl.ID]; ok && prev.rate == cl.Rate && prev.burst == cl.Burst {
@@ -99,24 +103,40 @@ func (s *signer) load(c *Clients) {
 	s.clients.Store(t)
 }
 
-// stringToSign is API.md's six lines.
-func stringToSign(method, path, rawQuery, timestamp, nonce string, body []byte) []byte {
-	sum := sha256.Sum256(body)
-	var b bytes.Buffer
-	b.Grow(len(method) + len(path) + len(rawQuery) + len(timestamp) + len(nonce) + 70)
-	for _, part := range []string{method, path, rawQuery, timestamp, nonce} {
-		b.WriteString(part)
-		b.WriteByte('\n')
+// mac is one secret's HMAC-SHA256 with room for a request's string to sign
+// and signature, reused from request to request.
+type mac struct {
+	h   hash.Hash
+	msg []byte
+	sum [sha256.Size]byte
+	hex [2 * sha256.Size]byte
+}
+
+// emptyBodySHA256 is the last line of the string to sign of a request
+// without a body.
+var emptyBodySHA256 = func() string {
+	sum := sha256.Sum256(nil)
+	return hex.EncodeToString(sum[:])
+}()
+
+// appendStringToSign appends API.md's six lines to b.
+func appendStringToSign(b []byte, method, path, rawQuery, timestamp, nonce string, body []byte) []byte {
+	for _, part := range [...]string{method, path, rawQuery, timestamp, nonce} {
+		b = append(b, part...)
+		b = append(b, '\n')
 	}
-	b.WriteString(hex.EncodeToString(sum[:]))
-	return b.Bytes()
+	if len(body) == 0 {
+		return append(b, emptyBodySHA256...)
+	}
+	sum := sha256.Sum256(body)
+	return hex.AppendEncode(b, sum[:])
 }
 
 // Sign returns the X-Request-Signature of a request: lowercase hex of
 // HMAC-SHA256(secret, string to sign).
 func Sign(secret []byte, method, path, rawQuery, timestamp, nonce string, body []byte) string {
 	m := hmac.New(sha256.New, secret)
-	m.Write(stringToSign(method, path, rawQuery, timestamp, nonce, body))
+	m.Write(appendStringToSign(nil, method, path, rawQuery, timestamp, nonce, body))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -147,17 +167,19 @@ func (s *signer) verify(r *signedRequest, now time.Time) (*clientEntry, error) {
 	if !lowerHex(r.signature, 64) {
 		return nil, errInvalidSignature
 	}
-	want, _ := hex.DecodeString(r.signature)
 	e, ok := s.clients.Load().byID[r.clientID]
 	if !ok {
 		return nil, errUnknownClient
 	}
-	msg := stringToSign(r.method, r.path, r.rawQuery, r.timestamp, r.nonce, r.body)
 	valid := 0
-	for _, sec := range e.secrets { // every secret is tried: the time does not tell which matched
-		m := hmac.New(sha256.New, sec)
-		m.Write(msg)
-		valid |= subtleEqual(m.Sum(nil), want)
+	for _, pool := range e.macs { // every secret is tried: the time does not tell which matched
+		m := pool.Get().(*mac)
+		m.h.Reset()
+		m.msg = appendStringToSign(m.msg[:0], r.method, r.path, r.rawQuery, r.timestamp, r.nonce, r.body)
+		m.h.Write(m.msg)
+		hex.Encode(m.hex[:], m.h.Sum(m.sum[:0]))
+		valid |= equalHex(m.hex[:], r.signature)
+		pool.Put(m)
 	}
 	if valid == 0 {
 		return nil, errInvalidSignature
@@ -165,11 +187,17 @@ func (s *signer) verify(r *signedRequest, now time.Time) (*clientEntry, error) {
 	return e, nil
 }
 
-func subtleEqual(a, b []byte) int {
-	if hmac.Equal(a, b) {
-		return 1
+// equalHex is 1 when want (lowercase hex) equals got, in a time that
+// depends only on their length.
+func equalHex(want []byte, got string) int {
+	if len(want) != len(got) {
+		return 0
 	}
-	return 0
+	var v byte
+	for i := range want {
+		v |= want[i] ^ got[i]
+	}
+	return subtle.ConstantTimeByteEq(v, 0)
 }
 
 func lowerHex(s string, n int) bool {
@@ -199,10 +227,10 @@ func validNonce(n string) bool {
 
 // readSignedRequest collects what the signature covers. The body (POST)
 // is read here, within the batch limit, and put back for the handler.
-func readSignedRequest(c echo.Context) (*signedRequest, error) {
+func readSignedRequest(c echo.Context) (signedRequest, error) {
 	req := c.Request()
 	h := req.Header
-	r := &signedRequest{
+	r := signedRequest{
 		clientID: h.Get(HeaderClientID), timestamp: h.Get(HeaderTimestamp), nonce: h.Get(HeaderNonce), signature: h.Get(HeaderSignature),
 		method: req.Method, path: rawPath(req), rawQuery: req.URL.RawQuery,
 	}
@@ -210,10 +238,10 @@ func readSignedRequest(c echo.Context) (*signedRequest, error) {
 		body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, MaxBatchBody))
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, errTooLarge
+			return signedRequest{}, errTooLarge
 		}
 		if err != nil {
-			return nil, invalidRequest("body could not be read")
+			return signedRequest{}, invalidRequest("body could not be read")
 		}
 		r.body = body
 		req.Body = io.NopCloser(bytes.NewReader(body))
@@ -223,7 +251,7 @@ func readSignedRequest(c echo.Context) (*signedRequest, error) {
 
 // rawPath is the escaped path as the client sent it.
 func rawPath(r *http.Request) string {
-	if i := bytes.IndexByte([]byte(r.RequestURI), '?'); i >= 0 {
+	if i := strings.IndexByte(r.RequestURI, '?'); i >= 0 {
 		return r.RequestURI[:i]
 	}
 	if r.RequestURI != "" {

@@ -415,7 +415,7 @@ func BenchmarkNonceCacheBytesPerPair(b *testing.B) {
 
 func TestSignMatchesAPIExample(t *testing.T) {
 	// The six lines of API.md, joined by \n without a trailing newline.
-	got := string(stringToSign("GET", "/v1/balances/0xabc", "", "1700000000", "0123456789abcdef", nil))
+	got := string(appendStringToSign(nil, "GET", "/v1/balances/0xabc", "", "1700000000", "0123456789abcdef", nil))
 	empty := fmt.Sprintf("%x", sha256.Sum256(nil))
 	want := "GET\n/v1/balances/0xabc\n\n1700000000\n0123456789abcdef\n" + empty
 	if got != want {

@@ -1,10 +1,13 @@
 package query
 
 import (
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ethereum/go-ethereum/common"
 )
 
 // parseAddress accepts exactly what API.md allows: every accepted string
@@ -37,6 +40,20 @@ func FuzzParseAddress(f *testing.F) {
 
 // verify never accepts a signature made with another secret or over other
 // bytes, and always accepts the right one.
+// The allocation-free checksum renders every address as go-ethereum does.
+func TestAppendEIP55MatchesGeth(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	for range 10_000 {
+		var a common.Address
+		for i := range a {
+			a[i] = byte(rng.Uint32())
+		}
+		if got := string(appendEIP55([]byte("x"), a)); got != "x"+a.Hex() {
+			t.Fatalf("%s rendered %s", a.Hex(), got)
+		}
+	}
+}
+
 func FuzzVerifySignature(f *testing.F) {
 	f.Add("GET", "/v1/balances/0xabc", "limit=2", "nonce-0000000000001", []byte(""), "")
 	f.Add("POST", "/v1/balances", "", "nonce-0000000000002", []byte(`{"addresses":[]}`), "0000000000000000000000000000000000000000000000000000000000000000")

@@ -98,7 +98,7 @@ func (g *guard) authenticate(c echo.Context) (authResult, error) {
 	if err != nil {
 		return authResult{status: "invalid_request"}, err
 	}
-	client, err := g.signer.verify(sr, now)
+	client, err := g.signer.verify(&sr, now)
 	if err != nil {
 		res := authResult{status: toAPIError(err).Code, clientID: boundedID(sr.clientID)}
 		// Failures are counted per IP; past the allowance the caller gets

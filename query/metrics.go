@@ -58,6 +58,9 @@ func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "balidx_snapshot_reads_total", Help: "Address reads that reached bbolt.",
 		}, func() float64 { return float64(snap.SnapshotReads()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "balidx_snapshot_unknown_reads_total", Help: "Single-address reads that reached bbolt for an account the snapshot lacks (Bloom false positives).",
+		}, func() float64 { return float64(snap.UnknownReads()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "balidx_trusted_block", Help: "The trusted block answers are given at.",
 		}, func() float64 {

@@ -253,7 +253,8 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 		at = e.readAt
 	}
 	// A mixed-case address must be its EIP-55 form: compared with the
-	// cached form when there is one, hashed otherwise.
+	// cached form when there is one, hashed otherwise. An unknown address
+	// has no cached form: it is rendered into the answer.
 	address := e.address
 	switch {
 	case mixed && address != "":
@@ -264,9 +265,6 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 		if _, _, ok := parseAddress(raw); !ok {
 			return errInvalidAddress
 		}
-		address = "0x" + raw[2:]
-	case address == "":
-		address = a.Hex()
 	}
 	if !e.balances.Known && !v.meta.CoverageFull {
 		return errNotIndexed
@@ -280,7 +278,11 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	}
 	bp := s.bufs.Get().(*[]byte)
 	b := append((*bp)[:0], `{"address":"`...)
-	b = append(b, address...)
+	if address != "" {
+		b = append(b, address...)
+	} else {
+		b = appendEIP55(b, a)
+	}
 	b = append(b, `",`...)
 	b = appendHeader(b, v.meta.ChainID, at)
 	b = append(b, ',')
@@ -323,6 +325,9 @@ func writeJSON(c echo.Context, body []byte) error {
 }
 
 func parsePage(c echo.Context) (page, error) {
+	if c.Request().URL.RawQuery == "" { // the common case, without parsing a map
+		return defaultPage, nil
+	}
 	q := c.QueryParams()
 	if len(q) == 0 || (len(q) == 1 && q.Has("address")) {
 		return defaultPage, nil

@@ -40,6 +40,7 @@ type Snapshot struct {
 	capacity uint
 
 	snapshotReads atomic.Uint64 // bbolt reads, for the metrics
+	unknownReads  atomic.Uint64 // of those, single-address reads of an account the snapshot lacks (a Bloom false positive)
 	log           *slog.Logger
 }
 
@@ -225,6 +226,9 @@ func (s *Snapshot) fill(a common.Address) (*entry, *view, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if !out[0].Known {
+		s.unknownReads.Add(1)
+	}
 	v := s.view.Load()
 	if v == nil || v.meta.Trusted.Number != m.Trusted.Number {
 		// The store committed a block OnApplied has not published yet:
@@ -270,3 +274,8 @@ func (s *Snapshot) current() *view { return s.view.Load() }
 
 // SnapshotReads counts reads that reached bbolt.
 func (s *Snapshot) SnapshotReads() uint64 { return s.snapshotReads.Load() }
+
+// UnknownReads counts single-address reads that reached bbolt for an
+// account the snapshot does not hold: what unknown addresses cost past the
+// Bloom filter (its false positives, ~1e-6 of them).
+func (s *Snapshot) UnknownReads() uint64 { return s.unknownReads.Load() }
