@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,29 +16,29 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/query"
-	"github.com/ethereum/go-ethereum/common"
 )
 
-const greedySecret = "greedy-client-secret-0123456789abcdef"
-
-// underAttack runs the legitimate wrk load (known addresses, anonymous)
-// again while attackers, each paced so that they do not simply take the
-// load generator's CPU, send the seed's attack mix: random unknown
-// addresses, 64 KiB addresses, forged signatures, and a signed client far
-// over its quota. It reports the legitimate load against the unloaded run.
-func underAttack(ctx context.Context, legit target, cfg config, snap *query.Snapshot, unloaded result, out io.Writer) error {
-	base := legit.url
+// underAttack runs the legitimate load (known addresses, signed) again while
+// attackers, each paced so that they do not simply take the load generator's
+// CPU, send the seed's attack mix: random unknown addresses, 1 MiB
+// addresses, forged and replayed signatures, and a signed client far over
+// its quota. It reports the legitimate load against the unloaded run.
+func underAttack(ctx context.Context, b *bench, legit *target, snap *query.Snapshot, unloaded result, s *summary) error {
+	base := "http://" + legit.host
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var sent, refused atomic.Int64
 	statuses := sync.Map{}
 	count := func(kind string, code int) {
-		v, _ := statuses.LoadOrStore(kind+" "+strconv.Itoa(code), new(atomic.Int64))
+		v, _ := statuses.LoadOrStore(kind+" → "+strconv.Itoa(code), new(atomic.Int64))
 		v.(*atomic.Int64).Add(1)
 	}
+	var attackers sync.WaitGroup
 	paced := func(kind string, perSecond int, do func(rng *rand.Rand) (int, error)) {
+		attackers.Add(1)
 		go func() {
+			defer attackers.Done()
 			rng := rand.New(rand.NewPCG(uint64(perSecond), 9))
 			t := time.NewTicker(time.Second / time.Duration(perSecond))
 			defer t.Stop()
@@ -73,81 +74,81 @@ func underAttack(ctx context.Context, legit target, cfg config, snap *query.Snap
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	randomAddr := func(rng *rand.Rand) string {
-		var a common.Address
-		for i := range a {
-			a[i] = byte(rng.Uint32())
-		}
-		return strings.ToLower(a.Hex())
-	}
-	readsBefore := snap.SnapshotReads()
-	paced("unknown", 2000, func(rng *rand.Rand) (int, error) { return get("/v1/balances/"+randomAddr(rng), nil) })
-	paced("64KiB address", 50, func(*rand.Rand) (int, error) {
-		return get("/v1/balances/0x"+strings.Repeat("a", 64<<10), nil)
-	})
-	paced("forged signature", 500, func(rng *rand.Rand) (int, error) {
-		h := http.Header{}
-		h.Set(query.HeaderClientID, "greedy")
-		h.Set(query.HeaderTimestamp, strconv.FormatInt(time.Now().Unix(), 10))
-		h.Set(query.HeaderNonce, fmt.Sprintf("forged-%016x", rng.Uint64()))
-		h.Set(query.HeaderSignature, fmt.Sprintf("%064x", rng.Uint64()))
-		return get("/v1/balances/"+randomAddr(rng), h)
-	})
-	paced("over-quota client", 500, func(rng *rand.Rand) (int, error) {
-		path := "/v1/balances/" + randomAddr(rng)
+	signed := func(client, secret, path, nonce string) http.Header {
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		nonce := fmt.Sprintf("greedy-%016x", rng.Uint64())
 		h := http.Header{}
-		h.Set(query.HeaderClientID, "greedy")
+		h.Set(query.HeaderClientID, client)
 		h.Set(query.HeaderTimestamp, ts)
 		h.Set(query.HeaderNonce, nonce)
-		h.Set(query.HeaderSignature, query.Sign([]byte(greedySecret), "GET", path, "", ts, nonce, nil))
-		return get(path, h)
+		h.Set(query.HeaderSignature, query.Sign([]byte(secret), "GET", path, "", ts, nonce, nil))
+		return h
+	}
+	hexAddr := func(rng *rand.Rand) string { return fmt.Sprintf("0x%x", unknownAddress(rng)) }
+
+	readsBefore := snap.UnknownReads()
+	rssBefore := vmRSS()
+	paced("unknown address", 2000, func(rng *rand.Rand) (int, error) { return get("/v1/balances/"+hexAddr(rng), nil) })
+	paced("1 MiB address", 20, func(*rand.Rand) (int, error) { return get("/v1/balances/0x"+strings.Repeat("a", 1<<20), nil) })
+	paced("forged signature", 500, func(rng *rand.Rand) (int, error) {
+		h := signed(benchClient, "not-the-secret-of-the-bench-client", "/v1/balances/"+hexAddr(rng), fmt.Sprintf("forged-%016x", rng.Uint64()))
+		return get("/v1/balances/"+hexAddr(rng), h)
+	})
+	// One request of the legitimate client, captured and sent again and again.
+	replayPath := "/v1/balances/" + hexAddr(rand.New(rand.NewPCG(1, 1)))
+	replayed := signed(benchClient, benchSecret, replayPath, "captured-request-0001")
+	paced("replayed signature", 300, func(*rand.Rand) (int, error) { return get(replayPath, replayed) })
+	paced("over-quota client", 500, func(rng *rand.Rand) (int, error) {
+		path := "/v1/balances/" + hexAddr(rng)
+		return get(path, signed("greedy", greedySecret, path, fmt.Sprintf("greedy-%016x", rng.Uint64())))
 	})
 	time.Sleep(time.Second) // the attack is under way before the measurement
-	loaded, err := wrk(ctx, legit, cfg)
+	loaded, err := b.measure(ctx, legit, b.cfg.conns, b.cfg.duration)
 	if err != nil {
 		return err
 	}
-	reads := snap.SnapshotReads() - readsBefore
+	reads := snap.UnknownReads() - readsBefore
 	rss := vmRSS()
 	goroutines := runtime.NumGoroutine()
 	cancel()
+	attackers.Wait()
 
-	fmt.Fprintf(out, "\nUnder attack (%d attack requests sent during the run, %d failed at the transport):\n\n", sent.Load(), refused.Load())
-	fmt.Fprintf(out, "| legitimate load | req/s | p50 | p99 | non-2xx | socket errors |\n|---|---|---|---|---|---|\n")
-	fmt.Fprintf(out, "| unloaded | %.0f | %s | %s | %d | %d |\n", unloaded.rps, unloaded.p50.Round(time.Microsecond), unloaded.p99.Round(time.Microsecond), unloaded.non2xx, unloaded.errs)
-	fmt.Fprintf(out, "| under attack | %.0f | %s | %s | %d | %d |\n", loaded.rps, loaded.p50.Round(time.Microsecond), loaded.p99.Round(time.Microsecond), loaded.non2xx, loaded.errs)
-	fmt.Fprintf(out, "\nlegitimate throughput under attack ÷ unloaded: %.2f; snapshot reads during the attack: %d; RSS %s; goroutines %d\n",
-		loaded.rps/unloaded.rps, reads, rss, goroutines)
+	w := b.out
+	fmt.Fprintf(w, "\nUnder attack (%d attack requests during the run, %d refused at the transport):\n\n", sent.Load(), refused.Load())
+	fmt.Fprintf(w, "| legitimate load | req/s | p50 | p99 | p99.9 | non-2xx | socket errors |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range []struct {
+		name string
+		r    result
+	}{{"unloaded (median)", unloaded}, {"under attack", loaded}} {
+		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %d | %d |\n", r.name, r.r.rps, ms(r.r.p50), ms(r.r.p99), ms(r.r.p999), r.r.non2xx, r.r.errs)
+	}
+	fmt.Fprintf(w, "\nRSS of this process (servers and attackers) %.0f MB before the attack, %.0f MB after; %d goroutines at the end of it\n", rssBefore, rss, goroutines)
 	var lines []string
 	statuses.Range(func(k, v any) bool {
 		lines = append(lines, fmt.Sprintf("%s: %d", k, v.(*atomic.Int64).Load()))
 		return true
 	})
-	fmt.Fprintf(out, "attack answers: %s\n", strings.Join(sortedStrings(lines), ", "))
+	slices.Sort(lines)
+	fmt.Fprintf(w, "attack answers: %s\n", strings.Join(lines, ", "))
+
+	s.add("legitimate throughput under attack ÷ unloaded", loaded.rps/unloaded.rps, ">=", 0.8)
+	s.add("legitimate p99 under attack ÷ unloaded", float64(loaded.p99)/float64(unloaded.p99), "", 0)
+	s.add("legitimate errors and non-2xx under attack", float64(loaded.non2xx+loaded.errs), "<=", 0)
+	s.add("snapshot reads for unknown addresses during the attack", float64(reads), "<=", 0)
+	s.add("RSS growth during the attack, MB", rss-rssBefore, "<=", 64)
 	return nil
 }
 
-func sortedStrings(s []string) []string {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-	return s
-}
-
-// vmRSS is this process's resident set size (server and attackers).
-func vmRSS() string {
+// vmRSS is this process's resident set size in MB.
+func vmRSS() float64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return "?"
+		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strings.TrimSpace(v)
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
 		}
 	}
-	return "?"
+	return 0
 }

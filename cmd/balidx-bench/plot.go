@@ -3,34 +3,31 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
 )
 
-// latencyVsLoad runs wrk at rising connection counts against each target
-// and writes an SVG of p99 latency against achieved throughput.
-func latencyVsLoad(ctx context.Context, targets []target, cfg config, file string, out io.Writer) error {
+// latencyVsLoad runs wrk for 4 s at rising connection counts against each
+// target and writes an SVG of p99 latency against achieved throughput.
+func latencyVsLoad(ctx context.Context, b *bench, targets []*target, file string) error {
 	conns := []int{2, 8, 32, 64, 128, 256}
 	series := make([][]result, len(targets))
 	for i, t := range targets {
 		for _, c := range conns {
-			run := cfg
-			run.conns = c
-			r, err := wrk(ctx, t, run)
+			r, err := b.measure(ctx, t, c, 4*time.Second)
 			if err != nil {
 				return fmt.Errorf("%s at %d connections: %w", t.name, c, err)
 			}
 			series[i] = append(series[i], r)
-			fmt.Fprintf(out, "%-45s c=%-4d %8.0f req/s  p99 %s\n", t.name, c, r.rps, r.p99.Round(time.Microsecond))
+			fmt.Fprintf(b.out, "%-45s c=%-4d %8.0f req/s  p99 %s\n", t.name, c, r.rps, r.p99.Round(time.Microsecond))
 		}
 	}
 	return os.WriteFile(file, []byte(svg(targets, series, conns)), 0o644)
 }
 
 // svg draws one polyline per target: x = requests/s, y = p99 latency.
-func svg(targets []target, series [][]result, conns []int) string {
+func svg(targets []*target, series [][]result, conns []int) string {
 	const w, h, left, bottom, top, right = 720, 440, 70, 50, 30, 20
 	var maxX, maxY float64
 	for _, s := range series {

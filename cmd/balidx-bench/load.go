@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// wrk runs two threads; each sends its own file of ready-made raw requests
+// in turn, so that the load generator spends no time formatting or signing
+// (a Lua call returning a string per request) and signed requests can carry
+// nonces that are never reused.
+const wrkThreads = 2
+
+// loadScript loads the thread's request file (requests separated by NUL)
+// and prints the 99.9th percentile, which wrk's --latency leaves out.
+const loadScript = `
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+function init(args)
+  local f = assert(io.open(args[1] .. "." .. id, "rb"))
+  local data = f:read("*a")
+  f:close()
+  reqs, n, i = {}, 0, 0
+  local pos = 1
+  while true do
+    local e = string.find(data, "\0", pos, true)
+    if not e then break end
+    n = n + 1
+    reqs[n] = string.sub(data, pos, e - 1)
+    pos = e + 1
+  end
+end
+function request()
+  i = i + 1
+  if i > n then i = 1 end
+  return reqs[i]
+end
+function done(summary, latency, requests)
+  io.write(string.format("p99.9 %d\n", latency:percentile(99.9)))
+end
+`
+
+// requests makes the raw request number i for one wrk thread.
+type requests func(thread, i int) []byte
+
+// writeRequests writes perThread requests for each wrk thread to
+// prefix.0, prefix.1…
+func writeRequests(prefix string, perThread int, make requests) error {
+	for t := range wrkThreads {
+		f, err := os.Create(prefix + "." + strconv.Itoa(t))
+		if err != nil {
+			return err
+		}
+		w := bufio.NewWriterSize(f, 1<<20)
+		for i := range perThread {
+			w.Write(make(t, i))
+			w.WriteByte(0)
+		}
+		if err := w.Flush(); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type result struct {
+	rps                float64
+	p50, p99, p999     time.Duration
+	non2xx, errs       int
+	serverCPU, loadCPU time.Duration // per request
+}
+
+var (
+	reRPS    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	reReqs   = regexp.MustCompile(`(\d+) requests in`)
+	reP50    = regexp.MustCompile(`\n\s+50%\s+([0-9.]+)(us|ms|s)`)
+	reP99    = regexp.MustCompile(`\n\s+99%\s+([0-9.]+)(us|ms|s)`)
+	reP999   = regexp.MustCompile(`p99\.9 (\d+)`)
+	reNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	reErrs   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+)
+
+// runWrk sends the requests under prefix to url and measures, besides what
+// wrk prints, the CPU time the server (serverCPU, cumulative) and wrk
+// spent per request.
+func runWrk(ctx context.Context, dir, url, prefix string, conns int, d time.Duration, serverCPU func() time.Duration) (result, error) {
+	script := filepath.Join(dir, "load.lua")
+	if _, err := os.Stat(script); err != nil {
+		if err := os.WriteFile(script, []byte(loadScript), 0o600); err != nil {
+			return result{}, err
+		}
+	}
+	cmd := exec.CommandContext(ctx, "wrk", "-t"+strconv.Itoa(wrkThreads), "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))+"s",
+		"--latency", "-s", script, url, "--", prefix)
+	var before time.Duration
+	if serverCPU != nil {
+		before = serverCPU()
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	var server time.Duration
+	if serverCPU != nil {
+		server = serverCPU() - before
+	}
+	s := string(out)
+	var r result
+	m := reRPS.FindStringSubmatch(s)
+	n := reReqs.FindStringSubmatch(s)
+	if m == nil || n == nil {
+		return r, fmt.Errorf("no Requests/sec in wrk output: %s", s)
+	}
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	total, _ := strconv.Atoi(n[1])
+	r.p50, r.p99 = duration(reP50.FindStringSubmatch(s)), duration(reP99.FindStringSubmatch(s))
+	if m := reP999.FindStringSubmatch(s); m != nil {
+		us, _ := strconv.Atoi(m[1])
+		r.p999 = time.Duration(us) * time.Microsecond
+	}
+	if m := reNon2xx.FindStringSubmatch(s); m != nil {
+		r.non2xx, _ = strconv.Atoi(m[1])
+	}
+	if m := reErrs.FindStringSubmatch(s); m != nil {
+		for _, v := range m[1:] {
+			n, _ := strconv.Atoi(v)
+			r.errs += n
+		}
+	}
+	if total > 0 {
+		r.serverCPU = server / time.Duration(total)
+		r.loadCPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()) / time.Duration(total)
+	}
+	return r, nil
+}
+
+func duration(m []string) time.Duration {
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
+	return time.Duration(v * float64(unit))
+}
+
+// selfCPU is the CPU time this process (the in-process servers) has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processCPU is the CPU time process pid has used, from /proc (clock ticks
+// of 10 ms: enough over seconds of load).
+func processCPU(pid int) func() time.Duration {
+	return func() time.Duration {
+		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return 0
+		}
+		// The command name (field 2) may hold spaces: count from its ')'.
+		f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(f) < 13 {
+			return 0
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
+		stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
+		return time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+}

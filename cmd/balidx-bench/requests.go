@@ -1,0 +1,70 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/balidx/balidx/query"
+)
+
+type randSource = rand.Rand
+
+// unknownAddress draws an address no snapshot holds (with odds 2^-160).
+func unknownAddress(rng *randSource) address {
+	var a address
+	for i := range a {
+		a[i] = byte(rng.Uint32())
+	}
+	return a
+}
+
+// signedGets makes GET /v1/balances/{address} requests for addresses drawn
+// by pick, signed as API.md says by the bench client, each nonce once.
+func signedGets(pick func(*randSource) address) func(host string, run int) requests {
+	return func(host string, run int) requests {
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		rngs := threadRNGs(run)
+		return func(thread, i int) []byte {
+			a := pick(rngs[thread])
+			p := "/v1/balances/0x" + hex.EncodeToString(a[:])
+			nonce := fmt.Sprintf("bench-%05d-%d-%09d", run, thread, i)
+			sig := query.Sign([]byte(benchSecret), "GET", p, "", ts, nonce, nil)
+			return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\n%s: %s\r\n%s: %s\r\n%s: %s\r\n%s: %s\r\n\r\n", p, host,
+				query.HeaderClientID, benchClient, query.HeaderTimestamp, ts, query.HeaderNonce, nonce, query.HeaderSignature, sig)
+		}
+	}
+}
+
+// rpcPosts makes eth_getBalance requests at "latest" for addresses drawn by pick.
+func rpcPosts(pick func(*randSource) address) func(host string, run int) requests {
+	return func(host string, run int) requests {
+		rngs := threadRNGs(run)
+		return func(thread, i int) []byte {
+			a := pick(rngs[thread])
+			body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBalance","params":["0x%x","latest"]}`, i, a[:])
+			return fmt.Appendf(nil, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, len(body), body)
+		}
+	}
+}
+
+func threadRNGs(run int) [wrkThreads]*randSource {
+	var rngs [wrkThreads]*randSource
+	for t := range rngs {
+		rngs[t] = rand.New(rand.NewPCG(uint64(run), uint64(t)))
+	}
+	return rngs
+}
+
+// plainGets makes unsigned GET /v1/balances/{address} requests (the
+// anonymous tier) for addrs in turn, thread t taking every wrkThreads-th.
+func plainGets(addrs []address) func(host string, run int) requests {
+	return func(host string, run int) requests {
+		return func(thread, i int) []byte {
+			a := addrs[(i*wrkThreads+thread)%len(addrs)]
+			return fmt.Appendf(nil, "GET /v1/balances/0x%x HTTP/1.1\r\nHost: %s\r\n\r\n", a[:], host)
+		}
+	}
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+	"github.com/labstack/echo/v4"
+)
+
+type address = common.Address
+
+// account is one genesis allocation.
+type account struct {
+	addr    address
+	balance uint64
+}
+
+// genesisAccounts makes n random accounts, the same ones every run.
+func genesisAccounts(n int) []account {
+	rng := rand.New(rand.NewPCG(7, uint64(n)))
+	out := make([]account, n)
+	for i := range out {
+		for j := range out[i].addr {
+			out[i].addr[j] = byte(rng.Uint32())
+		}
+		out[i].balance = rng.Uint64N(1<<60) + 1
+	}
+	return out
+}
+
+// writeGenesis writes a post-merge genesis allocating accounts, for `geth init`.
+func writeGenesis(file string, accounts []account) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	fmt.Fprint(w, `{"config":{"chainId":31337,"homesteadBlock":0,"eip150Block":0,"eip155Block":0,"eip158Block":0,`+
+		`"byzantiumBlock":0,"constantinopleBlock":0,"petersburgBlock":0,"istanbulBlock":0,"berlinBlock":0,"londonBlock":0,`+
+		`"mergeNetsplitBlock":0,"shanghaiTime":0,"cancunTime":0,"terminalTotalDifficulty":0,`+
+		`"blobSchedule":{"cancun":{"target":3,"max":6,"baseFeeUpdateFraction":3338477}}},`+
+		`"difficulty":"0x0","gasLimit":"0x1c9c380","alloc":{`)
+	for i, a := range accounts {
+		if i > 0 {
+			w.WriteByte(',')
+		}
+		fmt.Fprintf(w, `"%x":{"balance":"0x%x"}`, a.addr, a.balance)
+	}
+	fmt.Fprint(w, "}}\n")
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// startBareEcho serves a constant balance-sized answer with echo.
+func startBareEcho(ctx context.Context) (string, error) {
+	e := echo.New()
+	body := []byte(`{"address":"0x742d35Cc6634C0532925a3b844Bc454e4438f44e","chain_id":1,"block":{"number":19000000,"hash":"0x1d59ff54b1eb26b013ce3cb5fc9dab3705b415a67127a003c3e61eb445bb8df2","timestamp":1700000000},"native":"123450000000000000","tokens":[],"next_cursor":""}`)
+	e.GET("/v1/balances/:address", func(c echo.Context) error { return c.JSONBlob(http.StatusOK, body) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	go func() { <-ctx.Done(); srv.Close() }()
+	return ln.Addr().String(), nil
+}
+
+// The signing client the load uses, and one far over its quota for the
+// attack.
+const (
+	benchClient  = "bench"
+	benchSecret  = "bench-client-secret-0123456789abcdef"
+	greedySecret = "greedy-client-secret-0123456789abcdef"
+)
+
+// startBalidx builds a snapshot holding the accounts (their native balance
+// and a token balance each) and serves it through the whole query tier with
+// the product's limits: signed requests, quotas, the in-flight cap, the
+// replay cache.
+func startBalidx(ctx context.Context, dir string, accounts []account) (string, *query.Snapshot, error) {
+	store, err := storage.Open(storage.Config{Path: filepath.Join(dir, "snapshot.db"), ChainID: 1})
+	if err != nil {
+		return "", nil, err
+	}
+	token := common.HexToAddress("0x00000000000000000000000000000000000000aa")
+	changes := make([]events.Change, 0, 2*len(accounts))
+	for _, a := range accounts {
+		changes = append(changes, events.Change{Account: a.addr, Asset: events.NativeAsset, Post: *uint256.NewInt(a.balance)})
+		changes = append(changes, events.Change{Account: a.addr, Asset: token, Post: *uint256.NewInt(7)})
+	}
+	events.SortChanges(changes) // sequential inserts: minutes → seconds for 1M accounts
+	res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: events.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
+	if err != nil {
+		return "", nil, err
+	}
+	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return "", nil, err
+	}
+	snap.OnApplied(res)
+	srv, err := query.New(query.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Snapshot: snap,
+		Clients: &query.Clients{
+			Clients: []query.Client{
+				{ID: benchClient, Secrets: []string{benchSecret}, Rate: 1_000_000, Burst: 1_000_000},
+				{ID: "greedy", Secrets: []string{greedySecret}, Rate: 5, Burst: 5},
+			},
+			Anonymous: query.Anonymous{Enabled: true, Rate: 1_000_000, Burst: 1_000_000},
+		}})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := srv.Listen(); err != nil {
+		return "", nil, err
+	}
+	go srv.Serve(ctx)
+	return srv.Addr(), snap, nil
+}
+
+// gethNode is a geth process answering JSON-RPC over HTTP on loopback.
+type gethNode struct {
+	host string
+	pid  int
+	cmd  *exec.Cmd
+}
+
+func (g *gethNode) stop() { g.cmd.Process.Signal(os.Interrupt); g.cmd.Wait() }
+
+// startGethDev runs geth --dev: a tiny chain, geth's best case.
+func startGethDev(ctx context.Context, bin, dir string) (*gethNode, error) {
+	return startGeth(ctx, bin, "--dev", "--datadir", dir)
+}
+
+// startGethWithGenesis initialises geth with a genesis of the accounts and
+// serves it (no consensus client: the state is the genesis), once it has
+// built its state snapshot.
+func startGethWithGenesis(ctx context.Context, bin, dir string, accounts []account) (*gethNode, error) {
+	genesis := dir + ".json"
+	if err := writeGenesis(genesis, accounts); err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, bin, "init", "--datadir", dir, "--state.scheme", "hash", genesis).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("geth init: %v: %s", err, tail(out))
+	}
+	return startGeth(ctx, bin, "--datadir", dir, "--state.scheme", "hash", "--networkid", "31337")
+}
+
+func startGeth(ctx context.Context, bin string, args ...string) (*gethNode, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(bin, append(args, "--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(port),
+		"--http.api", "eth", "--nodiscover", "--maxpeers", "0", "--ipcdisable", "--port", "0", "--authrpc.port", "0", "--verbosity", "1")...)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	g := &gethNode{host: "127.0.0.1:" + strconv.Itoa(port), pid: cmd.Process.Pid, cmd: cmd}
+	if err := g.waitReady(ctx); err != nil {
+		g.stop()
+		return nil, err
+	}
+	return g, nil
+}
+
+// waitReady waits for an RPC answer, then for geth to go idle: after a
+// start it may build its state snapshot, which would take CPU from the
+// measurement.
+func (g *gethNode) waitReady(ctx context.Context) error {
+	url := "http://" + g.host
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		resp, err := http.Post(url, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`))
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("geth did not answer: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cpu := processCPU(g.pid)
+	for last := cpu(); ; {
+		time.Sleep(time.Second)
+		now := cpu()
+		if now-last < 100*time.Millisecond { // under a tenth of a core
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("geth still busy after 5 minutes")
+		}
+		last = now
+	}
+}
+
+func tail(b []byte) string {
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
