@@ -40,14 +40,21 @@ e2e: $(GETH)
 # in the same run (installs wrk from Debian if missing), then the pipeline
 # figures on the simulated chain (catch-up blocks/s, commit → served), then
 # the query tier's cost per request and per defence. Results: BENCHMARKS.md.
+# Benchmarks (~9 minutes): the Go micro-benchmarks (pipeline, query tier,
+# storage) into bin/bench-go.txt, then the HTTP comparisons with wrk against
+# a bare echo handler and geth (a tiny dev chain and a 1M-account genesis,
+# ~80 s to initialise), the attack run and the latency plot; ends with one
+# summary table of every ratio against its target.
 bench: $(GETH)
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(GO) build -o bin/balidx-bench ./cmd/balidx-bench
-	./bin/balidx-bench -geth $(GETH) -plot docs/latency-vs-load.svg
-	$(GO) test -run XXX -bench . -benchtime=1x -count=3 ./cmd/balidx/
-	$(GO) test -run XXX -bench . -benchtime=200000x -count=3 ./query/
-	$(GO) test -run XXX -bench "Apply$$" -benchtime=10x -count=3 ./storage/
-	$(GO) test -run XXX -bench SnapshotBytesPerAccount -benchtime=1x ./storage/
+	$(GO) test -run XXX -bench Pipeline -benchtime=1x -count=3 ./cmd/balidx/ > bin/bench-go.txt
+	$(GO) test -run XXX -bench 'BareEcho|Balance|Verify|ParseAddress' -benchtime=200000x -count=3 ./query/ >> bin/bench-go.txt
+	$(GO) test -run XXX -bench 'BloomRebuild|NonceCache' -benchtime=1x ./query/ >> bin/bench-go.txt
+	$(GO) test -run XXX -bench 'Apply$$' -benchtime=10x -count=3 ./storage/ >> bin/bench-go.txt
+	$(GO) test -run XXX -bench SnapshotBytesPerAccount -benchtime=1x ./storage/ >> bin/bench-go.txt
+	cat bin/bench-go.txt
+	./bin/balidx-bench -geth $(GETH) -plot docs/latency-vs-load.svg -go-bench bin/bench-go.txt
 
 # Crash safety: SIGKILL `balidx run` 100 times while geth makes blocks, then
 # compare with the chain and with a clean rebuild from the stream (~4 min).

@@ -50,6 +50,7 @@ function request()
 end
 function done(summary, latency, requests)
   io.write(string.format("p99.9 %d\n", latency:percentile(99.9)))
+  io.write(string.format("bytes/response %d\n", summary.bytes / math.max(1, summary.requests)))
 end
 `
 
@@ -84,6 +85,7 @@ type result struct {
 	rps                float64
 	p50, p99, p999     time.Duration
 	non2xx, errs       int
+	responseBytes      int // on the wire, headers included
 	serverCPU, loadCPU time.Duration // per request
 }
 
@@ -93,6 +95,7 @@ var (
 	reP50    = regexp.MustCompile(`\n\s+50%\s+([0-9.]+)(us|ms|s)`)
 	reP99    = regexp.MustCompile(`\n\s+99%\s+([0-9.]+)(us|ms|s)`)
 	reP999   = regexp.MustCompile(`p99\.9 (\d+)`)
+	reBytes  = regexp.MustCompile(`bytes/response (\d+)`)
 	reNon2xx = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
 	reErrs   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 )
@@ -134,6 +137,9 @@ func runWrk(ctx context.Context, dir, url, prefix string, conns int, d time.Dura
 	if m := reP999.FindStringSubmatch(s); m != nil {
 		us, _ := strconv.Atoi(m[1])
 		r.p999 = time.Duration(us) * time.Microsecond
+	}
+	if m := reBytes.FindStringSubmatch(s); m != nil {
+		r.responseBytes, _ = strconv.Atoi(m[1])
 	}
 	if m := reNon2xx.FindStringSubmatch(s); m != nil {
 		r.non2xx, _ = strconv.Atoi(m[1])

@@ -101,7 +101,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	targets := []*target{
-		{name: "bare echo (baseline)", host: bare, cpu: selfCPU, requests: signedGets(known)},
+		{name: "bare echo (baseline)", host: bare, cpu: selfCPU, requests: signedGets(known), once: true},
 		{name: "balidx, known addresses", host: node, cpu: selfCPU, requests: signedGets(known), once: true},
 		{name: "balidx, unknown addresses", host: node, cpu: selfCPU, requests: signedGets(unknownAddress), once: true},
 	}
@@ -116,6 +116,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		for i, t := range targets {
 			if i == 1 && pass == 0 {
 				b.profile = cfg.profile
+			}
+			if i == 0 && pass == 0 && os.Getenv("BARE_PROFILE") != "" {
+				b.profile = os.Getenv("BARE_PROFILE")
 			}
 			r, err := b.measure(ctx, t, cfg.conns, cfg.duration)
 			if err != nil {
