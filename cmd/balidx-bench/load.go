@@ -85,7 +85,7 @@ type result struct {
 	rps                float64
 	p50, p99, p999     time.Duration
 	non2xx, errs       int
-	responseBytes      int // on the wire, headers included
+	responseBytes      int           // on the wire, headers included
 	serverCPU, loadCPU time.Duration // per request
 }
 
