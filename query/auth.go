@@ -231,7 +231,7 @@ func readSignedRequest(c echo.Context) (signedRequest, error) {
 	req := c.Request()
 	h := req.Header
 	r := signedRequest{
-		clientID: h.Get(HeaderClientID), timestamp: h.Get(HeaderTimestamp), nonce: h.Get(HeaderNonce), signature: h.Get(HeaderSignature),
+		clientID: header(h, keyClientID), timestamp: header(h, keyTimestamp), nonce: header(h, keyNonce), signature: header(h, keySignature),
 		method: req.Method, path: rawPath(req), rawQuery: req.URL.RawQuery,
 	}
 	if req.Body != nil && req.Body != http.NoBody {
@@ -262,7 +262,24 @@ func rawPath(r *http.Request) string {
 
 // hasCredentials reports whether the request carries any auth header.
 func hasCredentials(h http.Header) bool {
-	return h.Get(HeaderClientID) != "" || h.Get(HeaderSignature) != "" || h.Get(HeaderTimestamp) != "" || h.Get(HeaderNonce) != ""
+	return header(h, keyClientID) != "" || header(h, keySignature) != "" || header(h, keyTimestamp) != "" || header(h, keyNonce) != ""
+}
+
+// The header names as net/http stores them (X-Client-ID becomes X-Client-Id).
+var (
+	keyClientID  = http.CanonicalHeaderKey(HeaderClientID)
+	keyTimestamp = http.CanonicalHeaderKey(HeaderTimestamp)
+	keyNonce     = http.CanonicalHeaderKey(HeaderNonce)
+	keySignature = http.CanonicalHeaderKey(HeaderSignature)
+)
+
+// header is h.Get for a key already in canonical form, without
+// canonicalising it again.
+func header(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // nonceCache remembers accepted (client, nonce) pairs for as long as a

@@ -273,7 +273,7 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	h := c.Response().Header()
 	h["Etag"] = etag
 	h["Cache-Control"] = noCache
-	if c.Request().Header.Get("If-None-Match") == etag[0] {
+	if header(c.Request().Header, "If-None-Match") == etag[0] {
 		return c.NoContent(http.StatusNotModified)
 	}
 	bp := s.bufs.Get().(*[]byte)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -325,3 +326,31 @@ func TestStatus(t *testing.T) {
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func nopCloser(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
+
+// Filled to its capacity, the filter lets through about one unknown address
+// in a million (BloomFalsePositiveRate), not more.
+func TestBloomFalsePositiveRateAtCapacity(t *testing.T) {
+	const capacity, probes = 1 << 17, 4_000_000
+	f := newBloomFilter(capacity)
+	rng := rand.New(rand.NewPCG(3, 4))
+	var a common.Address
+	random := func() []byte {
+		for i := range a {
+			a[i] = byte(rng.Uint32())
+		}
+		return a[:]
+	}
+	for range capacity {
+		f.Add(random())
+	}
+	passed := 0
+	for range probes {
+		if f.Test(random()) {
+			passed++
+		}
+	}
+	// Expected 3.6 (9e-7 × 4M); a filter at 1e-5 would pass ~40.
+	if passed > 15 {
+		t.Fatalf("%d of %d unknown addresses passed the filter (rate %.1e, want ≤ %.0e)", passed, probes, float64(passed)/probes, BloomFalsePositiveRate)
+	}
+}

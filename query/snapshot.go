@@ -14,10 +14,23 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 )
 
-// BloomFalsePositiveRate is the Bloom filter's target false-positive rate at
-// its capacity: one unknown address in a million reaches the cache (~29
-// bits per address: 7 MB for a million accounts at twice the capacity).
+// BloomFalsePositiveRate is the Bloom filter's false-positive rate at its
+// capacity: one unknown address in a million reaches the cache.
 const BloomFalsePositiveRate = 1e-6
+
+// The filter probes bloomHashes bits per address, with the bits per
+// address of capacity that this takes for BloomFalsePositiveRate: half the
+// probes of the optimal 20 (each a likely CPU cache miss on the query path)
+// for 20% more memory — 8.75 MB for a million accounts at twice the
+// capacity.
+const (
+	bloomHashes         = 10
+	bloomBitsPerAddress = 35 // (1 - e^(-10/35))^10 = 9.0e-7
+)
+
+func newBloomFilter(capacity uint) *bloom.BloomFilter {
+	return bloom.New(capacity*bloomBitsPerAddress, bloomHashes)
+}
 
 // minBloomCapacity keeps a small snapshot's filter from being rebuilt often.
 const minBloomCapacity = 1 << 16
@@ -147,7 +160,7 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 // Callers hold mu exclusively, or own s alone.
 func (s *Snapshot) rebuildBloom(accounts uint64) error {
 	capacity := max(uint(2*accounts), minBloomCapacity)
-	f := bloom.NewWithEstimates(capacity, BloomFalsePositiveRate)
+	f := newBloomFilter(capacity)
 	if err := s.store.ForEachAccount(func(a common.Address) { f.Add(a[:]) }); err != nil {
 		return fmt.Errorf("build bloom filter: %w", err)
 	}
