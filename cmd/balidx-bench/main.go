@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("balidx-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.geth, "geth", "bin/geth", "geth binary for the eth_getBalance baselines (empty: skip them)")
 	fs.IntVar(&cfg.accounts, "accounts", 1_000_000, "accounts in the genesis geth and balidx both hold (queried at random)")
-	fs.DurationVar(&cfg.duration, "duration", 6*time.Second, "each wrk run")
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "each wrk run")
 	fs.IntVar(&cfg.runs, "runs", 3, "passes over every target (medians are reported)")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of this process while wrk asks balidx for known addresses")
@@ -116,9 +116,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		for i, t := range targets {
 			if i == 1 && pass == 0 {
 				b.profile = cfg.profile
-			}
-			if i == 0 && pass == 0 && os.Getenv("BARE_PROFILE") != "" {
-				b.profile = os.Getenv("BARE_PROFILE")
 			}
 			r, err := b.measure(ctx, t, cfg.conns, cfg.duration)
 			if err != nil {
