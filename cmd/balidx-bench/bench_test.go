@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The requests wrk sends are what the query tier accepts: every signed
+// request of a set is answered 200 with the account's balance, and sending
+// one again is refused as a replay.
+func TestSignedRequestsAreAccepted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	accounts := genesisAccounts(50)
+	host, _, err := startBalidx(ctx, t.TempDir(), accounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byAddr := map[address]uint64{}
+	for _, a := range accounts {
+		byAddr[a.addr] = a.balance
+	}
+	prefix := filepath.Join(t.TempDir(), "requests")
+	known := func(rng *randSource) address { return accounts[rng.IntN(len(accounts))].addr }
+	if err := writeRequests(prefix, 20, signedGets(known)(host, 1)); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	send := func(raw []byte) (*http.Response, []byte) {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write(raw); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, body
+	}
+	for thread := range wrkThreads {
+		data, err := os.ReadFile(prefix + "." + strconv.Itoa(thread))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs := bytes.Split(bytes.TrimSuffix(data, []byte{0}), []byte{0})
+		if len(reqs) != 20 {
+			t.Fatalf("thread %d: %d requests, want 20", thread, len(reqs))
+		}
+		for _, raw := range reqs {
+			resp, body := send(raw)
+			var ans struct {
+				Address string `json:"address"`
+				Native  string `json:"native"`
+			}
+			if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &ans) != nil {
+				t.Fatalf("%s → %d %s", raw, resp.StatusCode, body)
+			}
+			addrBytes, err := hex.DecodeString(strings.ToLower(strings.TrimPrefix(ans.Address, "0x")))
+			var a address
+			copy(a[:], addrBytes)
+			if want, ok := byAddr[a]; err != nil || !ok || ans.Native != strconv.FormatUint(want, 10) {
+				t.Fatalf("%s: native %s, the genesis says %d", ans.Address, ans.Native, want)
+			}
+		}
+		if resp, body := send(reqs[0]); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "replayed_request") {
+			t.Fatalf("a request sent twice: %d %s", resp.StatusCode, body)
+		}
+	}
+}
+
+// The summary takes the median of repeated `go test -bench` lines.
+func TestGoBenchFolded(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bench.txt")
+	out := `goos: linux
+BenchmarkApply/catch-up-2     	      10	 288872108 ns/op	    173087 changes/s
+BenchmarkApply/catch-up-2     	      10	 216429696 ns/op	    231022 changes/s
+BenchmarkApply/catch-up-2     	      10	 216429696 ns/op	    250000 changes/s
+BenchmarkBareEcho-2   	  200000	       220.6 ns/op	      16 B/op	       1 allocs/op
+BenchmarkBalanceSignedCacheHit-2  	  200000	      3448 ns/op	     160 B/op	       3 allocs/op
+PASS
+`
+	if err := os.WriteFile(file, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var s summary
+	if err := s.addGoBench(file); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, r := range s.rows {
+		got[r.what] = r.value
+	}
+	if v := got["catch-up apply into bbolt, changes/s"]; v != 231022 {
+		t.Errorf("catch-up median %v, want 231022", v)
+	}
+	if v := got["allocations per request beyond echo's, signed, cached"]; v != 2 {
+		t.Errorf("allocations beyond echo %v, want 2", v)
+	}
+}
