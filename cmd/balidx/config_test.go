@@ -45,6 +45,7 @@ func TestConfigRefuses(t *testing.T) {
 		{"bad trust tag", "run", []string{"--rpc", "ws://x", "--trust", "latest"}, "", "--trust"},
 		{"bad replicas", "run", []string{"--rpc", "ws://x", "--replicas", "2"}, "", "--replicas"},
 		{"bad log level", "query", []string{"--log-level", "loud"}, "", "--log-level"},
+		{"no replay cache", "query", []string{"--max-nonces", "0"}, "", "--max-nonces"},
 		{"unknown key in file", "run", []string{"--rpc", "ws://x"}, "rpcc: ws://typo\n", `unknown key "rpcc"`},
 		{"flag of another command in file", "query", nil, "rpc: ws://x\n", `unknown key "rpc"`},
 		{"bad value in file", "run", []string{"--rpc", "ws://x"}, "confirmations: many\n", "confirmations"},
