@@ -119,3 +119,11 @@ PASS
 		t.Errorf("allocations beyond echo %v, want 2", v)
 	}
 }
+
+func TestFlagsRefused(t *testing.T) {
+	for _, args := range [][]string{{"-hot", "0"}, {"-accounts", "0"}, {"-runs", "0"}, {"-connections", "1"}, {"-duration", "10ms"}} {
+		if err := run(context.Background(), args, io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: %v, want an error naming %s", args, err, args[0])
+		}
+	}
+}

@@ -56,6 +56,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	switch {
+	case cfg.accounts < 1 || cfg.hot < 1:
+		return errors.New("-accounts and -hot must be at least 1")
+	case cfg.runs < 1:
+		return errors.New("-runs must be at least 1")
+	case cfg.conns < wrkThreads:
+		return fmt.Errorf("-connections must be at least %d (one a wrk thread)", wrkThreads)
+	case cfg.duration < time.Second:
+		return errors.New("-duration must be at least 1s (wrk counts in seconds)")
+	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("wrk not found (Debian package wrk)")
 	}
