@@ -193,7 +193,7 @@ func (c *config) validate(cmd string) error {
 	if c.MaxInFlight < 0 || c.MaxInFlight > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--max-in-flight %d: want 1..1000000", c.MaxInFlight))
 	}
-	if c.MaxNonces < 1 || c.MaxNonces > 1<<26 {
+	if cmd != "indexer" && (c.MaxNonces < 1 || c.MaxNonces > 1<<26) {
 		errs = append(errs, fmt.Errorf("--max-nonces %d: want 1..%d", c.MaxNonces, 1<<26))
 	}
 	if _, err := query.ParseOrigins(c.CORSOrigins); err != nil {
