@@ -1,6 +1,7 @@
 package query
 
 import (
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -40,23 +41,16 @@ type requestMetrics struct {
 }
 
 func (m *metrics) byRequest(k requestKey) *requestMetrics {
-	if memo := m.memo.Load(); memo != nil {
-		if rm, ok := (*memo)[k]; ok {
-			return rm
-		}
+	if rm, ok := (*m.memo.Load())[k]; ok {
+		return rm
 	}
 	m.memoMu.Lock()
 	defer m.memoMu.Unlock()
-	old := m.memo.Load()
-	if old != nil {
-		if rm, ok := (*old)[k]; ok {
-			return rm
-		}
+	old := *m.memo.Load()
+	if rm, ok := old[k]; ok {
+		return rm
 	}
-	next := make(map[requestKey]*requestMetrics, 1+len(deref(old)))
-	for k, v := range deref(old) {
-		next[k] = v
-	}
+	next := maps.Clone(old)
 	rm := &requestMetrics{
 		requests: m.requests.WithLabelValues(k.route, k.status, k.auth),
 		auth:     m.auth.WithLabelValues(k.auth),
@@ -65,14 +59,6 @@ func (m *metrics) byRequest(k requestKey) *requestMetrics {
 	next[k] = rm
 	m.memo.Store(&next)
 	return rm
-}
-
-func deref[M any](p *M) M {
-	var zero M
-	if p == nil {
-		return zero
-	}
-	return *p
 }
 
 var sourceNames = [...]string{fromBloom: "bloom_negative", fromCache: "cache_hit", fromSnapshot: "cache_miss"}
@@ -99,6 +85,7 @@ func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 			Name: "balidx_shed_total", Help: "Requests refused with 503 overloaded by the in-flight cap.",
 		}),
 	}
+	m.memo.Store(&map[requestKey]*requestMetrics{})
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "balidx_balance_lookups_total", Help: "Address lookups by outcome: bloom_negative, cache_hit, cache_miss (read from bbolt).",
 	}, []string{"outcome"})
