@@ -90,16 +90,7 @@ func TestDeployExamples(t *testing.T) {
 // Every metric the alert rules and the dashboard use is one balidx exports.
 func TestDeployMonitoring(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	store, err := storage.Open(storage.Config{Path: filepath.Join(t.TempDir(), "s.db"), ChainID: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
+	store, snap := emptySnapshot(t)
 	if _, err := query.New(query.Config{Snapshot: snap, Registry: reg}); err != nil {
 		t.Fatal(err)
 	}
@@ -145,4 +136,21 @@ func TestDeployMonitoring(t *testing.T) {
 			}
 		}
 	}
+}
+
+// emptySnapshot opens a store of chain 1 with nothing applied and its query
+// snapshot, both closed when the test ends.
+func emptySnapshot(t *testing.T) (*storage.Store, *query.Snapshot) {
+	t.Helper()
+	store, err := storage.Open(storage.Config{Path: filepath.Join(t.TempDir(), "s.db"), ChainID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(snap.Close)
+	return store, snap
 }

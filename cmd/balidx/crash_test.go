@@ -18,8 +18,6 @@ import (
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/ethereum/go-ethereum/ethclient"
-	"github.com/ethereum/go-ethereum/rpc"
 )
 
 // TestCrashLoop (make crash) kills `balidx run` — indexer, applier and the
@@ -39,13 +37,7 @@ func TestCrashLoop(t *testing.T) {
 	ws := startGeth(t, gethBin, "eth,net,web3,debug")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	rc, err := rpc.DialContext(ctx, ws)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	eth := ethclient.NewClient(rc)
-	dev := devAccount(t, rc)
+	rc, eth, dev := dialGeth(t, ws)
 	traffic := make(chan struct{})
 	go func() { // transfers to a few hundred accounts while balidx dies and comes back
 		defer close(traffic)

@@ -35,13 +35,7 @@ func TestGethE2E(t *testing.T) {
 	}
 	ws := startGeth(t, gethBin, "eth,net,web3,debug")
 	ctx := context.Background()
-	rc, err := rpc.DialContext(ctx, ws)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	eth := ethclient.NewClient(rc)
-	dev := devAccount(t, rc)
+	rc, eth, dev := dialGeth(t, ws)
 	send := func(to *common.Address, value *big.Int, data []byte) common.Hash {
 		t.Helper()
 		tx := map[string]any{"from": dev, "gas": hexutil.Uint64(1_000_000)}
@@ -108,6 +102,18 @@ func TestGethE2E(t *testing.T) {
 }
 
 // devAccount is geth --dev's unlocked, funded account.
+// dialGeth connects to geth at ws (closed when the test ends) and returns
+// its funded dev account.
+func dialGeth(tb testing.TB, ws string) (*rpc.Client, *ethclient.Client, common.Address) {
+	tb.Helper()
+	rc, err := rpc.DialContext(context.Background(), ws)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(rc.Close)
+	return rc, ethclient.NewClient(rc), devAccount(tb, rc)
+}
+
 func devAccount(tb testing.TB, rc *rpc.Client) common.Address {
 	tb.Helper()
 	var accounts []common.Address

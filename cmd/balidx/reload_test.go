@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/balidx/balidx/query"
-	"github.com/balidx/balidx/storage"
 )
 
 // A signal re-reads the clients file; a broken file leaves the old one.
@@ -24,16 +23,7 @@ func TestReloadOnSignal(t *testing.T) {
 		}
 	}
 	write("anonymous: {enabled: false}\n")
-	store, err := storage.Open(storage.Config{Path: filepath.Join(dir, "s.db"), ChainID: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Close()
+	_, snap := emptySnapshot(t)
 	clients, _ := query.LoadClients(file)
 	srv, err := query.New(query.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Snapshot: snap, Clients: clients})
 	if err != nil {
