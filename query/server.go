@@ -116,14 +116,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.guard = newGuard(&s.cfg, s.metrics)
-	s.query = newHTTPServer(s.queryRoutes())
-	s.admin = newHTTPServer(s.adminRoutes())
+	s.query = NewHTTPServer(s.queryRoutes())
+	s.admin = NewHTTPServer(s.adminRoutes())
 	return s, nil
 }
 
-// newHTTPServer sets every timeout explicitly: a slow client holds a
-// connection for seconds, never indefinitely.
-func newHTTPServer(h http.Handler) *http.Server {
+// NewHTTPServer is the http.Server of balidx's listeners. It sets every
+// timeout explicitly: a slow client holds a connection for seconds, never
+// indefinitely.
+func NewHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,

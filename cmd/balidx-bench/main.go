@@ -91,10 +91,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		defer gethDev.stop()
 	}
-	bare, err := startBareEcho(ctx)
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(out, "balidx: building a snapshot of the same %d accounts…\n", len(accounts))
 	node, snap, err := startBalidx(ctx, dir, accounts)
 	if err != nil {
@@ -105,6 +101,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		hot[i] = accounts[i].addr // accounts are random: the first ones are a random sample
 	}
 	known := func(rng *randSource) address { return hot[rng.IntN(len(hot))] }
+	body, err := answerBody(ctx, node, hot[0])
+	if err != nil {
+		return err
+	}
+	bare, err := startBareEcho(ctx, body)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "balidx: warming the cache with the %d active accounts…\n", len(hot))
 	warm := &target{name: "warm-up", host: node, requests: plainGets(hot), perThread: len(hot)/wrkThreads + 1}
 	if _, err := b.measure(ctx, warm, cfg.conns, max(2*time.Second, time.Duration(len(hot))*time.Second/15_000)); err != nil {

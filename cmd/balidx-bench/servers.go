@@ -71,19 +71,42 @@ func writeGenesis(file string, accounts []account) error {
 	return f.Close()
 }
 
-// startBareEcho serves a constant balance-sized answer with echo.
-func startBareEcho(ctx context.Context) (string, error) {
+// startBareEcho serves body, a constant, with a bare echo handler on an
+// http.Server set as balidx's (timeouts, header limit): the physical limit
+// of the framework for an answer of that size.
+func startBareEcho(ctx context.Context, body []byte) (string, error) {
 	e := echo.New()
-	body := []byte(`{"address":"0x742d35Cc6634C0532925a3b844Bc454e4438f44e","chain_id":1,"block":{"number":19000000,"hash":"0x1d59ff54b1eb26b013ce3cb5fc9dab3705b415a67127a003c3e61eb445bb8df2","timestamp":1700000000},"native":"123450000000000000","tokens":[],"next_cursor":""}`)
 	e.GET("/v1/balances/:address", func(c echo.Context) error { return c.JSONBlob(http.StatusOK, body) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	srv := query.NewHTTPServer(e)
 	go srv.Serve(ln)
 	go func() { <-ctx.Done(); srv.Close() }()
 	return ln.Addr().String(), nil
+}
+
+// answerBody is balidx's answer for a, fetched once without a signature:
+// what the bare handler returns, so that both send bodies of one size.
+func answerBody(ctx context.Context, host string, a address) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/v1/balances/%s", host, a.Hex()), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("balidx answered %s: %s", resp.Status, body)
+	}
+	return body, nil
 }
 
 // The signing client the load uses, and one far over its quota for the
