@@ -164,13 +164,11 @@ func (s *signer) verify(r *signedRequest, now time.Time) (*clientEntry, error) {
 		return nil, errStaleRequest
 	}
 	r.unix = ts
-	if !lowerHex(r.signature, 64) {
-		return nil, errInvalidSignature
-	}
 	e, ok := s.clients.Load().byID[r.clientID]
 	if !ok {
 		return nil, errUnknownClient
 	}
+	// A signature that is not 64 lowercase hex digits matches no secret.
 	valid := 0
 	for _, pool := range e.macs { // every secret is tried: the time does not tell which matched
 		m := pool.Get().(*mac)
@@ -200,30 +198,28 @@ func equalHex(want []byte, got string) int {
 	return subtle.ConstantTimeByteEq(v, 0)
 }
 
-func lowerHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
+// validNonce: 16..64 of [A-Za-z0-9_-], checked through a table (a branch
+// per character mispredicts on random nonces).
 func validNonce(n string) bool {
 	if len(n) < 16 || len(n) > 64 {
 		return false
 	}
+	var bad byte
 	for i := 0; i < len(n); i++ {
-		c := n[i]
+		bad |= notNonceChar[n[i]]
+	}
+	return bad == 0
+}
+
+// notNonceChar is 1 for a character a nonce may not hold.
+var notNonceChar = func() (t [256]byte) {
+	for c := range t {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
+			t[c] = 1
 		}
 	}
-	return true
-}
+	return t
+}()
 
 // readSignedRequest collects what the signature covers. The body (POST)
 // is read here, within the batch limit, and put back for the handler.
@@ -329,13 +325,17 @@ func (n *nonceCache) add(clientID, nonce string, ts int64, now time.Time) (bool,
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.sweep(now.Unix())
-	if _, ok := n.seen[key]; ok {
-		return false, nil
-	}
 	if len(n.seen) >= n.max {
+		if _, ok := n.seen[key]; ok {
+			return false, nil
+		}
 		return false, errNonceCacheFull
 	}
-	n.seen[key] = struct{}{}
+	before := len(n.seen)
+	n.seen[key] = struct{}{} // one hash lookup: the length says whether it was there
+	if len(n.seen) == before {
+		return false, nil
+	}
 	slot := &n.expires[(ts+n.window)%int64(len(n.expires))]
 	*slot = append(*slot, key)
 	return true, nil

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -72,6 +73,49 @@ func BenchmarkBalanceSignedCacheHit(b *testing.B) {
 		r.Header.Set(HeaderSignature, Sign([]byte(secret1), "GET", path, "", ts, nonce, nil))
 		return r
 	})
+}
+
+// BenchmarkBalanceSignedHotSet asks, signed, for addresses drawn at random
+// from hotSetAccounts cached accounts, as the HTTP benchmark does: the
+// cache, the Bloom filter and the entries are out of the CPU caches, as they
+// are in production, unlike in BenchmarkBalanceSignedCacheHit.
+func BenchmarkBalanceSignedHotSet(b *testing.B) {
+	const hotSetAccounts = 100_000
+	s := benchServer(b, false)
+	changes := make([]events.Change, 0, 2*hotSetAccounts)
+	hot := make([]common.Address, hotSetAccounts)
+	for i := range hot {
+		hot[i] = common.BigToAddress(new(big.Int).Lsh(big.NewInt(int64(i)+1), 100))
+		changes = append(changes,
+			events.Change{Account: hot[i], Asset: events.NativeAsset, Post: *uint256.NewInt(uint64(i) + 1)},
+			events.Change{Account: hot[i], Asset: tokA, Post: *uint256.NewInt(7)})
+	}
+	events.SortChanges(changes)
+	res, err := s.snap.store.Apply([]storage.Block{{ChainID: 1, LastSeq: 3, Block: events.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.snap.OnApplied(res)
+	for _, a := range hot {
+		do(b, s, "GET", "/v1/balances/"+a.Hex(), "")
+	}
+	s.snap.cache.Wait()
+	warm := s.snap.SnapshotReads()
+	rng := rand.New(rand.NewPCG(1, 2))
+	i := 0
+	serve(b, s.query.Handler, func() *http.Request {
+		i++
+		path := "/v1/balances/" + hot[rng.IntN(len(hot))].Hex()
+		r := httptest.NewRequest("GET", path, nil)
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		nonce := "bench-nonce-" + strconv.Itoa(1_000_000_000+i)
+		r.Header.Set(HeaderClientID, "wallet")
+		r.Header.Set(HeaderTimestamp, ts)
+		r.Header.Set(HeaderNonce, nonce)
+		r.Header.Set(HeaderSignature, Sign([]byte(secret1), "GET", path, "", ts, nonce, nil))
+		return r
+	})
+	b.ReportMetric(float64(s.snap.SnapshotReads()-warm)/float64(b.N), "snapshot-reads/op")
 }
 
 func BenchmarkVerifySignature(b *testing.B) {

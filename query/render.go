@@ -72,12 +72,16 @@ func appendHeader(b []byte, chainID uint64, bi *blockInfo) []byte {
 	return append(b, bi.json...)
 }
 
-// etag changes when the address's balances or the trusted block change.
-func etag(bi *blockInfo, tag uint64) string {
-	b := make([]byte, 0, 40)
+// appendETag appends the ETag of balances hashed to tag, answered at block
+// number: it changes when either does.
+func appendETag(b []byte, number, tag uint64) []byte {
 	b = append(b, '"')
-	b = strconv.AppendUint(b, bi.number, 36)
+	b = strconv.AppendUint(b, number, 36)
 	b = append(b, '-')
 	b = strconv.AppendUint(b, tag, 36)
-	return string(append(b, '"'))
+	return append(b, '"')
 }
+
+// maxETagLen is the longest ETag: two uint64 in base 36 (13 digits each),
+// a dash and the quotes.
+const maxETagLen = 2*13 + 3

@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +196,20 @@ func TestETag(t *testing.T) {
 	}
 	if c := do(t, s, "GET", "/v1/balances/"+never.Hex(), ""); c.header.Get("ETag") == tag {
 		t.Fatal("different balances, same ETag")
+	}
+}
+
+// The ETag is kept in a fixed buffer: the largest block number and tag fit,
+// and the next block gets its own value.
+func TestETagAtTheLargestValues(t *testing.T) {
+	e := &entry{tag: math.MaxUint64}
+	max := strconv.FormatUint(math.MaxUint64, 36)
+	h := e.etagHeader(&blockInfo{number: math.MaxUint64})
+	if want := `"` + max + "-" + max + `"`; h[0] != want || len(h) != 1 || cap(h) != 1 {
+		t.Fatalf("ETag %q (len %d, cap %d), want %q alone", h[0], len(h), cap(h), want)
+	}
+	if next := e.etagHeader(&blockInfo{number: 1}); next[0] != `"1-`+max+`"` || h[0] == next[0] {
+		t.Fatalf("ETag at block 1: %q (at the last block: %q)", next[0], h[0])
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/balidx/balidx/storage"
 	"github.com/bits-and-blooms/bloom/v3"
@@ -99,20 +100,24 @@ type entry struct {
 }
 
 // etagAt is an entry's ETag header value at one block, kept for the next
-// request at the same block.
+// request at the same block. It is one allocation (the header's slice and
+// text live in it): one cache miss on the query path, not three.
 type etagAt struct {
 	number uint64
-	header []string // never mutated: shared by every answer at that block
+	header [1]string // never mutated: shared by every answer at that block
+	text   [maxETagLen]byte
 }
 
 // etagHeader returns the ETag of e's balances answered at block at.
 func (e *entry) etagHeader(at *blockInfo) []string {
-	if c := e.etag.Load(); c != nil && c.number == at.number {
-		return c.header
+	c := e.etag.Load()
+	if c == nil || c.number != at.number {
+		c = &etagAt{number: at.number}
+		b := appendETag(c.text[:0], at.number, e.tag)
+		c.header[0] = unsafe.String(&c.text[0], len(b))
+		e.etag.Store(c)
 	}
-	c := &etagAt{number: at.number, header: []string{etag(at, e.tag)}}
-	e.etag.Store(c)
-	return c.header
+	return c.header[:] // its capacity is its length: an append never writes into it
 }
 
 // SnapshotConfig configures a Snapshot.
