@@ -36,15 +36,12 @@ lint: vet
 e2e: $(GETH)
 	BALIDX_GETH=$(abspath $(GETH)) $(GO) test -count=1 -timeout 30m -run TestGethE2E -v ./cmd/balidx/
 
-# HTTP throughput and latency with wrk against a bare echo handler and geth
-# in the same run (installs wrk from Debian if missing), then the pipeline
-# figures on the simulated chain (catch-up blocks/s, commit → served), then
-# the query tier's cost per request and per defence. Results: BENCHMARKS.md.
-# Benchmarks (~9 minutes): the Go micro-benchmarks (pipeline, query tier,
-# storage) into bin/bench-go.txt, then the HTTP comparisons with wrk against
-# a bare echo handler and geth (a tiny dev chain and a 1M-account genesis,
-# ~80 s to initialise), the attack run and the latency plot; ends with one
-# summary table of every ratio against its target.
+# Benchmarks (results and timings: BENCHMARKS.md): the Go micro-benchmarks
+# (pipeline, query tier, storage) into bin/bench-go.txt, then the HTTP
+# comparisons with wrk (installed from Debian if missing) against a bare
+# echo handler and geth (a tiny dev chain and a 1M-account genesis, ~80 s to
+# initialise), the attack run and the latency plot; ends with one summary
+# table of every ratio against its target.
 bench: $(GETH)
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(GO) build -o bin/balidx-bench ./cmd/balidx-bench

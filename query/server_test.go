@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -210,6 +211,25 @@ func TestETagAtTheLargestValues(t *testing.T) {
 	}
 	if next := e.etagHeader(&blockInfo{number: 1}); next[0] != `"1-`+max+`"` || h[0] == next[0] {
 		t.Fatalf("ETag at block 1: %q (at the last block: %q)", next[0], h[0])
+	}
+}
+
+// An entry keeps its address and a short body in itself and a long body
+// apart; both render as appendBalances does.
+func TestEntryBodyInlineOrApart(t *testing.T) {
+	for _, tokens := range []int{0, 1, 8} {
+		b := storage.Balances{Known: true, Native: *uint256.NewInt(123450000000000000)}
+		for i := range tokens {
+			b.Tokens = append(b.Tokens, storage.TokenBalance{Contract: common.BigToAddress(big.NewInt(int64(i) + 1)), Amount: *uint256.NewInt(7)})
+		}
+		e := newEntry(holder, b, &blockInfo{number: 1})
+		want := appendBalances(nil, &b, defaultPage)
+		if string(e.body) != string(want) || e.address != holder.Hex() {
+			t.Fatalf("%d tokens: body %s address %s, want %s and %s", tokens, e.body, e.address, want, holder.Hex())
+		}
+		if inline := len(want) <= inlineBody; inline != (cap(e.body) <= inlineBody) {
+			t.Fatalf("%d tokens: a body of %d bytes kept inline: %v", tokens, len(want), !inline)
+		}
 	}
 }
 

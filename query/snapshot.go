@@ -89,15 +89,22 @@ func newBlockInfo(m storage.Meta) *blockInfo {
 }
 
 // entry is one address's cached balances, true at readAt and at every later
-// block until OnApplied drops it, with its answer's body rendered once.
+// block until OnApplied drops it, with its answer's body rendered once. What
+// an answer reads comes first, and the address and a short body live in the
+// entry itself: a cached answer costs one or two cache misses, not six.
 type entry struct {
-	balances storage.Balances
+	etag     atomic.Pointer[etagAt]
 	readAt   *blockInfo
 	tag      uint64 // hash of the balances, for ETag
-	address  string // EIP-55; empty in a view's unknown entry
-	body     []byte // "native":…,"tokens":[…],"next_cursor":… of the default page
-	etag     atomic.Pointer[etagAt]
+	address  string // EIP-55, in text; empty in a view's unknown entry
+	body     []byte // "native":…,"tokens":[…],"next_cursor":… of the default page, in text when it fits
+	balances storage.Balances
+	text     [addressLen + inlineBody]byte
 }
+
+// inlineBody is the longest body kept inside its entry (a native balance
+// and a token or two); a longer one is allocated apart.
+const inlineBody = 190
 
 // etagAt is an entry's ETag header value at one block, kept for the next
 // request at the same block. It is one allocation (the header's slice and
@@ -268,14 +275,21 @@ func newEntry(a common.Address, b storage.Balances, at *blockInfo) *entry {
 		tb := t.Amount.Bytes32()
 		h.Write(tb[:])
 	}
-	e := &entry{balances: b, readAt: at, tag: h.Sum64(), body: appendBalances(nil, &b, defaultPage)}
+	e := &entry{balances: b, readAt: at, tag: h.Sum64()}
 	if a != (common.Address{}) {
-		e.address = a.Hex()
+		e.address = unsafe.String(&e.text[0], len(appendEIP55(e.text[:0], a)))
 	}
+	e.body = appendBalances(e.text[addressLen:addressLen], &b, defaultPage) // moves out when longer than inlineBody
 	return e
 }
 
-func (e *entry) cost() int64 { return 200 + int64(len(e.body)) + int64(len(e.balances.Tokens))*64 }
+func (e *entry) cost() int64 {
+	c := int64(unsafe.Sizeof(*e)) + int64(len(e.balances.Tokens))*int64(unsafe.Sizeof(storage.TokenBalance{}))
+	if cap(e.body) > inlineBody {
+		c += int64(cap(e.body))
+	}
+	return c
+}
 
 // readMany reads accounts in one consistent transaction (the batch route).
 func (s *Snapshot) readMany(accounts []common.Address, out []storage.Balances) (*view, error) {
