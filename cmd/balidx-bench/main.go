@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"runtime"
 	"runtime/pprof"
 	"time"
@@ -46,8 +47,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("balidx-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.geth, "geth", "bin/geth", "geth binary for the eth_getBalance baselines (empty: skip them)")
 	fs.IntVar(&cfg.accounts, "accounts", 1_000_000, "accounts in the genesis geth and balidx both hold (queried at random)")
-	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "each wrk run")
-	fs.IntVar(&cfg.runs, "runs", 3, "passes over every target (medians are reported)")
+	fs.DurationVar(&cfg.duration, "duration", 4*time.Second, "each wrk run")
+	fs.IntVar(&cfg.runs, "runs", 5, "passes over every target (medians are reported)")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of this process while wrk asks balidx for known addresses")
 	fs.StringVar(&cfg.plot, "plot", "", "also write an SVG of p99 latency against throughput at rising load")
@@ -124,11 +125,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			&target{name: "geth eth_getBalance, tiny dev chain", host: gethDev.host, cpu: processCPU(gethDev.pid), requests: rpcPosts(known)},
 			&target{name: fmt.Sprintf("geth eth_getBalance, %d-account state", len(accounts)), host: gethState.host, cpu: processCPU(gethState.pid), requests: rpcPosts(known)})
 	}
-	// Passes over every target in turn, so that drift in the machine's
-	// speed falls on all of them alike.
+	// Passes over every target in turn, every other pass in reverse order,
+	// so that a drift in the machine's speed falls on all of them alike.
 	for pass := 0; pass < cfg.runs; pass++ {
-		for i, t := range targets {
-			if i == 1 && pass == 0 {
+		order := slices.Clone(targets)
+		if pass%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, t := range order {
+			if t == targets[1] && pass == 0 {
 				b.profile = cfg.profile
 			}
 			r, err := b.measure(ctx, t, cfg.conns, cfg.duration)
