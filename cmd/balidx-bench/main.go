@@ -102,6 +102,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		hot[i] = accounts[i].addr // accounts are random: the first ones are a random sample
 	}
 	known := func(rng *randSource) address { return hot[rng.IntN(len(hot))] }
+	anyAccount := func(rng *randSource) address { return accounts[rng.IntN(len(accounts))].addr }
 	body, err := answerBody(ctx, node, hot[0])
 	if err != nil {
 		return err
@@ -119,11 +120,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		{name: "bare echo (baseline)", host: bare, cpu: selfCPU, requests: signedGets(known), once: true},
 		{name: "balidx, known addresses", host: node, cpu: selfCPU, requests: signedGets(known), once: true},
 		{name: "balidx, unknown addresses", host: node, cpu: selfCPU, requests: signedGets(unknownAddress), once: true},
+		{name: fmt.Sprintf("balidx, any of the %d accounts", len(accounts)), host: node, cpu: selfCPU, requests: signedGets(anyAccount), once: true},
 	}
 	if gethDev != nil {
 		targets = append(targets,
-			&target{name: "geth eth_getBalance, tiny dev chain", host: gethDev.host, cpu: processCPU(gethDev.pid), requests: rpcPosts(known)},
-			&target{name: fmt.Sprintf("geth eth_getBalance, %d-account state", len(accounts)), host: gethState.host, cpu: processCPU(gethState.pid), requests: rpcPosts(known)})
+			&target{name: "geth eth_getBalance, tiny dev chain", host: gethDev.host, cpu: processCPU(gethDev.pid), requests: rpcPosts(known),
+				against: targets[1], want: 2},
+			&target{name: fmt.Sprintf("geth eth_getBalance, any of the %d accounts", len(accounts)), host: gethState.host, cpu: processCPU(gethState.pid), requests: rpcPosts(anyAccount),
+				against: targets[3], want: 3})
 	}
 	// Passes over every target in turn, every other pass in reverse order,
 	// so that a drift in the machine's speed falls on all of them alike.
@@ -152,7 +156,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if cfg.plot != "" {
 		// bare echo, balidx and geth on the large state
 		plotted := []*target{targets[0], targets[1]}
-		if len(targets) > 3 {
+		if gethState != nil {
 			plotted = append(plotted, targets[len(targets)-1])
 		}
 		if err := latencyVsLoad(ctx, b, plotted, cfg.plot); err != nil {
@@ -186,6 +190,8 @@ type target struct {
 	requests  func(host string, run int) requests
 	once      bool // each request may be sent once (a signed nonce)
 	perThread int  // requests a wrk thread cycles through, if not the default
+	against   *target // for geth: the balidx load on the same addresses
+	want      float64 // for geth: the throughput ratio against it the issue asks for
 	results   []result
 }
 
