@@ -17,9 +17,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"time"
 )
 
@@ -188,8 +188,8 @@ type target struct {
 	host      string               // host:port
 	cpu       func() time.Duration // the CPU time of the process serving it
 	requests  func(host string, run int) requests
-	once      bool // each request may be sent once (a signed nonce)
-	perThread int  // requests a wrk thread cycles through, if not the default
+	once      bool    // each request may be sent once (a signed nonce)
+	perThread int     // requests a wrk thread cycles through, if not the default
 	against   *target // for geth: the balidx load on the same addresses
 	want      float64 // for geth: the throughput ratio against it the issue asks for
 	results   []result
