@@ -158,6 +158,7 @@ func (s *summary) addGoBench(file string) error {
 	if echo, ok := get("BareEcho allocs/op"); ok {
 		for _, path := range []struct{ name, bench string }{
 			{"signed, cached", "BalanceSignedCacheHit"},
+			{"signed, drawn from 100k cached accounts", "BalanceSignedHotSet"},
 			{"anonymous, cached", "BalanceAnonymousCacheHit"},
 			{"anonymous, unknown address", "BalanceAnonymousBloomNegative"},
 		} {
@@ -167,6 +168,7 @@ func (s *summary) addGoBench(file string) error {
 		}
 	}
 	add("handler chain for a signed cached answer, ns (no network)", "BalanceSignedCacheHit ns/op", "", 0)
+	add("the same, drawn at random from 100k cached accounts (CPU caches missed), ns", "BalanceSignedHotSet ns/op", "", 0)
 	snapshot, ok1 := get("SnapshotBytesPerAccount bytes/account")
 	bloom, ok2 := get("BloomRebuild bytes/account")
 	if ok1 && ok2 {
