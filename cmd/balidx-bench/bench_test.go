@@ -24,7 +24,12 @@ func TestSignedRequestsAreAccepted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	accounts := genesisAccounts(50)
-	host, _, err := startBalidx(ctx, t.TempDir(), accounts)
+	store, applied, err := buildStore(t.TempDir(), accounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	host, _, err := startBalidx(ctx, store, applied)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,14 +117,12 @@ const (
 	greedySecret = "greedy-client-secret-0123456789abcdef"
 )
 
-// startBalidx builds a snapshot holding the accounts (their native balance
-// and a token balance each) and serves it through the whole query tier with
-// the product's limits: signed requests, quotas, the in-flight cap, the
-// replay cache.
-func startBalidx(ctx context.Context, dir string, accounts []account) (string, *query.Snapshot, error) {
+// buildStore writes a snapshot holding the accounts: their native balance
+// and a token balance each.
+func buildStore(dir string, accounts []account) (*storage.Store, storage.Applied, error) {
 	store, err := storage.Open(storage.Config{Path: filepath.Join(dir, "snapshot.db"), ChainID: 1})
 	if err != nil {
-		return "", nil, err
+		return nil, storage.Applied{}, err
 	}
 	token := common.HexToAddress("0x00000000000000000000000000000000000000aa")
 	changes := make([]events.Change, 0, 2*len(accounts))
@@ -135,8 +133,16 @@ func startBalidx(ctx context.Context, dir string, accounts []account) (string, *
 	events.SortChanges(changes) // sequential inserts: minutes → seconds for 1M accounts
 	res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: events.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
 	if err != nil {
-		return "", nil, err
+		store.Close()
+		return nil, storage.Applied{}, err
 	}
+	return store, res, nil
+}
+
+// startBalidx serves the store through the whole query tier with the
+// product's limits (signed requests, quotas, the in-flight cap, the replay
+// cache) and its own Bloom filter and cache.
+func startBalidx(ctx context.Context, store *storage.Store, res storage.Applied) (string, *query.Snapshot, error) {
 	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return "", nil, err
