@@ -39,7 +39,7 @@ e2e: $(GETH)
 # Benchmarks (results and timings: BENCHMARKS.md): the Go micro-benchmarks
 # (pipeline, query tier, storage) into bin/bench-go.txt, then the HTTP
 # comparisons with wrk (installed from Debian if missing) against a bare
-# echo handler and geth (a tiny dev chain and a 1M-account genesis, ~80 s to
+# echo handler and geth (a tiny dev chain and a 1M-account genesis, ~2 min to
 # initialise), the attack run and the latency plot; ends with one summary
 # table of every ratio against its target.
 bench: $(GETH)

@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	accounts := genesisAccounts(cfg.accounts)
 	var gethDev, gethState *gethNode
 	if cfg.geth != "" {
-		fmt.Fprintf(out, "geth: initialising a genesis of %d accounts (about 80 s a million here)…\n", len(accounts))
+		fmt.Fprintf(out, "geth: initialising a genesis of %d accounts (about 2 min a million here)…\n", len(accounts))
 		if gethState, err = startGethWithGenesis(ctx, cfg.geth, filepath.Join(dir, "geth-state"), accounts); err != nil {
 			return err
 		}
