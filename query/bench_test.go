@@ -62,17 +62,19 @@ func BenchmarkBalanceSignedCacheHit(b *testing.B) {
 	s := benchServer(b, false)
 	path := "/v1/balances/" + holder.Hex()
 	i := 0
-	serve(b, s.query.Handler, func() *http.Request {
-		i++
-		r := httptest.NewRequest("GET", path, nil)
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		nonce := "bench-nonce-" + strconv.Itoa(1_000_000_000+i)
-		r.Header.Set(HeaderClientID, "wallet")
-		r.Header.Set(HeaderTimestamp, ts)
-		r.Header.Set(HeaderNonce, nonce)
-		r.Header.Set(HeaderSignature, Sign([]byte(secret1), "GET", path, "", ts, nonce, nil))
-		return r
-	})
+	serve(b, s.query.Handler, func() *http.Request { i++; return signedGet(path, i) })
+}
+
+// signedGet is a GET of path signed by the "wallet" client with nonce number i.
+func signedGet(path string, i int) *http.Request {
+	r := httptest.NewRequest("GET", path, nil)
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	nonce := "bench-nonce-" + strconv.Itoa(1_000_000_000+i)
+	r.Header.Set(HeaderClientID, "wallet")
+	r.Header.Set(HeaderTimestamp, ts)
+	r.Header.Set(HeaderNonce, nonce)
+	r.Header.Set(HeaderSignature, Sign([]byte(secret1), "GET", path, "", ts, nonce, nil))
+	return r
 }
 
 // BenchmarkBalanceSignedHotSet asks, signed, for addresses drawn at random
@@ -105,15 +107,7 @@ func BenchmarkBalanceSignedHotSet(b *testing.B) {
 	i := 0
 	serve(b, s.query.Handler, func() *http.Request {
 		i++
-		path := "/v1/balances/" + hot[rng.IntN(len(hot))].Hex()
-		r := httptest.NewRequest("GET", path, nil)
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		nonce := "bench-nonce-" + strconv.Itoa(1_000_000_000+i)
-		r.Header.Set(HeaderClientID, "wallet")
-		r.Header.Set(HeaderTimestamp, ts)
-		r.Header.Set(HeaderNonce, nonce)
-		r.Header.Set(HeaderSignature, Sign([]byte(secret1), "GET", path, "", ts, nonce, nil))
-		return r
+		return signedGet("/v1/balances/"+hot[rng.IntN(len(hot))].Hex(), i)
 	})
 	b.ReportMetric(float64(s.snap.SnapshotReads()-warm)/float64(b.N), "snapshot-reads/op")
 }
