@@ -127,10 +127,13 @@ func (e *entry) etagHeader(at *blockInfo) []string {
 	return c.header[:] // its capacity is its length: an append never writes into it
 }
 
+// DefaultCacheBytes bounds the cache unless SnapshotConfig says otherwise.
+const DefaultCacheBytes = 64 << 20
+
 // SnapshotConfig configures a Snapshot.
 type SnapshotConfig struct {
 	Store *storage.Store
-	// CacheBytes bounds the cache; default 64 MiB.
+	// CacheBytes bounds the cache; default DefaultCacheBytes.
 	CacheBytes int64
 	Log        *slog.Logger
 }
@@ -141,7 +144,7 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 		return nil, fmt.Errorf("query snapshot: no store")
 	}
 	if cfg.CacheBytes == 0 {
-		cfg.CacheBytes = 64 << 20
+		cfg.CacheBytes = DefaultCacheBytes
 	}
 	cache, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
 		NumCounters: max(cfg.CacheBytes/100, 1000), // ~10× the entries that fit

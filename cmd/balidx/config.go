@@ -33,6 +33,7 @@ type config struct {
 	TrustProxies  string
 	MaxInFlight   int
 	MaxNonces     int
+	CacheMB       int
 	AccessLog     bool
 	StaleAfter    time.Duration
 	MaxStaleness  time.Duration
@@ -44,6 +45,9 @@ type config struct {
 
 // maxConfigFile bounds the config file.
 const maxConfigFile = 1 << 20
+
+// maxCacheMB bounds --cache-mb (64 GiB).
+const maxCacheMB = 64 << 10
 
 func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("balidx "+cmd, flag.ContinueOnError)
@@ -84,6 +88,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&cfg.TrustProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated")
 		fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 512, "requests served at once; past it, 503 overloaded")
 		fs.IntVar(&cfg.MaxNonces, "max-nonces", query.DefaultMaxNonces, "(client, nonce) pairs the replay cache holds (~46 bytes each); past it, 503 overloaded")
+		fs.IntVar(&cfg.CacheMB, "cache-mb", query.DefaultCacheBytes>>20, "MiB of rendered answers the balance cache holds (~420 bytes an account with one token)")
 		fs.BoolVar(&cfg.AccessLog, "access-log", true, "one log line per query request")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", 2*time.Minute, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
@@ -195,6 +200,9 @@ func (c *config) validate(cmd string) error {
 	}
 	if cmd != "indexer" && (c.MaxNonces < 1 || c.MaxNonces > 1<<26) {
 		errs = append(errs, fmt.Errorf("--max-nonces %d: want 1..%d", c.MaxNonces, 1<<26))
+	}
+	if cmd != "indexer" && (c.CacheMB < 1 || c.CacheMB > maxCacheMB) {
+		errs = append(errs, fmt.Errorf("--cache-mb %d: want 1..%d", c.CacheMB, maxCacheMB))
 	}
 	if _, err := query.ParseOrigins(c.CORSOrigins); err != nil {
 		errs = append(errs, fmt.Errorf("--cors-origins: %w", err))

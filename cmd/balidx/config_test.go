@@ -46,6 +46,8 @@ func TestConfigRefuses(t *testing.T) {
 		{"bad replicas", "run", []string{"--rpc", "ws://x", "--replicas", "2"}, "", "--replicas"},
 		{"bad log level", "query", []string{"--log-level", "loud"}, "", "--log-level"},
 		{"no replay cache", "query", []string{"--max-nonces", "0"}, "", "--max-nonces"},
+		{"no balance cache", "run", []string{"--rpc", "ws://x", "--cache-mb", "0"}, "", "--cache-mb"},
+		{"balance cache over 64 GiB", "query", nil, "cache-mb: 65537\n", "--cache-mb"},
 		{"unknown key in file", "run", []string{"--rpc", "ws://x"}, "rpcc: ws://typo\n", `unknown key "rpcc"`},
 		{"flag of another command in file", "query", nil, "rpc: ws://x\n", `unknown key "rpc"`},
 		{"bad value in file", "run", []string{"--rpc", "ws://x"}, "confirmations: many\n", "confirmations"},

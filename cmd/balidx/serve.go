@@ -116,7 +116,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 				return errors.New("the snapshot is empty and no chain is named: give --chain-id")
 			}
 		}
-		snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, Log: log.With("part", "query")})
+		snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, CacheBytes: int64(cfg.CacheMB) << 20, Log: log.With("part", "query")})
 		if err != nil {
 			return err
 		}
