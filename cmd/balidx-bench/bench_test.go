@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/balidx/balidx/query"
 )
 
 // The requests wrk sends are what the query tier accepts: every signed
@@ -29,7 +31,7 @@ func TestSignedRequestsAreAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	host, _, err := startBalidx(ctx, store, applied)
+	host, _, err := startBalidx(ctx, store, applied, query.DefaultCacheBytes)
 	if err != nil {
 		t.Fatal(err)
 	}

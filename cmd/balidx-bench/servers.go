@@ -141,9 +141,9 @@ func buildStore(dir string, accounts []account) (*storage.Store, storage.Applied
 
 // startBalidx serves the store through the whole query tier with the
 // product's limits (signed requests, quotas, the in-flight cap, the replay
-// cache) and its own Bloom filter and cache.
-func startBalidx(ctx context.Context, store *storage.Store, res storage.Applied) (string, *query.Snapshot, error) {
-	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+// cache) and its own Bloom filter and cache of cacheBytes.
+func startBalidx(ctx context.Context, store *storage.Store, res storage.Applied, cacheBytes int64) (string, *query.Snapshot, error) {
+	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, CacheBytes: cacheBytes, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return "", nil, err
 	}
