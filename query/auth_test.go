@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var (
@@ -420,6 +422,28 @@ func TestSignMatchesAPIExample(t *testing.T) {
 	want := "GET\n/v1/balances/0xabc\n\n1700000000\n0123456789abcdef\n" + empty
 	if got != want {
 		t.Fatalf("string to sign:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// Requests are counted by client once their signature is valid: a forged
+// one is not counted for the client it names.
+func TestClientRequestsCounted(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	s := authServer(t, twoClients(), clk, nil)
+	target := "/v1/balances/" + never.Hex()
+	for range 2 {
+		if a := (req{target: target, client: "wallet", secret: secret1, ts: clk.t.Unix()}).send(t, s); a.status != 200 {
+			t.Fatalf("signed: got %d", a.status)
+		}
+	}
+	if a := (req{target: target, client: "slow", secret: "not-the-secret", ts: clk.t.Unix()}).send(t, s); a.status != 401 {
+		t.Fatalf("forged: got %d", a.status)
+	}
+	if n := testutil.CollectAndCount(s.metrics.clients); n != 1 {
+		t.Fatalf("%d client series, want 1 (wallet)", n)
+	}
+	if got := testutil.ToFloat64(s.metrics.clients.WithLabelValues("wallet")); got != 2 {
+		t.Fatalf("wallet counted %v times, want 2", got)
 	}
 }
 

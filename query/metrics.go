@@ -24,20 +24,23 @@ type metrics struct {
 	lookups  [3]prometheus.Counter // by source
 	shed     prometheus.Counter
 
-	// The children of requests, latency and auth for each combination of
-	// labels seen, so that a request finds them with one lock-free map
-	// read rather than three label hashings under the vectors' locks. The
-	// combinations are few (routes × statuses × auth results); a new one
-	// copies the map.
+	// The children of requests, latency, auth and clients for each
+	// combination of labels seen, so that a request finds them with one
+	// lock-free map read rather than four label hashings under the vectors'
+	// locks. The combinations are few (routes × statuses × auth results ×
+	// the clients file's ids: a client id is part of the key only once its
+	// signature is valid); a new one copies the map.
 	memoMu sync.Mutex
 	memo   atomic.Pointer[map[requestKey]*requestMetrics]
 }
 
-type requestKey struct{ route, status, auth string }
+// requestKey: client is empty unless the request's signature was valid.
+type requestKey struct{ route, status, auth, client string }
 
 type requestMetrics struct {
 	requests, auth prometheus.Counter
 	latency        prometheus.Observer
+	client         prometheus.Counter // nil without a client
 }
 
 func (m *metrics) byRequest(k requestKey) *requestMetrics {
@@ -55,6 +58,9 @@ func (m *metrics) byRequest(k requestKey) *requestMetrics {
 		requests: m.requests.WithLabelValues(k.route, k.status, k.auth),
 		auth:     m.auth.WithLabelValues(k.auth),
 		latency:  m.latency.WithLabelValues(k.route),
+	}
+	if k.client != "" {
+		rm.client = m.clients.WithLabelValues(k.client)
 	}
 	next[k] = rm
 	m.memo.Store(&next)
@@ -178,12 +184,16 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		elapsed := time.Since(start)
 		m := s.metrics
-		rm := m.byRequest(requestKey{route, statusText(status), res.status})
+		key := requestKey{route: route, status: statusText(status), auth: res.status}
+		if res.sigValid {
+			key.client = res.clientID
+		}
+		rm := m.byRequest(key)
 		rm.requests.Inc()
 		rm.latency.Observe(elapsed.Seconds())
 		rm.auth.Inc()
-		if res.sigValid {
-			m.clients.WithLabelValues(res.clientID).Inc()
+		if rm.client != nil {
+			rm.client.Inc()
 		}
 		if l := s.cfg.AccessLog; l != nil {
 			ua := c.Request().UserAgent()
