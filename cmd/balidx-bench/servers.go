@@ -220,8 +220,9 @@ func startGeth(ctx context.Context, bin string, args ...string) (*gethNode, erro
 func (g *gethNode) waitReady(ctx context.Context) error {
 	url := "http://" + g.host
 	deadline := time.Now().Add(5 * time.Minute)
+	hc := &http.Client{Timeout: 5 * time.Second}
 	for {
-		resp, err := http.Post(url, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`))
+		resp, err := hc.Post(url, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`))
 		if err == nil {
 			resp.Body.Close()
 			break
