@@ -101,7 +101,6 @@ func TestGethE2E(t *testing.T) {
 	checkEveryBalance(t, chainView{eth: eth, rpc: rc, tokens: []common.Address{token, feeToken}}, b.http, st)
 }
 
-// devAccount is geth --dev's unlocked, funded account.
 // dialGeth connects to geth at ws (closed when the test ends) and returns
 // its funded dev account.
 func dialGeth(tb testing.TB, ws string) (*rpc.Client, *ethclient.Client, common.Address) {
@@ -114,6 +113,7 @@ func dialGeth(tb testing.TB, ws string) (*rpc.Client, *ethclient.Client, common.
 	return rc, ethclient.NewClient(rc), devAccount(tb, rc)
 }
 
+// devAccount is geth --dev's unlocked, funded account.
 func devAccount(tb testing.TB, rc *rpc.Client) common.Address {
 	tb.Helper()
 	var accounts []common.Address
