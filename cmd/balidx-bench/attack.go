@@ -96,8 +96,8 @@ func underAttack(ctx context.Context, b *bench, legit *target, snap *query.Snaps
 	huge := []byte("GET /v1/balances/0x" + strings.Repeat("a", 1<<20) + " HTTP/1.1\r\nHost: " + legit.host + "\r\n\r\n")
 	paced("1 MiB address", 20, func(*rand.Rand) (int, error) { return rawStatus(legit.host, huge) })
 	paced("forged signature", 500, func(rng *rand.Rand) (int, error) {
-		h := signed(benchClient, "not-the-secret-of-the-bench-client", "/v1/balances/"+hexAddr(rng), fmt.Sprintf("forged-%016x", rng.Uint64()))
-		return get("/v1/balances/"+hexAddr(rng), h)
+		path := "/v1/balances/" + hexAddr(rng)
+		return get(path, signed(benchClient, "not-the-secret-of-the-bench-client", path, fmt.Sprintf("forged-%016x", rng.Uint64())))
 	})
 	// One request of the legitimate client, captured and sent again and again.
 	replayPath := "/v1/balances/" + hexAddr(rand.New(rand.NewPCG(1, 1)))
