@@ -283,11 +283,11 @@ func header(h http.Header, canonicalKey string) string {
 // until ts+window, so its pair is forgotten in the first second after that.
 // Pairs are kept as seeded 64-bit hashes (an honest request is mistaken for
 // a replay with probability pairs/2^64) in one set, with a ring of
-// per-second lists saying what expires when. Memory is bounded by max
-// pairs (~46 bytes each, BenchmarkNonceCacheBytesPerPair): when full, new requests are refused (overloaded)
-// rather than remembered badly. With clocks in sync a pair is held about
-// one window, so the default 2Mi pairs keep up with ~70k signed requests/s
-// under the default 30 s window.
+// per-second lists saying what expires when. Memory is bounded by max pairs
+// (~46 bytes each, BenchmarkNonceCacheBytesPerPair): when full, new
+// requests are refused (overloaded) rather than remembered badly. With
+// clocks in sync a pair is held about one window, so the default 2Mi pairs
+// keep up with ~70k signed requests/s under the default 30 s window.
 type nonceCache struct {
 	mu      sync.Mutex
 	seed    maphash.Seed
