@@ -36,9 +36,10 @@ func TestGethE2E(t *testing.T) {
 	ws := startGeth(t, gethBin, "eth,net,web3,debug")
 	ctx := context.Background()
 	rc, eth, dev := dialGeth(t, ws)
+	sender := newDevSender(t, rc, eth, dev)
 	send := func(to *common.Address, value *big.Int, data []byte) common.Hash {
 		t.Helper()
-		tx := map[string]any{"from": dev, "gas": hexutil.Uint64(1_000_000)}
+		tx := map[string]any{"gas": hexutil.Uint64(1_000_000)}
 		if to != nil {
 			tx["to"] = to
 		}
@@ -48,11 +49,7 @@ func TestGethE2E(t *testing.T) {
 		if data != nil {
 			tx["data"] = hexutil.Bytes(data)
 		}
-		var h common.Hash
-		if err := rc.Call(&h, "eth_sendTransaction", tx); err != nil {
-			t.Fatal(err)
-		}
-		return h
+		return sender.send(t, tx)
 	}
 	mined := func(h common.Hash) *types.Receipt {
 		t.Helper()
@@ -121,6 +118,38 @@ func devAccount(tb testing.TB, rc *rpc.Client) common.Address {
 		tb.Fatalf("dev account: %v %v", accounts, err)
 	}
 	return accounts[0]
+}
+
+// devSender sends transactions from geth --dev's funded account and numbers
+// them itself. Left to geth, a transaction's nonce comes from its pool,
+// which counts the previous one only once it has promoted it in the
+// background: two sends in quick succession could get the same nonce, and
+// the second was refused as "replacement transaction underpriced".
+type devSender struct {
+	rc    *rpc.Client
+	from  common.Address
+	nonce uint64
+}
+
+func newDevSender(tb testing.TB, rc *rpc.Client, eth *ethclient.Client, from common.Address) *devSender {
+	tb.Helper()
+	nonce, err := eth.PendingNonceAt(context.Background(), from)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &devSender{rc: rc, from: from, nonce: nonce}
+}
+
+// send fills in tx's sender and nonce, and returns its hash.
+func (s *devSender) send(tb testing.TB, tx map[string]any) common.Hash {
+	tb.Helper()
+	tx["from"], tx["nonce"] = s.from, hexutil.Uint64(s.nonce)
+	var h common.Hash
+	if err := s.rc.Call(&h, "eth_sendTransaction", tx); err != nil {
+		tb.Fatal(err)
+	}
+	s.nonce++
+	return h
 }
 
 // A node without the debug API is refused at start, with the flag to add.
@@ -248,14 +277,11 @@ func TestGethOutage(t *testing.T) {
 	}
 	defer rc.Close()
 	eth := ethclient.NewClient(rc)
-	dev := devAccount(t, rc)
+	sender := newDevSender(t, rc, eth, devAccount(t, rc))
 	var last common.Hash
 	for i := range 5 { // new accounts after the outage
 		to := common.BigToAddress(big.NewInt(int64(i) + 1<<50))
-		tx := map[string]any{"from": dev, "to": to, "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e15))}
-		if err := rc.Call(&last, "eth_sendTransaction", tx); err != nil {
-			t.Fatal(err)
-		}
+		last = sender.send(t, map[string]any{"to": to, "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e15))})
 	}
 	var head uint64
 	checkFor(t, 30*time.Second, func() error {
