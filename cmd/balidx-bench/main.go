@@ -14,15 +14,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/balidx/balidx/query"
+	"golang.org/x/sync/errgroup"
 )
 
 func main() {
@@ -82,18 +85,34 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	b := &bench{dir: dir, cfg: cfg, out: out}
 	accounts := genesisAccounts(cfg.accounts)
+	// geth initialises its genesis (most of two cores for ~80 s a million
+	// accounts) while balidx builds its snapshot and warms its caches: none
+	// of that is measured, and measuring starts once both are done.
 	var gethDev, gethState *gethNode
+	var gethErr error
+	gethUp := make(chan struct{})
 	if cfg.geth != "" {
-		fmt.Fprintf(out, "geth: initialising a genesis of %d accounts (about 2 min a million here)…\n", len(accounts))
-		if gethState, err = startGethWithGenesis(ctx, cfg.geth, filepath.Join(dir, "geth-state"), accounts); err != nil {
-			return err
-		}
-		defer gethState.stop()
-		if gethDev, err = startGethDev(ctx, cfg.geth, filepath.Join(dir, "geth-dev")); err != nil {
-			return err
-		}
-		defer gethDev.stop()
+		fmt.Fprintf(out, "geth: initialising a genesis of %d accounts (about 1.5 min a million here)…\n", len(accounts))
 	}
+	go func() {
+		defer close(gethUp)
+		if cfg.geth == "" {
+			return
+		}
+		if gethState, gethErr = startGethWithGenesis(ctx, cfg.geth, filepath.Join(dir, "geth-state"), accounts); gethErr != nil {
+			return
+		}
+		gethDev, gethErr = startGethDev(ctx, cfg.geth, filepath.Join(dir, "geth-dev"))
+	}()
+	defer func() {
+		cancel() // cuts geth's initialisation short if balidx failed first
+		<-gethUp
+		for _, g := range []*gethNode{gethDev, gethState} {
+			if g != nil {
+				g.stop()
+			}
+		}
+	}()
 	fmt.Fprintf(out, "balidx: building a snapshot of the same %d accounts…\n", len(accounts))
 	store, applied, err := buildStore(dir, accounts)
 	if err != nil {
@@ -127,7 +146,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "balidx: warming the first tier's cache with the %d active accounts…\n", len(hot))
-	if err := b.warmUp(ctx, node, hot); err != nil {
+	if err := warmUp(ctx, node, hot); err != nil {
 		return err
 	}
 	all := make([]address, len(accounts))
@@ -135,8 +154,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		all[i] = a.addr
 	}
 	fmt.Fprintf(out, "balidx: warming the second tier's cache with all %d accounts…\n", len(all))
-	if err := b.warmUp(ctx, nodeAll, all); err != nil {
+	if err := warmUp(ctx, nodeAll, all); err != nil {
 		return err
+	}
+	<-gethUp
+	if gethErr != nil {
+		return gethErr
 	}
 	targets := []*target{
 		{name: "bare echo (baseline)", host: bare, cpu: selfCPU, requests: signedGets(known), once: true},
@@ -206,33 +229,42 @@ type bench struct {
 
 // target is one server under load.
 type target struct {
-	name      string
-	host      string               // host:port
-	cpu       func() time.Duration // the CPU time of the process serving it
-	requests  func(host string, run int) requests
-	once      bool    // each request may be sent once (a signed nonce)
-	perThread int     // requests a wrk thread cycles through, if not the default
-	against   *target // for geth: the balidx load on the same addresses
-	want      float64 // for geth: the throughput ratio against it the issue asks for
-	results   []result
+	name     string
+	host     string               // host:port
+	cpu      func() time.Duration // the CPU time of the process serving it
+	requests func(host string, run int) requests
+	once     bool    // each request may be sent once (a signed nonce)
+	against  *target // for geth: the balidx load on the same addresses
+	want     float64 // for geth: the throughput ratio against it the issue asks for
+	results  []result
 }
 
-// warmUp asks host for every address once or more (unsigned, the anonymous
-// tier), so that its cache holds them.
-func (b *bench) warmUp(ctx context.Context, host string, addrs []address) error {
-	t := &target{name: "warm-up", host: host, requests: plainGets(addrs), perThread: len(addrs)/wrkThreads + 1}
-	_, err := b.measure(ctx, t, b.cfg.conns, max(2*time.Second, time.Duration(len(addrs))*time.Second/15_000))
-	return err
+// warmUp asks host once for every address (unsigned, the anonymous tier)
+// over a few keep-alive connections, so that its cache holds them all.
+func warmUp(ctx context.Context, host string, addrs []address) error {
+	const workers = 8
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	defer hc.CloseIdleConnections()
+	var next atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	for range workers {
+		g.Go(func() error {
+			for i := next.Add(1) - 1; i < int64(len(addrs)); i = next.Add(1) - 1 {
+				if _, err := get(ctx, hc, fmt.Sprintf("http://%s/v1/balances/0x%x", host, addrs[i][:])); err != nil {
+					return fmt.Errorf("warm-up: %w", err)
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // measure runs wrk once against t with a fresh request set.
 func (b *bench) measure(ctx context.Context, t *target, conns int, d time.Duration) (result, error) {
 	b.runs++
 	perThread := 20_000
-	switch {
-	case t.perThread > 0:
-		perThread = t.perThread
-	case t.once: // enough for the fastest rate seen, with room
+	if t.once { // enough for the fastest rate seen, with room
 		rate := b.maxRPS
 		if rate == 0 {
 			rate = 100_000

@@ -57,14 +57,3 @@ func threadRNGs(run int) [wrkThreads]*randSource {
 	}
 	return rngs
 }
-
-// plainGets makes unsigned GET /v1/balances/{address} requests (the
-// anonymous tier) for addrs in turn, thread t taking every wrkThreads-th.
-func plainGets(addrs []address) func(host string, run int) requests {
-	return func(host string, run int) requests {
-		return func(thread, i int) []byte {
-			a := addrs[(i*wrkThreads+thread)%len(addrs)]
-			return fmt.Appendf(nil, "GET /v1/balances/0x%x HTTP/1.1\r\nHost: %s\r\n\r\n", a[:], host)
-		}
-	}
-}

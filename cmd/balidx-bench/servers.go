@@ -90,11 +90,16 @@ func startBareEcho(ctx context.Context, body []byte) (string, error) {
 // answerBody is balidx's answer for a, fetched once without a signature:
 // what the bare handler returns, so that both send bodies of one size.
 func answerBody(ctx context.Context, host string, a address) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/v1/balances/%s", host, a.Hex()), nil)
+	return get(ctx, &http.Client{Timeout: 10 * time.Second}, fmt.Sprintf("http://%s/v1/balances/%s", host, a.Hex()))
+}
+
+// get returns the body of a 200 answer to GET url (at most 64 KiB).
+func get(ctx context.Context, hc *http.Client, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
