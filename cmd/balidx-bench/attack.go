@@ -8,8 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,8 +23,9 @@ import (
 // CPU, send the seed's attack mix: random unknown addresses, 1 MiB
 // addresses, forged and replayed signatures, and a signed client far over
 // its quota. It reports the legitimate load against the unloaded run.
-func underAttack(ctx context.Context, b *bench, legit *target, snap *query.Snapshot, unloaded result, s *summary) error {
-	base := "http://" + legit.host
+func underAttack(ctx context.Context, b *bench, legit *target, unloaded result, s *summary) error {
+	server := legit.server
+	base := "http://" + server.host
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
@@ -87,14 +86,21 @@ func underAttack(ctx context.Context, b *bench, legit *target, snap *query.Snaps
 	}
 	hexAddr := func(rng *rand.Rand) string { return fmt.Sprintf("0x%x", unknownAddress(rng)) }
 
-	readsBefore := snap.UnknownReads()
-	rssBefore := vmRSS()
+	const unknownReads = "balidx_snapshot_unknown_reads_total"
+	readsBefore, err := server.metric(ctx, unknownReads)
+	if err != nil {
+		return err
+	}
+	rssBefore, err := server.rssMB()
+	if err != nil {
+		return err
+	}
 	paced("unknown address", 2000, func(rng *rand.Rand) (int, error) { return get("/v1/balances/"+hexAddr(rng), nil) })
 	// Made once and written on a raw connection: building and parsing a
 	// 1 MiB URL per request would cost the attacker's CPU, which here is
 	// the server's too.
-	huge := []byte("GET /v1/balances/0x" + strings.Repeat("a", 1<<20) + " HTTP/1.1\r\nHost: " + legit.host + "\r\n\r\n")
-	paced("1 MiB address", 20, func(*rand.Rand) (int, error) { return rawStatus(legit.host, huge) })
+	huge := []byte("GET /v1/balances/0x" + strings.Repeat("a", 1<<20) + " HTTP/1.1\r\nHost: " + server.host + "\r\n\r\n")
+	paced("1 MiB address", 20, func(*rand.Rand) (int, error) { return rawStatus(server.host, huge) })
 	paced("forged signature", 500, func(rng *rand.Rand) (int, error) {
 		path := "/v1/balances/" + hexAddr(rng)
 		return get(path, signed(benchClient, "not-the-secret-of-the-bench-client", path, fmt.Sprintf("forged-%016x", rng.Uint64())))
@@ -112,9 +118,18 @@ func underAttack(ctx context.Context, b *bench, legit *target, snap *query.Snaps
 	if err != nil {
 		return err
 	}
-	reads := snap.UnknownReads() - readsBefore
-	rss := vmRSS()
-	goroutines := runtime.NumGoroutine()
+	readsAfter, err := server.metric(ctx, unknownReads)
+	if err != nil {
+		return err
+	}
+	rss, err := server.rssMB()
+	if err != nil {
+		return err
+	}
+	goroutines, err := server.metric(ctx, "go_goroutines")
+	if err != nil {
+		return err
+	}
 	cancel()
 	attackers.Wait()
 
@@ -127,7 +142,7 @@ func underAttack(ctx context.Context, b *bench, legit *target, snap *query.Snaps
 	}{{"unloaded (median)", unloaded}, {"under attack", loaded}} {
 		fmt.Fprintf(w, "| %s | %.0f | %s | %s | %s | %d | %d |\n", r.name, r.r.rps, ms(r.r.p50), ms(r.r.p99), ms(r.r.p999), r.r.non2xx, r.r.errs)
 	}
-	fmt.Fprintf(w, "\nRSS of this process (servers and attackers) %.0f MB before the attack, %.0f MB after; %d goroutines at the end of it\n", rssBefore, rss, goroutines)
+	fmt.Fprintf(w, "\nRSS of the balidx server %.0f MB before the attack, %.0f MB after; %.0f goroutines at the end of it\n", rssBefore, rss, goroutines)
 	var lines []string
 	statuses.Range(func(k, v any) bool {
 		lines = append(lines, fmt.Sprintf("%s: %d", k, v.(*atomic.Int64).Load()))
@@ -139,7 +154,7 @@ func underAttack(ctx context.Context, b *bench, legit *target, snap *query.Snaps
 	s.add("legitimate throughput under attack ÷ unloaded", loaded.rps/unloaded.rps, ">=", 0.8)
 	s.add("legitimate p99 under attack ÷ unloaded", float64(loaded.p99)/float64(unloaded.p99), "", 0)
 	s.add("legitimate errors and non-2xx under attack", float64(loaded.non2xx+loaded.errs), "<=", 0)
-	s.add("snapshot reads for unknown addresses during the attack", float64(reads), "<=", 0)
+	s.add("snapshot reads for unknown addresses during the attack", readsAfter-readsBefore, "<=", 0)
 	// What traffic can make grow is capped: the replay cache (2Mi pairs,
 	// ~96 MB), the per-IP anonymous and failed-authentication tables (100k
 	// buckets each, ~21 MB each, measured), 512 requests in flight (8 KiB headers,
@@ -164,19 +179,4 @@ func rawStatus(host string, req []byte) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-// vmRSS is this process's resident set size in MB.
-func vmRSS() float64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -26,15 +27,16 @@ func TestSignedRequestsAreAccepted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	accounts := genesisAccounts(50)
-	store, applied, err := buildStore(t.TempDir(), accounts)
+	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
+	if err := buildStore(snapshot, accounts); err != nil {
+		t.Fatal(err)
+	}
+	server, err := startServer("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	host, _, err := startBalidx(ctx, store, applied, query.DefaultCacheBytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer server.stop()
+	host := server.host
 	byAddr := map[address]uint64{}
 	for _, a := range accounts {
 		byAddr[a.addr] = a.balance
@@ -95,6 +97,32 @@ func TestSignedRequestsAreAccepted(t *testing.T) {
 			t.Fatalf("a request sent twice: %d %s", resp.StatusCode, body)
 		}
 	}
+	// What the attack run reads from the server process: every address
+	// asked for is known, and at most the 50 accounts were read from bbolt.
+	for name, want := range map[string]func(float64) bool{
+		"balidx_snapshot_reads_total":         func(n float64) bool { return n >= 1 && n <= 50 },
+		"balidx_snapshot_unknown_reads_total": func(n float64) bool { return n == 0 },
+		"go_goroutines":                       func(n float64) bool { return n >= 1 },
+	} {
+		if n, err := server.metric(ctx, name); err != nil || !want(n) {
+			t.Errorf("%s: %v %v", name, n, err)
+		}
+	}
+	if rss, err := server.rssMB(); err != nil || rss <= 0 {
+		t.Errorf("server RSS: %v %v", rss, err)
+	}
+}
+
+// The test binary is a server process too when started as one (startServer).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == serveArg {
+		if err := serveMain(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }
 
 // The summary takes the median of repeated `go test -bench` lines.

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -164,15 +163,6 @@ func duration(m []string) time.Duration {
 	v, _ := strconv.ParseFloat(m[1], 64)
 	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
 	return time.Duration(v * float64(unit))
-}
-
-// selfCPU is the CPU time this process (the in-process servers) has used.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // processCPU is the CPU time process pid has used, from /proc (clock ticks

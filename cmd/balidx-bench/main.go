@@ -18,9 +18,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/pprof"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +28,13 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == serveArg {
+		err = serveMain(os.Args[2:], os.Stdout)
+	} else {
+		err = run(context.Background(), os.Args[1:], os.Stdout)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "balidx-bench:", err)
 		os.Exit(1)
 	}
@@ -55,7 +60,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&cfg.duration, "duration", 4*time.Second, "each wrk run")
 	fs.IntVar(&cfg.runs, "runs", 5, "passes over every target (medians are reported)")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
-	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of this process while wrk asks balidx for known addresses")
+	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses (its pprof; -duration under 10s)")
 	fs.StringVar(&cfg.plot, "plot", "", "also write an SVG of p99 latency against throughput at rising load")
 	fs.IntVar(&cfg.hot, "hot", 100_000, "the active accounts (a random sample of them) that known-address loads ask for; balidx's cache is warmed with them first")
 	fs.StringVar(&cfg.goBench, "go-bench", "", "output of `go test -bench` (storage, pipeline, query) to fold into the summary")
@@ -71,6 +76,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("-connections must be at least %d (one a wrk thread)", wrkThreads)
 	case cfg.duration < time.Second:
 		return errors.New("-duration must be at least 1s (wrk counts in seconds)")
+	case cfg.profile != "" && cfg.duration >= 10*time.Second:
+		return errors.New("-cpuprofile needs a -duration under 10s (the admin listener's write timeout)")
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return errors.New("wrk not found (Debian package wrk)")
@@ -88,7 +95,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// geth initialises its genesis (most of two cores for ~80 s a million
 	// accounts) while balidx builds its snapshot and warms its caches: none
 	// of that is measured, and measuring starts once both are done.
-	var gethDev, gethState *gethNode
+	var gethDev, gethState *proc
 	var gethErr error
 	gethUp := make(chan struct{})
 	if cfg.geth != "" {
@@ -107,19 +114,31 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer func() {
 		cancel() // cuts geth's initialisation short if balidx failed first
 		<-gethUp
-		for _, g := range []*gethNode{gethDev, gethState} {
+		for _, g := range []*proc{gethDev, gethState} {
 			if g != nil {
 				g.stop()
 			}
 		}
 	}()
 	fmt.Fprintf(out, "balidx: building a snapshot of the same %d accounts…\n", len(accounts))
-	store, applied, err := buildStore(dir, accounts)
-	if err != nil {
+	snapshot := filepath.Join(dir, "snapshot.db")
+	if err := buildStore(snapshot, accounts); err != nil {
 		return err
 	}
-	defer store.Close()
-	node, snap, err := startBalidx(ctx, store, applied, query.DefaultCacheBytes)
+	var servers []*proc
+	defer func() {
+		for _, p := range servers {
+			p.stop()
+		}
+	}()
+	serve := func(args ...string) (*proc, error) {
+		p, err := startServer(args...)
+		if err == nil {
+			servers = append(servers, p)
+		}
+		return p, err
+	}
+	node, err := serve("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
 	if err != nil {
 		return err
 	}
@@ -127,7 +146,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// snapshot, so that they do not evict the active set from the first
 	// one's cache. Its cache is sized for every account, 512 bytes each (as
 	// `--cache-mb 512` would be for a million), as an operator would size it.
-	nodeAll, _, err := startBalidx(ctx, store, applied, max(query.DefaultCacheBytes, int64(len(accounts))*512))
+	nodeAll, err := serve("balidx", snapshot, strconv.FormatInt(max(query.DefaultCacheBytes, int64(len(accounts))*512), 10))
 	if err != nil {
 		return err
 	}
@@ -137,16 +156,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	known := func(rng *randSource) address { return hot[rng.IntN(len(hot))] }
 	anyAccount := func(rng *randSource) address { return accounts[rng.IntN(len(accounts))].addr }
-	body, err := answerBody(ctx, node, hot[0])
+	body, err := answerBody(ctx, node.host, hot[0])
 	if err != nil {
 		return err
 	}
-	bare, err := startBareEcho(ctx, body)
+	answer := filepath.Join(dir, "answer.json")
+	if err := os.WriteFile(answer, body, 0o600); err != nil {
+		return err
+	}
+	bare, err := serve("bare", answer)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "balidx: warming the first tier's cache with the %d active accounts…\n", len(hot))
-	if err := warmUp(ctx, node, hot); err != nil {
+	if err := warmUp(ctx, node.host, hot); err != nil {
 		return err
 	}
 	all := make([]address, len(accounts))
@@ -154,7 +177,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		all[i] = a.addr
 	}
 	fmt.Fprintf(out, "balidx: warming the second tier's cache with all %d accounts…\n", len(all))
-	if err := warmUp(ctx, nodeAll, all); err != nil {
+	if err := warmUp(ctx, nodeAll.host, all); err != nil {
 		return err
 	}
 	<-gethUp
@@ -162,16 +185,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return gethErr
 	}
 	targets := []*target{
-		{name: "bare echo (baseline)", host: bare, cpu: selfCPU, requests: signedGets(known), once: true},
-		{name: "balidx, known addresses", host: node, cpu: selfCPU, requests: signedGets(known), once: true},
-		{name: "balidx, unknown addresses", host: node, cpu: selfCPU, requests: signedGets(unknownAddress), once: true},
-		{name: fmt.Sprintf("balidx, any of the %d accounts", len(accounts)), host: nodeAll, cpu: selfCPU, requests: signedGets(anyAccount), once: true},
+		{name: "bare echo (baseline)", server: bare, requests: signedGets(known), once: true},
+		{name: "balidx, known addresses", server: node, requests: signedGets(known), once: true},
+		{name: "balidx, unknown addresses", server: node, requests: signedGets(unknownAddress), once: true},
+		{name: fmt.Sprintf("balidx, any of the %d accounts", len(accounts)), server: nodeAll, requests: signedGets(anyAccount), once: true},
 	}
 	if gethDev != nil {
 		targets = append(targets,
-			&target{name: "geth eth_getBalance, tiny dev chain", host: gethDev.host, cpu: processCPU(gethDev.pid), requests: rpcPosts(known),
+			&target{name: "geth eth_getBalance, tiny dev chain", server: gethDev, requests: rpcPosts(known),
 				against: targets[1], want: 2},
-			&target{name: fmt.Sprintf("geth eth_getBalance, any of the %d accounts", len(accounts)), host: gethState.host, cpu: processCPU(gethState.pid), requests: rpcPosts(anyAccount),
+			&target{name: fmt.Sprintf("geth eth_getBalance, any of the %d accounts", len(accounts)), server: gethState, requests: rpcPosts(anyAccount),
 				against: targets[3], want: 3})
 	}
 	// Passes over every target in turn, every other pass in reverse order,
@@ -195,7 +218,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	s := summary{}
 	report(out, targets, cfg, &s)
-	if err := underAttack(ctx, b, targets[1], snap, median(targets[1].results), &s); err != nil {
+	if err := underAttack(ctx, b, targets[1], median(targets[1].results), &s); err != nil {
 		return err
 	}
 	if cfg.plot != "" {
@@ -230,8 +253,7 @@ type bench struct {
 // target is one server under load.
 type target struct {
 	name     string
-	host     string               // host:port
-	cpu      func() time.Duration // the CPU time of the process serving it
+	server   *proc
 	requests func(host string, run int) requests
 	once     bool    // each request may be sent once (a signed nonce)
 	against  *target // for geth: the balidx load on the same addresses
@@ -272,27 +294,19 @@ func (b *bench) measure(ctx context.Context, t *target, conns int, d time.Durati
 		perThread = int(rate*d.Seconds()*1.3)/wrkThreads + 1000
 	}
 	prefix := filepath.Join(b.dir, "requests")
-	if err := writeRequests(prefix, perThread, t.requests(t.host, b.runs)); err != nil {
+	if err := writeRequests(prefix, perThread, t.requests(t.server.host, b.runs)); err != nil {
 		return result{}, err
 	}
-	// Making the requests left garbage in this process, which also runs the
-	// servers: collect it now rather than during the run.
-	runtime.GC()
-	if b.profile != "" {
-		f, err := os.Create(b.profile)
-		if err != nil {
-			return result{}, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return result{}, err
-		}
-		defer pprof.StopCPUProfile()
+	profiled := make(chan error, 1)
+	if file := b.profile; file != "" {
 		b.profile = ""
+		go func() { profiled <- t.server.profileCPU(ctx, d, file) }()
+	} else {
+		profiled <- nil
 	}
-	r, err := runWrk(ctx, b.dir, "http://"+t.host, prefix, conns, d, t.cpu)
+	r, err := runWrk(ctx, b.dir, "http://"+t.server.host, prefix, conns, d, t.server.cpu)
 	if err == nil && r.rps > b.maxRPS {
 		b.maxRPS = r.rps
 	}
-	return r, err
+	return r, errors.Join(err, <-profiled)
 }

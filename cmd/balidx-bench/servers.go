@@ -11,9 +11,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/balidx/balidx/events"
@@ -22,6 +22,8 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 type address = common.Address
@@ -93,7 +95,7 @@ func answerBody(ctx context.Context, host string, a address) ([]byte, error) {
 	return get(ctx, &http.Client{Timeout: 10 * time.Second}, fmt.Sprintf("http://%s/v1/balances/%s", host, a.Hex()))
 }
 
-// get returns the body of a 200 answer to GET url (at most 64 KiB).
+// get returns the body of a 200 answer to GET url (at most 16 MiB).
 func get(ctx context.Context, hc *http.Client, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
@@ -104,7 +106,7 @@ func get(ctx context.Context, hc *http.Client, url string) ([]byte, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return nil, err
 	}
@@ -122,12 +124,12 @@ const (
 	greedySecret = "greedy-client-secret-0123456789abcdef"
 )
 
-// buildStore writes a snapshot holding the accounts: their native balance
-// and a token balance each.
-func buildStore(dir string, accounts []account) (*storage.Store, storage.Applied, error) {
-	store, err := storage.Open(storage.Config{Path: filepath.Join(dir, "snapshot.db"), ChainID: 1})
+// buildStore writes a snapshot file holding the accounts (their native
+// balance and a token balance each), for the balidx server processes.
+func buildStore(file string, accounts []account) error {
+	store, err := storage.Open(storage.Config{Path: file, ChainID: 1})
 	if err != nil {
-		return nil, storage.Applied{}, err
+		return err
 	}
 	token := common.HexToAddress("0x00000000000000000000000000000000000000aa")
 	changes := make([]events.Change, 0, 2*len(accounts))
@@ -136,24 +138,25 @@ func buildStore(dir string, accounts []account) (*storage.Store, storage.Applied
 		changes = append(changes, events.Change{Account: a.addr, Asset: token, Post: *uint256.NewInt(7)})
 	}
 	events.SortChanges(changes) // sequential inserts: minutes → seconds for 1M accounts
-	res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: events.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
-	if err != nil {
+	if _, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: events.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}}); err != nil {
 		store.Close()
-		return nil, storage.Applied{}, err
+		return err
 	}
-	return store, res, nil
+	return store.Close()
 }
 
 // startBalidx serves the store through the whole query tier with the
 // product's limits (signed requests, quotas, the in-flight cap, the replay
-// cache) and its own Bloom filter and cache of cacheBytes.
-func startBalidx(ctx context.Context, store *storage.Store, res storage.Applied, cacheBytes int64) (string, *query.Snapshot, error) {
+// cache) and its own Bloom filter and cache of cacheBytes. It returns the
+// query and admin addresses.
+func startBalidx(ctx context.Context, store *storage.Store, cacheBytes int64) (host, admin string, err error) {
 	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, CacheBytes: cacheBytes, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		return "", nil, err
+		return "", "", err
 	}
-	snap.OnApplied(res)
-	srv, err := query.New(query.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Snapshot: snap,
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	srv, err := query.New(query.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Snapshot: snap, Registry: reg,
 		Clients: &query.Clients{
 			Clients: []query.Client{
 				{ID: benchClient, Secrets: []string{benchSecret}, Rate: 1_000_000, Burst: 1_000_000},
@@ -162,33 +165,24 @@ func startBalidx(ctx context.Context, store *storage.Store, res storage.Applied,
 			Anonymous: query.Anonymous{Enabled: true, Rate: 1_000_000, Burst: 1_000_000},
 		}})
 	if err != nil {
-		return "", nil, err
+		return "", "", err
 	}
 	if err := srv.Listen(); err != nil {
-		return "", nil, err
+		return "", "", err
 	}
 	go srv.Serve(ctx)
-	return srv.Addr(), snap, nil
+	return srv.Addr(), srv.AdminAddr(), nil
 }
-
-// gethNode is a geth process answering JSON-RPC over HTTP on loopback.
-type gethNode struct {
-	host string
-	pid  int
-	cmd  *exec.Cmd
-}
-
-func (g *gethNode) stop() { g.cmd.Process.Signal(os.Interrupt); g.cmd.Wait() }
 
 // startGethDev runs geth --dev: a tiny chain, geth's best case.
-func startGethDev(ctx context.Context, bin, dir string) (*gethNode, error) {
+func startGethDev(ctx context.Context, bin, dir string) (*proc, error) {
 	return startGeth(ctx, bin, "--dev", "--datadir", dir)
 }
 
 // startGethWithGenesis initialises geth with a genesis of the accounts and
 // serves it (no consensus client: the state is the genesis), once it has
 // built its state snapshot.
-func startGethWithGenesis(ctx context.Context, bin, dir string, accounts []account) (*gethNode, error) {
+func startGethWithGenesis(ctx context.Context, bin, dir string, accounts []account) (*proc, error) {
 	genesis := dir + ".json"
 	if err := writeGenesis(genesis, accounts); err != nil {
 		return nil, err
@@ -199,7 +193,7 @@ func startGethWithGenesis(ctx context.Context, bin, dir string, accounts []accou
 	return startGeth(ctx, bin, "--datadir", dir, "--state.scheme", "hash", "--networkid", "31337")
 }
 
-func startGeth(ctx context.Context, bin string, args ...string) (*gethNode, error) {
+func startGeth(ctx context.Context, bin string, args ...string) (*proc, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -208,10 +202,11 @@ func startGeth(ctx context.Context, bin string, args ...string) (*gethNode, erro
 	ln.Close()
 	cmd := exec.Command(bin, append(args, "--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(port),
 		"--http.api", "eth", "--nodiscover", "--maxpeers", "0", "--ipcdisable", "--port", "0", "--authrpc.port", "0", "--verbosity", "1")...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with this process, however it ends
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	g := &gethNode{host: "127.0.0.1:" + strconv.Itoa(port), pid: cmd.Process.Pid, cmd: cmd}
+	g := &proc{host: "127.0.0.1:" + strconv.Itoa(port), pid: cmd.Process.Pid, cmd: cmd}
 	if err := g.waitReady(ctx); err != nil {
 		g.stop()
 		return nil, err
@@ -222,7 +217,7 @@ func startGeth(ctx context.Context, bin string, args ...string) (*gethNode, erro
 // waitReady waits for an RPC answer, then for geth to go idle: after a
 // start it may build its state snapshot, which would take CPU from the
 // measurement.
-func (g *gethNode) waitReady(ctx context.Context) error {
+func (g *proc) waitReady(ctx context.Context) error {
 	url := "http://" + g.host
 	deadline := time.Now().Add(5 * time.Minute)
 	hc := &http.Client{Timeout: 5 * time.Second}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/balidx/balidx/storage"
+)
+
+// Every server under load runs in a process of its own, as in production:
+// the CPU time, RSS and garbage collections measured are its own, and the
+// heap of one (the cache of a million accounts) does not slow another.
+// balidx-bench runs them as itself with serveArg first.
+const serveArg = "-serve"
+
+// serveMain is a server process: "bare BODYFILE" serves the body with a
+// bare echo handler, "balidx SNAPSHOT CACHEBYTES" serves the snapshot file
+// (opened read-only) through balidx's query tier. It prints "HOST ADMIN"
+// (ADMIN is "-" for bare) on out once listening, and serves until SIGINT.
+func serveMain(args []string, out io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	host, admin := "", "-"
+	switch {
+	case len(args) == 2 && args[0] == "bare":
+		body, err := os.ReadFile(args[1])
+		if err != nil {
+			return err
+		}
+		if host, err = startBareEcho(ctx, body); err != nil {
+			return err
+		}
+	case len(args) == 3 && args[0] == "balidx":
+		cacheBytes, err := strconv.ParseInt(args[2], 10, 64)
+		if err != nil {
+			return fmt.Errorf("cache bytes: %w", err)
+		}
+		store, err := storage.Open(storage.Config{Path: args[1], ChainID: 1, ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		if host, admin, err = startBalidx(ctx, store, cacheBytes); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%s bare BODYFILE | %s balidx SNAPSHOT CACHEBYTES", serveArg, serveArg)
+	}
+	fmt.Fprintln(out, host, admin)
+	<-ctx.Done()
+	return nil
+}
+
+// proc is a server under load in a process of its own: geth, or
+// balidx-bench serving.
+type proc struct {
+	host  string // host:port of the load
+	admin string // balidx's admin listener (metrics, pprof), if any
+	pid   int
+	cmd   *exec.Cmd
+}
+
+func (p *proc) stop() { p.cmd.Process.Signal(os.Interrupt); p.cmd.Wait() }
+
+func (p *proc) cpu() time.Duration { return processCPU(p.pid)() }
+
+// startServer runs this program with serveArg and args, and returns once
+// it listens.
+func startServer(args ...string) (*proc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, append([]string{serveArg}, args...)...)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with this process, however it ends
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n') // EOF if it fails to start
+	f := strings.Fields(line)
+	if err != nil || len(f) != 2 {
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("server %v did not start: %v (%q)", args, cmd.Wait(), line)
+	}
+	p := &proc{host: f[0], pid: cmd.Process.Pid, cmd: cmd}
+	if f[1] != "-" {
+		p.admin = f[1]
+	}
+	return p, nil
+}
+
+// metric reads one unlabelled metric from a balidx server's admin listener.
+func (p *proc) metric(ctx context.Context, name string) (float64, error) {
+	body, err := get(ctx, &http.Client{Timeout: 10 * time.Second}, "http://"+p.admin+"/metrics")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+// rssMB is the process's resident set size in MB.
+func (p *proc) rssMB() (float64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS in /proc/PID/status")
+}
+
+// profileCPU writes a CPU profile of the balidx server p over the next d
+// to file (its admin listener's pprof; d under its 10 s write timeout).
+func (p *proc) profileCPU(ctx context.Context, d time.Duration, file string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, int(d.Seconds()))
+	body, err := get(ctx, &http.Client{Timeout: d + 10*time.Second}, url)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	return os.WriteFile(file, body, 0o644)
+}
