@@ -86,12 +86,16 @@ func underAttack(ctx context.Context, b *bench, legit *target, unloaded result, 
 	}
 	hexAddr := func(rng *rand.Rand) string { return fmt.Sprintf("0x%x", unknownAddress(rng)) }
 
-	const unknownReads = "balidx_snapshot_unknown_reads_total"
-	readsBefore, err := server.metric(ctx, unknownReads)
-	if err != nil {
-		return err
+	// What the attack must not make grow: the server's reads of unknown
+	// addresses from bbolt, and (within its bound) its RSS.
+	serverState := func() (unknownReads, rss float64, err error) {
+		if unknownReads, err = server.metric(ctx, "balidx_snapshot_unknown_reads_total"); err != nil {
+			return 0, 0, err
+		}
+		rss, err = server.rssMB()
+		return unknownReads, rss, err
 	}
-	rssBefore, err := server.rssMB()
+	readsBefore, rssBefore, err := serverState()
 	if err != nil {
 		return err
 	}
@@ -118,11 +122,7 @@ func underAttack(ctx context.Context, b *bench, legit *target, unloaded result, 
 	if err != nil {
 		return err
 	}
-	readsAfter, err := server.metric(ctx, unknownReads)
-	if err != nil {
-		return err
-	}
-	rss, err := server.rssMB()
+	readsAfter, rss, err := serverState()
 	if err != nil {
 		return err
 	}

@@ -92,34 +92,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	b := &bench{dir: dir, cfg: cfg, out: out}
 	accounts := genesisAccounts(cfg.accounts)
-	// geth initialises its genesis (most of two cores for ~80 s a million
-	// accounts) while balidx builds its snapshot and warms its caches: none
-	// of that is measured, and measuring starts once both are done.
 	var gethDev, gethState *proc
-	var gethErr error
-	gethUp := make(chan struct{})
 	if cfg.geth != "" {
 		fmt.Fprintf(out, "geth: initialising a genesis of %d accounts (about 1.5 min a million here)…\n", len(accounts))
+		if gethState, err = startGethWithGenesis(ctx, cfg.geth, filepath.Join(dir, "geth-state"), accounts); err != nil {
+			return err
+		}
+		defer gethState.stop()
+		if gethDev, err = startGethDev(ctx, cfg.geth, filepath.Join(dir, "geth-dev")); err != nil {
+			return err
+		}
+		defer gethDev.stop()
 	}
-	go func() {
-		defer close(gethUp)
-		if cfg.geth == "" {
-			return
-		}
-		if gethState, gethErr = startGethWithGenesis(ctx, cfg.geth, filepath.Join(dir, "geth-state"), accounts); gethErr != nil {
-			return
-		}
-		gethDev, gethErr = startGethDev(ctx, cfg.geth, filepath.Join(dir, "geth-dev"))
-	}()
-	defer func() {
-		cancel() // cuts geth's initialisation short if balidx failed first
-		<-gethUp
-		for _, g := range []*proc{gethDev, gethState} {
-			if g != nil {
-				g.stop()
-			}
-		}
-	}()
 	fmt.Fprintf(out, "balidx: building a snapshot of the same %d accounts…\n", len(accounts))
 	snapshot := filepath.Join(dir, "snapshot.db")
 	if err := buildStore(snapshot, accounts); err != nil {
@@ -179,10 +163,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "balidx: warming the second tier's cache with all %d accounts…\n", len(all))
 	if err := warmUp(ctx, nodeAll.host, all); err != nil {
 		return err
-	}
-	<-gethUp
-	if gethErr != nil {
-		return gethErr
 	}
 	targets := []*target{
 		{name: "bare echo (baseline)", server: bare, requests: signedGets(known), once: true},
