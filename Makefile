@@ -42,10 +42,10 @@ e2e: $(GETH)
 
 # Benchmarks (results and timings: BENCHMARKS.md): the Go micro-benchmarks
 # (pipeline, query tier, storage) into bin/bench-go.txt, then the HTTP
-# comparisons with wrk (installed from Debian if missing) against a bare
-# echo handler and geth (a tiny dev chain and a 1M-account genesis, ~2 min to
-# initialise), the attack run and the latency plot; ends with one summary
-# table of every ratio against its target.
+# comparisons with wrk (installed from Debian if missing) of balidx against
+# a bare echo handler and geth (a tiny dev chain and a 1M-account genesis),
+# each server in a process of its own, the attack run and the latency plot;
+# ends with one summary table of every ratio against its target.
 bench: $(GETH)
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(GO) build -o bin/balidx-bench ./cmd/balidx-bench

@@ -2,10 +2,10 @@
 // one run, against baselines measured in the same run: a bare echo handler
 // returning a balance-sized JSON answer (the physical limit of the framework
 // on this machine) and geth answering eth_getBalance, on a tiny dev chain
-// and on a genesis of a million accounts that balidx holds too. It runs the
-// legitimate load again under the seed's attack mix, can plot latency
-// against load, and ends with one summary table of ratios against the
-// targets (make bench).
+// and on a genesis of a million accounts that balidx holds too, each server
+// in a process of its own. It runs the legitimate load again under the
+// seed's attack mix, can plot latency against load, and ends with one
+// summary table of ratios against the targets (make bench).
 package main
 
 import (
