@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -163,23 +161,4 @@ func duration(m []string) time.Duration {
 	v, _ := strconv.ParseFloat(m[1], 64)
 	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[2]]
 	return time.Duration(v * float64(unit))
-}
-
-// processCPU is the CPU time process pid has used, from /proc (clock ticks
-// of 10 ms: enough over seconds of load).
-func processCPU(pid int) func() time.Duration {
-	return func() time.Duration {
-		data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			return 0
-		}
-		// The command name (field 2) may hold spaces: count from its ')'.
-		f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-		if len(f) < 13 {
-			return 0
-		}
-		utime, _ := strconv.ParseInt(f[11], 10, 64) // field 14
-		stime, _ := strconv.ParseInt(f[12], 10, 64) // field 15
-		return time.Duration(utime+stime) * 10 * time.Millisecond
-	}
 }

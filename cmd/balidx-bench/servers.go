@@ -232,10 +232,9 @@ func (g *proc) waitReady(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cpu := processCPU(g.pid)
-	for last := cpu(); ; {
+	for last := g.cpu(); ; {
 		time.Sleep(time.Second)
-		now := cpu()
+		now := g.cpu()
 		if now-last < 100*time.Millisecond { // under a tenth of a core
 			return nil
 		}
