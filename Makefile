@@ -50,7 +50,7 @@ bench: $(GETH)
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(GO) build -o bin/balidx-bench ./cmd/balidx-bench
 	$(GO) test -run XXX -bench Pipeline -benchtime=1x -count=3 ./cmd/balidx/ > bin/bench-go.txt
-	$(GO) test -run XXX -bench 'BareEcho|Balance|Verify|ParseAddress' -benchtime=200000x -count=3 ./query/ >> bin/bench-go.txt
+	$(GO) test -run XXX -bench 'BareEcho|Balance|Verify|ParseAddress' -benchtime=100000x -count=3 ./query/ >> bin/bench-go.txt
 	$(GO) test -run XXX -bench 'BloomRebuild|NonceCache' -benchtime=1x ./query/ >> bin/bench-go.txt
 	$(GO) test -run XXX -bench 'Apply$$' -benchtime=10x -count=3 ./storage/ >> bin/bench-go.txt
 	$(GO) test -run XXX -bench SnapshotBytesPerAccount -benchtime=1x ./storage/ >> bin/bench-go.txt

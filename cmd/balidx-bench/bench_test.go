@@ -113,6 +113,34 @@ func TestSignedRequestsAreAccepted(t *testing.T) {
 	}
 }
 
+// A warm-up reads every address once from bbolt and leaves them all in the
+// cache: warming again reads none.
+func TestWarmUpFillsTheCache(t *testing.T) {
+	ctx := context.Background()
+	accounts := genesisAccounts(1000)
+	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
+	if err := buildStore(snapshot, accounts); err != nil {
+		t.Fatal(err)
+	}
+	server, err := startServer("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.stop()
+	addrs := make([]address, len(accounts))
+	for i, a := range accounts {
+		addrs[i] = a.addr
+	}
+	for round := 1; round <= 2; round++ {
+		if err := warmUp(ctx, server.host, addrs); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := server.metric(ctx, "balidx_snapshot_reads_total"); err != nil || n != float64(len(addrs)) {
+			t.Fatalf("after warm-up %d: %v snapshot reads (%v), want %d", round, n, err, len(addrs))
+		}
+	}
+}
+
 // The test binary is a server process too when started as one (startServer).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == serveArg {

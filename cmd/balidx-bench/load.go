@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // wrk runs two threads; each sends its own file of ready-made raw requests
@@ -51,31 +53,33 @@ function done(summary, latency, requests)
 end
 `
 
-// requests makes the raw request number i for one wrk thread.
+// requests makes the raw request number i for one wrk thread; each
+// thread's requests are made on a goroutine of their own.
 type requests func(thread, i int) []byte
 
 // writeRequests writes perThread requests for each wrk thread to
-// prefix.0, prefix.1…
+// prefix.0, prefix.1…, a thread's file per core.
 func writeRequests(prefix string, perThread int, make requests) error {
+	var g errgroup.Group
 	for t := range wrkThreads {
-		f, err := os.Create(prefix + "." + strconv.Itoa(t))
-		if err != nil {
-			return err
-		}
-		w := bufio.NewWriterSize(f, 1<<20)
-		for i := range perThread {
-			w.Write(make(t, i))
-			w.WriteByte(0)
-		}
-		if err := w.Flush(); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
+		g.Go(func() error {
+			f, err := os.Create(prefix + "." + strconv.Itoa(t))
+			if err != nil {
+				return err
+			}
+			w := bufio.NewWriterSize(f, 1<<20)
+			for i := range perThread {
+				w.Write(make(t, i))
+				w.WriteByte(0)
+			}
+			if err := w.Flush(); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 type result struct {

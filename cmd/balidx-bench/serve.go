@@ -91,6 +91,27 @@ func (p *proc) cpu() time.Duration {
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
+// waitIdle returns once the process uses under a tenth of a core over a
+// second (geth building its state snapshot after a start, or a server
+// collecting the garbage of a warm-up would take CPU from a measurement).
+func (p *proc) waitIdle(ctx context.Context, deadline time.Time) error {
+	for last := p.cpu(); ; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		now := p.cpu()
+		if now-last < 100*time.Millisecond {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pid %d still busy (%v of CPU in the last second)", p.pid, now-last)
+		}
+		last = now
+	}
+}
+
 // startServer runs this program with serveArg and args, and returns once
 // it listens.
 func startServer(args ...string) (*proc, error) {

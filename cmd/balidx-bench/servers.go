@@ -232,17 +232,7 @@ func (g *proc) waitReady(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for last := g.cpu(); ; {
-		time.Sleep(time.Second)
-		now := g.cpu()
-		if now-last < 100*time.Millisecond { // under a tenth of a core
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("geth still busy after 5 minutes")
-		}
-		last = now
-	}
+	return g.waitIdle(ctx, deadline)
 }
 
 func tail(b []byte) string {
