@@ -61,7 +61,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.DurationVar(&cfg.duration, "duration", 4*time.Second, "each wrk run")
 	fs.IntVar(&cfg.runs, "runs", 5, "passes over every target (medians are reported)")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
-	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses (its pprof; -duration under 10s)")
+	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses, and one of the bare handler to FILE.bare (their pprof; -duration under 10s)")
 	fs.StringVar(&cfg.plot, "plot", "", "also write an SVG of p99 latency against throughput at rising load")
 	fs.IntVar(&cfg.hot, "hot", 100_000, "the active accounts (a random sample of them) that known-address loads ask for; balidx's cache is warmed with them first")
 	fs.StringVar(&cfg.goBench, "go-bench", "", "output of `go test -bench` (storage, pipeline, query) to fold into the summary")
@@ -191,8 +191,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			slices.Reverse(order)
 		}
 		for _, t := range order {
-			if t == targets[1] && pass == 0 {
-				b.profile = cfg.profile
+			if pass == 0 && cfg.profile != "" {
+				switch t {
+				case targets[0]:
+					b.profile = cfg.profile + ".bare"
+				case targets[1]:
+					b.profile = cfg.profile
+				}
 			}
 			r, err := b.measure(ctx, t, cfg.conns, cfg.duration)
 			if err != nil {

@@ -28,11 +28,12 @@ const serveArg = "-serve"
 // serveMain is a server process: "bare BODYFILE" serves the body with a
 // bare echo handler, "balidx SNAPSHOT CACHEBYTES" serves the snapshot file
 // (opened read-only) through balidx's query tier. It prints "HOST ADMIN"
-// (ADMIN is "-" for bare) on out once listening, and serves until SIGINT.
+// on out once listening (ADMIN: balidx's admin listener, or the bare
+// handler's, which serves only its CPU profile), and serves until SIGINT.
 func serveMain(args []string, out io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	host, admin := "", "-"
+	var host, admin string
 	switch {
 	case len(args) == 2 && args[0] == "bare":
 		body, err := os.ReadFile(args[1])
@@ -40,6 +41,9 @@ func serveMain(args []string, out io.Writer) error {
 			return err
 		}
 		if host, err = startBareEcho(ctx, body); err != nil {
+			return err
+		}
+		if admin, err = startProfiler(ctx); err != nil {
 			return err
 		}
 	case len(args) == 3 && args[0] == "balidx":
@@ -67,7 +71,7 @@ func serveMain(args []string, out io.Writer) error {
 // balidx-bench serving.
 type proc struct {
 	host  string // host:port of the load
-	admin string // balidx's admin listener (metrics, pprof), if any
+	admin string // the admin listener (balidx: metrics and pprof; bare: pprof); none for geth
 	pid   int
 	cmd   *exec.Cmd
 }
@@ -135,11 +139,7 @@ func startServer(args ...string) (*proc, error) {
 		cmd.Process.Kill()
 		return nil, fmt.Errorf("server %v did not start: %v (%q)", args, cmd.Wait(), line)
 	}
-	p := &proc{host: f[0], pid: cmd.Process.Pid, cmd: cmd}
-	if f[1] != "-" {
-		p.admin = f[1]
-	}
-	return p, nil
+	return &proc{host: f[0], admin: f[1], pid: cmd.Process.Pid, cmd: cmd}, nil
 }
 
 // metric reads one unlabelled metric from a balidx server's admin listener.
@@ -171,7 +171,7 @@ func (p *proc) rssMB() (float64, error) {
 	return 0, errors.New("no VmRSS in /proc/PID/status")
 }
 
-// profileCPU writes a CPU profile of the balidx server p over the next d
+// profileCPU writes a CPU profile of the server p over the next d
 // to file (its admin listener's pprof; d under its 10 s write timeout).
 func (p *proc) profileCPU(ctx context.Context, d time.Duration, file string) error {
 	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, int(d.Seconds()))

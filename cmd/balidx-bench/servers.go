@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"strconv"
@@ -84,6 +85,21 @@ func startBareEcho(ctx context.Context, body []byte) (string, error) {
 		return "", err
 	}
 	srv := query.NewHTTPServer(e)
+	go srv.Serve(ln)
+	go func() { <-ctx.Done(); srv.Close() }()
+	return ln.Addr().String(), nil
+}
+
+// startProfiler serves the process's CPU profile at /debug/pprof/profile,
+// as balidx's admin listener does, and returns its address.
+func startProfiler(ctx context.Context) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := query.NewHTTPServer(mux)
 	go srv.Serve(ln)
 	go func() { <-ctx.Done(); srv.Close() }()
 	return ln.Addr().String(), nil
