@@ -50,6 +50,9 @@ func underAttack(ctx context.Context, b *bench, legit *target, unloaded result, 
 				case <-t.C:
 				}
 				code, err := do(rng)
+				if ctx.Err() != nil { // cut off by the end of the run: not an answer
+					return
+				}
 				sent.Add(1)
 				if err != nil {
 					refused.Add(1)
