@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,6 +138,39 @@ func TestWarmUpFillsTheCache(t *testing.T) {
 		}
 		if n, err := server.metric(ctx, "balidx_snapshot_reads_total"); err != nil || n != float64(len(addrs)) {
 			t.Fatalf("after warm-up %d: %v snapshot reads (%v), want %d", round, n, err, len(addrs))
+		}
+	}
+}
+
+// An attacker's burst is pipelined on one connection and every answer is
+// read, in order.
+func TestAttackerBurst(t *testing.T) {
+	accounts := genesisAccounts(10)
+	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
+	if err := buildStore(snapshot, accounts); err != nil {
+		t.Fatal(err)
+	}
+	server, err := startServer("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.stop()
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	path := "/v1/balances/" + accounts[0].addr.Hex()
+	conn := &keepAlive{host: server.host}
+	defer conn.close()
+	for round := range 2 { // the connection is kept for the next burst
+		codes, err := conn.statuses([][]byte{
+			plainGet(server.host, path),
+			signedGet(server.host, path, benchClient, "not-the-secret", ts, fmt.Sprintf("forged-nonce-%04d", round)),
+			plainGet(server.host, "/v1/balances/0x12"),
+			signedGet(server.host, path, benchClient, benchSecret, ts, fmt.Sprintf("honest-nonce-%04d", round)),
+		})
+		if want := []int{200, 401, 400, 200}; err != nil || !slices.Equal(codes, want) {
+			t.Fatalf("round %d: %v %v, want %v", round, codes, err, want)
+		}
+		if conn.conn == nil {
+			t.Fatalf("round %d: the connection was not kept", round)
 		}
 	}
 }

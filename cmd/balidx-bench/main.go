@@ -286,7 +286,7 @@ func warmConn(ctx context.Context, host string, addrs []address) error {
 	go func() {
 		w := bufio.NewWriterSize(conn, 64<<10)
 		for _, a := range addrs {
-			fmt.Fprintf(w, "GET /v1/balances/0x%x HTTP/1.1\r\nHost: %s\r\n\r\n", a[:], host)
+			w.Write(plainGet(host, fmt.Sprintf("/v1/balances/0x%x", a[:])))
 		}
 		written <- w.Flush()
 	}()

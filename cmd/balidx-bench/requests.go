@@ -29,13 +29,21 @@ func signedGets(pick func(*randSource) address) func(host string, run int) reque
 		rngs := threadRNGs(run)
 		return func(thread, i int) []byte {
 			a := pick(rngs[thread])
-			p := "/v1/balances/0x" + hex.EncodeToString(a[:])
-			nonce := fmt.Sprintf("bench-%05d-%d-%09d", run, thread, i)
-			sig := query.Sign([]byte(benchSecret), "GET", p, "", ts, nonce, nil)
-			return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\n%s: %s\r\n%s: %s\r\n%s: %s\r\n%s: %s\r\n\r\n", p, host,
-				query.HeaderClientID, benchClient, query.HeaderTimestamp, ts, query.HeaderNonce, nonce, query.HeaderSignature, sig)
+			return signedGet(host, "/v1/balances/0x"+hex.EncodeToString(a[:]), benchClient, benchSecret, ts, fmt.Sprintf("bench-%05d-%d-%09d", run, thread, i))
 		}
 	}
+}
+
+// signedGet is a raw GET of path signed as API.md says by client with secret.
+func signedGet(host, path, client, secret, ts, nonce string) []byte {
+	sig := query.Sign([]byte(secret), "GET", path, "", ts, nonce, nil)
+	return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\n%s: %s\r\n%s: %s\r\n%s: %s\r\n%s: %s\r\n\r\n", path, host,
+		query.HeaderClientID, client, query.HeaderTimestamp, ts, query.HeaderNonce, nonce, query.HeaderSignature, sig)
+}
+
+// plainGet is a raw GET of path without credentials (the anonymous tier).
+func plainGet(host, path string) []byte {
+	return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host)
 }
 
 // rpcPosts makes eth_getBalance requests at "latest" for addresses drawn by pick.
