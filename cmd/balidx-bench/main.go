@@ -209,7 +209,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	s := summary{}
 	report(out, targets, cfg, &s)
-	if err := underAttack(ctx, b, targets[1], median(targets[1].results), &s); err != nil {
+	if err := underAttack(ctx, b, targets[1], &s); err != nil {
 		return err
 	}
 	if cfg.plot != "" {
