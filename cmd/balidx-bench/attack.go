@@ -50,9 +50,9 @@ func underAttack(ctx context.Context, b *bench, legit *target, s *summary) error
 		var attackers sync.WaitGroup
 		var conns []*keepAlive
 		// An attacker sends perSecond requests a second in bursts every
-		// 10 ms (or one at a time, below 100 a second): a wake-up per
-		// request cost the attackers 0.3 of a core, taken from the server
-		// they attack, and kept them under their pace.
+		// 10 ms (or one at a time, below 100 a second): with a wake-up and
+		// a round trip per request, the fastest ones fell far below their
+		// pace.
 		paced := func(kind string, perSecond int, send func(rng *rand.Rand, n int) ([]int, error)) {
 			burst := max(1, perSecond/100)
 			attackers.Add(1)

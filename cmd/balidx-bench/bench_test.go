@@ -28,15 +28,7 @@ func TestSignedRequestsAreAccepted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	accounts := genesisAccounts(50)
-	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
-	if err := buildStore(snapshot, accounts); err != nil {
-		t.Fatal(err)
-	}
-	server, err := startServer("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.stop()
+	server := serveAccounts(t, accounts)
 	host := server.host
 	byAddr := map[address]uint64{}
 	for _, a := range accounts {
@@ -119,15 +111,7 @@ func TestSignedRequestsAreAccepted(t *testing.T) {
 func TestWarmUpFillsTheCache(t *testing.T) {
 	ctx := context.Background()
 	accounts := genesisAccounts(1000)
-	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
-	if err := buildStore(snapshot, accounts); err != nil {
-		t.Fatal(err)
-	}
-	server, err := startServer("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.stop()
+	server := serveAccounts(t, accounts)
 	addrs := make([]address, len(accounts))
 	for i, a := range accounts {
 		addrs[i] = a.addr
@@ -146,15 +130,7 @@ func TestWarmUpFillsTheCache(t *testing.T) {
 // read, in order.
 func TestAttackerBurst(t *testing.T) {
 	accounts := genesisAccounts(10)
-	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
-	if err := buildStore(snapshot, accounts); err != nil {
-		t.Fatal(err)
-	}
-	server, err := startServer("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.stop()
+	server := serveAccounts(t, accounts)
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	path := "/v1/balances/" + accounts[0].addr.Hex()
 	conn := &keepAlive{host: server.host}
@@ -173,6 +149,22 @@ func TestAttackerBurst(t *testing.T) {
 			t.Fatalf("round %d: the connection was not kept", round)
 		}
 	}
+}
+
+// serveAccounts runs a balidx server process over a snapshot of accounts
+// until the test ends.
+func serveAccounts(t *testing.T, accounts []account) *proc {
+	t.Helper()
+	snapshot := filepath.Join(t.TempDir(), "snapshot.db")
+	if err := buildStore(snapshot, accounts); err != nil {
+		t.Fatal(err)
+	}
+	server, err := startServer("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(server.stop)
+	return server
 }
 
 // The test binary is a server process too when started as one (startServer).
