@@ -49,34 +49,17 @@ func underAttack(ctx context.Context, b *bench, legit *target, s *summary) error
 		ctx, cancel := context.WithCancel(ctx)
 		var attackers sync.WaitGroup
 		var conns []*keepAlive
-		// An attacker sends perSecond requests a second in bursts every
-		// 10 ms (or one at a time, below 100 a second): with a wake-up and
-		// a round trip per request, the fastest ones fell far below their
-		// pace.
 		paced := func(kind string, perSecond int, send func(rng *rand.Rand, n int) ([]int, error)) {
-			burst := max(1, perSecond/100)
 			attackers.Add(1)
 			go func() {
 				defer attackers.Done()
-				rng := rand.New(rand.NewPCG(uint64(perSecond), uint64(time.Now().UnixNano())))
-				t := time.NewTicker(time.Second * time.Duration(burst) / time.Duration(perSecond))
-				defer t.Stop()
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-t.C:
-					}
-					codes, _ := send(rng, burst) // what was not answered counts as refused
-					if ctx.Err() != nil {        // cut off by the end of the round: not answers
-						return
-					}
-					sent.Add(int64(burst))
-					refused.Add(int64(burst - len(codes)))
+				pace(ctx, perSecond, send, func(n int, codes []int) {
+					sent.Add(int64(n))
+					refused.Add(int64(n - len(codes)))
 					for _, code := range codes {
 						count(kind, code)
 					}
-				}
+				})
 			}()
 		}
 		// onConn pipelines the requests next makes on a keep-alive
@@ -197,6 +180,30 @@ func underAttack(ctx context.Context, b *bench, legit *target, s *summary) error
 	return nil
 }
 
+// pace sends perSecond requests a second with send, in bursts every 10 ms
+// (or one at a time, below 100 a second: with a wake-up and a round trip
+// per request, the fastest attackers fell far below their pace), and
+// records each burst's answers (what was not answered counts as refused)
+// until ctx ends. A burst cut off by the end is not recorded.
+func pace(ctx context.Context, perSecond int, send func(rng *rand.Rand, n int) ([]int, error), record func(n int, codes []int)) {
+	burst := max(1, perSecond/100)
+	rng := rand.New(rand.NewPCG(uint64(perSecond), uint64(time.Now().UnixNano())))
+	t := time.NewTicker(time.Second * time.Duration(burst) / time.Duration(perSecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		codes, _ := send(rng, burst)
+		if ctx.Err() != nil {
+			return
+		}
+		record(burst, codes)
+	}
+}
+
 // rawStatus sends req on a new connection and returns the answer's status.
 // The server may answer and close before it has read everything.
 func rawStatus(host string, req []byte) (int, error) {
@@ -207,11 +214,10 @@ func rawStatus(host string, req []byte) (int, error) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	go conn.Write(req) // fails once the server has closed: the answer is what counts
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := readAnswer(bufio.NewReader(conn))
 	if err != nil {
 		return 0, err
 	}
-	resp.Body.Close()
 	return resp.StatusCode, nil
 }
 
@@ -253,12 +259,7 @@ func (k *keepAlive) roundTrips(reqs [][]byte) ([]int, error) {
 	}
 	codes := make([]int, 0, n)
 	for range n {
-		resp, err := http.ReadResponse(k.r, nil)
-		if err != nil {
-			return codes, err
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp, err := readAnswer(k.r)
 		if err != nil {
 			return codes, err
 		}
@@ -284,4 +285,16 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// readAnswer reads the next answer on r, its body read and dropped, so
+// that the one after it can be read.
+func readAnswer(r *bufio.Reader) (*http.Response, error) {
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, err
 }

@@ -292,12 +292,7 @@ func warmConn(ctx context.Context, host string, addrs []address) error {
 	}()
 	r := bufio.NewReaderSize(conn, 64<<10)
 	for range addrs {
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		resp, err := readAnswer(r)
 		if err != nil {
 			return err
 		}
