@@ -249,14 +249,10 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	if err := s.checkStaleness(v); err != nil {
 		return err
 	}
-	at := v.block
-	if e.readAt.number > at.number {
-		at = e.readAt
-	}
 	// A mixed-case address must be its EIP-55 form: compared with the
 	// cached form when there is one, hashed otherwise. An unknown address
 	// has no cached form: it is rendered into the answer.
-	address := e.address
+	address := e.address()
 	switch {
 	case mixed && address != "":
 		if raw[1] != 'x' && raw[1] != 'X' || raw[2:] != address[2:] {
@@ -267,10 +263,10 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 			return errInvalidAddress
 		}
 	}
-	if !e.balances.Known && !v.meta.CoverageFull {
+	if !e.known() && !v.meta.CoverageFull {
 		return errNotIndexed
 	}
-	etag := e.etagHeader(at)
+	etag := etagHeader(v.block.number, e.tag())
 	h := c.Response().Header()
 	h["Etag"] = etag
 	h["Cache-Control"] = noCache
@@ -285,12 +281,13 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 		b = appendEIP55(b, a)
 	}
 	b = append(b, `",`...)
-	b = appendHeader(b, v.meta.ChainID, at)
+	b = appendHeader(b, v.meta.ChainID, v.block)
 	b = append(b, ',')
 	if p.isDefault() {
-		b = append(b, e.body...)
+		b = append(b, e.body()...)
 	} else {
-		b = appendBalances(b, &e.balances, p)
+		bal := e.balances()
+		b = appendBalances(b, &bal, p)
 	}
 	b = append(b, '}')
 	err = writeJSON(c, b)

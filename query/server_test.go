@@ -200,36 +200,67 @@ func TestETag(t *testing.T) {
 	}
 }
 
-// The ETag is kept in a fixed buffer: the largest block number and tag fit,
-// and the next block gets its own value.
+// The ETag buffer holds the largest block number and tag, and the header
+// value is a slice of its own: an append by a later handler cannot write
+// into another answer's.
 func TestETagAtTheLargestValues(t *testing.T) {
-	e := &entry{tag: math.MaxUint64}
 	max := strconv.FormatUint(math.MaxUint64, 36)
-	h := e.etagHeader(&blockInfo{number: math.MaxUint64})
+	h := etagHeader(math.MaxUint64, math.MaxUint64)
 	if want := `"` + max + "-" + max + `"`; h[0] != want || len(h) != 1 || cap(h) != 1 {
 		t.Fatalf("ETag %q (len %d, cap %d), want %q alone", h[0], len(h), cap(h), want)
 	}
-	if next := e.etagHeader(&blockInfo{number: 1}); next[0] != `"1-`+max+`"` || h[0] == next[0] {
+	if next := etagHeader(1, math.MaxUint64); next[0] != `"1-`+max+`"` || h[0] == next[0] {
 		t.Fatalf("ETag at block 1: %q (at the last block: %q)", next[0], h[0])
 	}
 }
 
-// An entry keeps its address and a short body in itself and a long body
-// apart; both render as appendBalances does.
-func TestEntryBodyInlineOrApart(t *testing.T) {
-	for _, tokens := range []int{0, 1, 8} {
+// An entry gives back what it was made of: the address, the default page
+// as appendBalances renders it, and the balances for other pages.
+func TestEntryRoundTrip(t *testing.T) {
+	for _, tokens := range []int{0, 1, 8, 300} {
 		b := storage.Balances{Known: true, Native: *uint256.NewInt(123450000000000000)}
 		for i := range tokens {
-			b.Tokens = append(b.Tokens, storage.TokenBalance{Contract: common.BigToAddress(big.NewInt(int64(i) + 1)), Amount: *uint256.NewInt(7)})
+			b.Tokens = append(b.Tokens, storage.TokenBalance{Contract: common.BigToAddress(big.NewInt(int64(i) + 1)), Amount: *uint256.NewInt(uint64(i) + 7)})
 		}
-		e := newEntry(holder, b, &blockInfo{number: 1})
+		e := newEntry(holder, b, 42)
 		want := appendBalances(nil, &b, defaultPage)
-		if string(e.body) != string(want) || e.address != holder.Hex() {
-			t.Fatalf("%d tokens: body %s address %s, want %s and %s", tokens, e.body, e.address, want, holder.Hex())
+		if string(e.body()) != string(want) || e.address() != holder.Hex() || e.readAt() != 42 || !e.known() {
+			t.Fatalf("%d tokens: body %s address %s read at %d known %v, want %s, %s, 42, true", tokens, e.body(), e.address(), e.readAt(), e.known(), want, holder.Hex())
 		}
-		if inline := len(want) <= inlineBody; inline != (cap(e.body) <= inlineBody) {
-			t.Fatalf("%d tokens: a body of %d bytes kept inline: %v", tokens, len(want), !inline)
+		got := e.balances()
+		if got.Known != b.Known || got.Native != b.Native || len(got.Tokens) != len(b.Tokens) {
+			t.Fatalf("%d tokens: balances %+v, want %+v", tokens, got, b)
 		}
+		for i := range got.Tokens {
+			if got.Tokens[i] != b.Tokens[i] {
+				t.Fatalf("%d tokens: token %d is %+v, want %+v", tokens, i, got.Tokens[i], b.Tokens[i])
+			}
+		}
+		other := newEntry(holder, storage.Balances{Known: true, Native: *uint256.NewInt(1)}, 42)
+		if e.tag() == other.tag() {
+			t.Fatalf("%d tokens: the same tag as other balances", tokens)
+		}
+	}
+	unknown := newEntry(common.Address{}, storage.Balances{}, 7)
+	if unknown.address() != "" || unknown.known() || string(unknown.body()) != `"native":"0","tokens":[],"next_cursor":""` {
+		t.Fatalf("unknown entry: address %q known %v body %s", unknown.address(), unknown.known(), unknown.body())
+	}
+}
+
+// An entry read at a block later than the view a request loaded was cached
+// after a block landed: it must not be answered as true at the older view.
+func TestEntryFromALaterBlockIsNotAnsweredAtAnOlderOne(t *testing.T) {
+	s, snap := mustServer(t, 0, Config{})
+	v := snap.current()
+	later := newEntry(holder, storage.Balances{Known: true, Native: *uint256.NewInt(999)}, v.block.number+1)
+	snap.cache.Set(string(holder[:]), later, later.cost())
+	snap.cache.Wait()
+	a := do(t, s, "GET", "/v1/balances/"+holder.Hex(), "")
+	if a.status != 200 || a.body["native"] != "1000" || a.body["block"].(map[string]any)["number"] != float64(v.block.number) {
+		t.Fatalf("got %d %s, want native 1000 at block %d (the snapshot's)", a.status, a.raw, v.block.number)
+	}
+	if reads := snap.SnapshotReads(); reads != 1 {
+		t.Fatalf("%d snapshot reads, want 1 (the entry's block is not the view's)", reads)
 	}
 }
 

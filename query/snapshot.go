@@ -1,6 +1,7 @@
 package query
 
 import (
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -42,7 +43,7 @@ const minBloomCapacity = 1 << 16
 // block every answer names. It is kept current by OnApplied.
 type Snapshot struct {
 	store *storage.Store
-	cache *ristretto.Cache[string, *entry]
+	cache *ristretto.Cache[string, entry]
 	view  atomic.Pointer[view]
 
 	// mu orders cache fills against invalidation: a fill (read + Set) holds
@@ -62,12 +63,12 @@ type Snapshot struct {
 type view struct {
 	meta    storage.Meta
 	block   *blockInfo
-	unknown *entry // the answer for an address never seen (Bloom negative)
+	unknown entry // the answer for an address never seen (Bloom negative)
 }
 
 func newView(m storage.Meta) *view {
 	bi := newBlockInfo(m)
-	return &view{meta: m, block: bi, unknown: newEntry(common.Address{}, storage.Balances{}, bi)}
+	return &view{meta: m, block: bi, unknown: newEntry(common.Address{}, storage.Balances{}, bi.number)}
 }
 
 // blockInfo is a trusted block with its JSON rendered once.
@@ -88,43 +89,124 @@ func newBlockInfo(m storage.Meta) *blockInfo {
 	return &blockInfo{number: m.Trusted.Number, json: b}
 }
 
-// entry is one address's cached balances, true at readAt and at every later
-// block until OnApplied drops it, with its answer's body rendered once. What
-// an answer reads comes first, and the address and a short body live in the
-// entry itself: a cached answer costs one or two cache misses, not six.
-type entry struct {
-	etag     atomic.Pointer[etagAt]
-	readAt   *blockInfo
-	tag      uint64 // hash of the balances, for ETag
-	address  string // EIP-55, in text; empty in a view's unknown entry
-	body     []byte // "native":…,"tokens":[…],"next_cursor":… of the default page, in text when it fits
-	balances storage.Balances
-	text     [addressLen + inlineBody]byte
+// entry is one address's answer as the cache holds it: a single allocation
+// without pointers, which the collector marks without reading it (with a
+// million cached accounts, scanning entries of pointers took it seconds of
+// CPU a cycle). Entries are never modified. Layout:
+//
+//	[0, 8)   the block the balances were read at, little-endian
+//	[8, 16)  a hash of the balances, for the ETag
+//	[16]     flags: entryKnown, entryAddressed
+//	[17, 21) the length of the body
+//	then the address in EIP-55 (addressLen bytes) when entryAddressed; the
+//	body of the default page ("native":…,"tokens":[…],"next_cursor":…);
+//	and the balances, for other pages: native (32 bytes big-endian), then
+//	each token's contract (20) and amount (32).
+type entry []byte
+
+const (
+	entryKnown     = 1 << iota // the snapshot has the account
+	entryAddressed             // the address is stored (not in a view's unknown entry)
+	entryHeader    = 21
+	nativeLen      = 32
+	tokenLen       = common.AddressLength + 32
+)
+
+func (e entry) readAt() uint64 { return binary.LittleEndian.Uint64(e) }
+func (e entry) tag() uint64    { return binary.LittleEndian.Uint64(e[8:]) }
+func (e entry) known() bool    { return e[16]&entryKnown != 0 }
+
+// address is the EIP-55 address, or "" in a view's unknown entry.
+func (e entry) address() string {
+	if e[16]&entryAddressed == 0 {
+		return ""
+	}
+	return unsafe.String(&e[entryHeader], addressLen)
 }
 
-// inlineBody is the longest body kept inside its entry (a native balance
-// and a token or two); a longer one is allocated apart.
-const inlineBody = 190
+func (e entry) bodyStart() int {
+	if e[16]&entryAddressed == 0 {
+		return entryHeader
+	}
+	return entryHeader + addressLen
+}
 
-// etagAt is an entry's ETag header value at one block, kept for the next
-// request at the same block. It is one allocation (the header's slice and
-// text live in it): one cache miss on the query path, not three.
-type etagAt struct {
-	number uint64
-	header [1]string // never mutated: shared by every answer at that block
+// body is the default page's rendering.
+func (e entry) body() []byte {
+	i := e.bodyStart()
+	return e[i : i+int(binary.LittleEndian.Uint32(e[17:]))]
+}
+
+// balances decodes the balances, for a page other than the default.
+func (e entry) balances() storage.Balances {
+	i := e.bodyStart() + int(binary.LittleEndian.Uint32(e[17:]))
+	b := storage.Balances{Known: e.known()}
+	b.Native.SetBytes32(e[i : i+nativeLen])
+	rest := e[i+nativeLen:]
+	b.Tokens = make([]storage.TokenBalance, len(rest)/tokenLen)
+	for j := range b.Tokens {
+		t := rest[j*tokenLen:]
+		b.Tokens[j].Contract = common.Address(t[:common.AddressLength])
+		b.Tokens[j].Amount.SetBytes32(t[common.AddressLength:tokenLen])
+	}
+	return b
+}
+
+func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
+	h := fnv.New64a()
+	nb := b.Native.Bytes32()
+	h.Write(nb[:])
+	for _, t := range b.Tokens {
+		h.Write(t.Contract[:])
+		tb := t.Amount.Bytes32()
+		h.Write(tb[:])
+	}
+	body := appendBalances(nil, &b, defaultPage)
+	size := entryHeader + len(body) + nativeLen + tokenLen*len(b.Tokens)
+	if a != (common.Address{}) {
+		size += addressLen
+	}
+	e := make(entry, entryHeader, size)
+	binary.LittleEndian.PutUint64(e, readAt)
+	binary.LittleEndian.PutUint64(e[8:], h.Sum64())
+	if b.Known {
+		e[16] |= entryKnown
+	}
+	if a != (common.Address{}) {
+		e[16] |= entryAddressed
+		e = appendEIP55(e, a)
+	}
+	binary.LittleEndian.PutUint32(e[17:], uint32(len(body)))
+	e = append(e, body...)
+	e = append(e, nb[:]...)
+	for _, t := range b.Tokens {
+		tb := t.Amount.Bytes32()
+		e = append(e, t.Contract[:]...)
+		e = append(e, tb[:]...)
+	}
+	return e
+}
+
+// cost is what an entry holds in the cache: its bytes and the cache's own
+// item for it.
+func (e entry) cost() int64 { return int64(cap(e)) + cacheItemBytes }
+
+// cacheItemBytes is ristretto's stored item (key hashes, value, expiry)
+// and its share of the policy's bookkeeping, per entry.
+const cacheItemBytes = 96
+
+// etagValue is an answer's ETag header value: allocated for the request,
+// as net/http writes the header after the handler has returned.
+type etagValue struct {
+	header [1]string
 	text   [maxETagLen]byte
 }
 
-// etagHeader returns the ETag of e's balances answered at block at.
-func (e *entry) etagHeader(at *blockInfo) []string {
-	c := e.etag.Load()
-	if c == nil || c.number != at.number {
-		c = &etagAt{number: at.number}
-		b := appendETag(c.text[:0], at.number, e.tag)
-		c.header[0] = unsafe.String(&c.text[0], len(b))
-		e.etag.Store(c)
-	}
-	return c.header[:] // its capacity is its length: an append never writes into it
+// etagHeader is the ETag of balances hashed to tag, answered at block number.
+func etagHeader(number, tag uint64) []string {
+	v := new(etagValue)
+	v.header[0] = unsafe.String(&v.text[0], len(appendETag(v.text[:0], number, tag)))
+	return v.header[:] // its capacity is its length: an append never writes into it
 }
 
 // DefaultCacheBytes bounds the cache unless SnapshotConfig says otherwise.
@@ -146,7 +228,7 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
 	}
-	cache, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+	cache, err := ristretto.NewCache(&ristretto.Config[string, entry]{
 		NumCounters: max(cfg.CacheBytes/100, 1000), // ~10× the entries that fit
 		MaxCost:     cfg.CacheBytes,
 		BufferItems: 64,
@@ -220,23 +302,36 @@ const (
 	fromSnapshot               // read from bbolt
 )
 
-// lookup returns the balances of a, the view they are answered at, and
-// where they came from; v is nil when no block has been applied yet. key is
-// a's 20 bytes as a string, for the cache lookup only (ristretto hashes it
-// and keeps nothing of it): the caller may lend memory it reuses.
-func (s *Snapshot) lookup(a common.Address, key string) (e *entry, v *view, src source, err error) {
-	v = s.view.Load()
-	if v == nil {
-		return nil, nil, fromBloom, nil
-	}
-	s.mu.RLock()
-	known := s.bloom.Test(a[:])
-	s.mu.RUnlock()
-	if !known {
-		return v.unknown, v, fromBloom, nil
-	}
-	if e, hit := s.cache.Get(key); hit {
-		return e, v, fromCache, nil
+// lookup returns the balances of a, the view they are true at, and where
+// they came from; v is nil when no block has been applied yet. key is a's
+// 20 bytes as a string, for the cache lookup only (ristretto hashes it and
+// keeps nothing of it): the caller may lend memory it reuses.
+//
+// A cached entry is true at every block from the one it was read at to the
+// published view (OnApplied drops it before publishing a block that changes
+// it), so it is answered at v, the view loaded before the cache was asked.
+// An entry read at a later block than v was cached after a block landed
+// meanwhile: the lookup starts again at the newer view, once, and then
+// reads the snapshot, whose answer names the block it read.
+func (s *Snapshot) lookup(a common.Address, key string) (e entry, v *view, src source, err error) {
+	for again := true; ; again = false {
+		v = s.view.Load()
+		if v == nil {
+			return nil, nil, fromBloom, nil
+		}
+		s.mu.RLock()
+		known := s.bloom.Test(a[:])
+		s.mu.RUnlock()
+		if !known {
+			return v.unknown, v, fromBloom, nil
+		}
+		e, hit := s.cache.Get(key)
+		if hit && e.readAt() <= v.block.number {
+			return e, v, fromCache, nil
+		}
+		if !hit || !again {
+			break
+		}
 	}
 	e, v, err = s.fill(a)
 	return e, v, fromSnapshot, err
@@ -245,7 +340,7 @@ func (s *Snapshot) lookup(a common.Address, key string) (e *entry, v *view, src 
 // fill reads a from the store and caches it. Holding mu shared from before
 // the read until after the Set means a concurrent OnApplied either sees the
 // Set (and drops it if a changed) or the read sees its commit.
-func (s *Snapshot) fill(a common.Address) (*entry, *view, error) {
+func (s *Snapshot) fill(a common.Address) (entry, *view, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out [1]storage.Balances
@@ -262,36 +357,11 @@ func (s *Snapshot) fill(a common.Address) (*entry, *view, error) {
 		// The store committed a block OnApplied has not published yet:
 		// answer at the block read, and cache nothing.
 		v = newView(m)
-		return newEntry(a, out[0], v.block), v, nil
+		return newEntry(a, out[0], m.Trusted.Number), v, nil
 	}
-	e := newEntry(a, out[0], v.block)
+	e := newEntry(a, out[0], m.Trusted.Number)
 	s.cache.Set(string(a[:]), e, e.cost())
 	return e, v, nil
-}
-
-func newEntry(a common.Address, b storage.Balances, at *blockInfo) *entry {
-	h := fnv.New64a()
-	nb := b.Native.Bytes32()
-	h.Write(nb[:])
-	for _, t := range b.Tokens {
-		h.Write(t.Contract[:])
-		tb := t.Amount.Bytes32()
-		h.Write(tb[:])
-	}
-	e := &entry{balances: b, readAt: at, tag: h.Sum64()}
-	if a != (common.Address{}) {
-		e.address = unsafe.String(&e.text[0], len(appendEIP55(e.text[:0], a)))
-	}
-	e.body = appendBalances(e.text[addressLen:addressLen], &b, defaultPage) // moves out when longer than inlineBody
-	return e
-}
-
-func (e *entry) cost() int64 {
-	c := int64(unsafe.Sizeof(*e)) + int64(len(e.balances.Tokens))*int64(unsafe.Sizeof(storage.TokenBalance{}))
-	if cap(e.body) > inlineBody {
-		c += int64(cap(e.body))
-	}
-	return c
 }
 
 // readMany reads accounts in one consistent transaction (the batch route).
