@@ -280,31 +280,22 @@ func header(h http.Header, canonicalKey string) string {
 
 // nonceCache remembers accepted (client, nonce) pairs for as long as a
 // replay could pass the timestamp check: a request signed at ts is fresh
-// until ts+window, so its pair is kept through that second. Pairs are kept
-// as seeded 64-bit hashes (an honest request is mistaken for a replay with
-// probability under 16/2^64) in a table allocated once, of two slots per
-// pair of the bound: each pair goes to the less full of the two buckets its
-// hash picks, and a slot whose pair has expired is free again. So nothing
-// is ever swept (no request waits for a second's worth of deletions), a
-// request costs two bucket reads, and memory is fixed at 24 bytes a pair of
-// the bound. A request whose two buckets are both full of fresh pairs is
-// refused (overloaded) rather than remembered badly; with two choices that
-// happens only past the bound (TestNonceCacheHoldsItsBound). With clocks in
-// sync a pair is held about one window, so the default 2Mi pairs keep up
-// with ~70k signed requests/s under the default 30 s window.
+// until ts+window, so its pair is forgotten in the first second after that.
+// Pairs are kept as seeded 64-bit hashes (an honest request is mistaken for
+// a replay with probability pairs/2^64) in one set, with a ring of
+// per-second lists saying what expires when. Memory is bounded by max pairs
+// (~46 bytes each, BenchmarkNonceCacheBytesPerPair): when full, new
+// requests are refused (overloaded) rather than remembered badly. With
+// clocks in sync a pair is held about one window, so the default 2Mi pairs
+// keep up with ~70k signed requests/s under the default 30 s window.
 type nonceCache struct {
 	mu      sync.Mutex
 	seed    maphash.Seed
 	window  int64 // seconds
-	buckets []nonceBucket
-}
-
-// nonceSlots is the pairs a bucket holds: 96 bytes, a cache line and a half.
-const nonceSlots = 8
-
-type nonceBucket struct {
-	keys    [nonceSlots]uint64
-	expires [nonceSlots]uint32 // Unix second through which the pair is kept; 0: never used
+	max     int
+	seen    map[uint64]struct{}
+	expires [][]uint64 // by expiry second modulo its length
+	swept   int64      // every pair expiring before this second is gone
 }
 
 // DefaultMaxNonces bounds the replay cache.
@@ -315,7 +306,8 @@ func newNonceCache(window time.Duration, max int) *nonceCache {
 		max = DefaultMaxNonces
 	}
 	w := int64((window + time.Second - 1) / time.Second)
-	return &nonceCache{seed: maphash.MakeSeed(), window: w, buckets: make([]nonceBucket, (2*max+nonceSlots-1)/nonceSlots)}
+	// Expiry seconds of fresh requests lie within [now, now+2·window].
+	return &nonceCache{seed: maphash.MakeSeed(), window: w, max: max, seen: map[uint64]struct{}{}, expires: make([][]uint64, 2*w+2)}
 }
 
 var errNonceCacheFull = &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", Message: "too many recent requests to remember their nonces", RetryAfter: 1}
@@ -329,43 +321,45 @@ func (n *nonceCache) add(clientID, nonce string, ts int64, now time.Time) (bool,
 	h.WriteByte(0)
 	h.WriteString(nonce)
 	key := h.Sum64()
-	// The buckets, from the low and the high half of the hash.
-	count := uint64(len(n.buckets))
-	b1 := &n.buckets[uint64(uint32(key))*count>>32]
-	b2 := &n.buckets[(key>>32)*count>>32]
-	sec := uint32(now.Unix()) // Unix seconds fit until 2106
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	held1, free1, n1 := b1.scan(key, sec)
-	held2, free2, n2 := b2.scan(key, sec)
-	if held1 || held2 {
-		return false, nil
-	}
-	b, free := b1, free1
-	if n2 < n1 {
-		b, free = b2, free2
-	}
-	if free < 0 {
+	n.sweep(now.Unix())
+	if len(n.seen) >= n.max {
+		if _, ok := n.seen[key]; ok {
+			return false, nil
+		}
 		return false, errNonceCacheFull
 	}
-	b.keys[free], b.expires[free] = key, uint32(ts+n.window)
+	before := len(n.seen)
+	n.seen[key] = struct{}{} // one hash lookup: the length says whether it was there
+	if len(n.seen) == before {
+		return false, nil
+	}
+	slot := &n.expires[(ts+n.window)%int64(len(n.expires))]
+	*slot = append(*slot, key)
 	return true, nil
 }
 
-// scan reports whether b holds key at second now, a free slot of b (-1 if
-// none) and how many pairs b holds.
-func (b *nonceBucket) scan(key uint64, now uint32) (held bool, free, pairs int) {
-	free = -1
-	for i, exp := range b.expires {
-		if exp < now {
-			if free < 0 {
-				free = i
-			}
-			continue
-		}
-		pairs++
-		held = held || b.keys[i] == key
+// sweep forgets every pair that expired before second now.
+func (n *nonceCache) sweep(now int64) {
+	if now-n.swept >= int64(len(n.expires)) { // idle for longer than the ring: all expired
+		clear(n.seen)
+		clear(n.expires)
+		n.swept = now
+		return
 	}
-	return held, free, pairs
+	for ; n.swept < now; n.swept++ {
+		slot := &n.expires[n.swept%int64(len(n.expires))]
+		for _, k := range *slot {
+			delete(n.seen, k)
+		}
+		*slot = nil
+	}
+}
+
+func (n *nonceCache) len() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.seen)
 }

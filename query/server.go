@@ -52,7 +52,7 @@ type Config struct {
 	Clients *Clients
 	// SignatureWindow: how far X-Timestamp may be from the clock; default 30s.
 	SignatureWindow time.Duration
-	// MaxNonces sizes the replay cache; default DefaultMaxNonces (2Mi pairs, 48 MB).
+	// MaxNonces bounds the replay cache; default DefaultMaxNonces (2Mi pairs, ≤ ~100 MB).
 	MaxNonces int
 	// MaxInFlight caps requests served at once; past it, 503 overloaded.
 	MaxInFlight int

@@ -87,7 +87,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&cfg.CORSOrigins, "cors-origins", "", "exact browser origins allowed, comma-separated (scheme://host[:port])")
 		fs.StringVar(&cfg.TrustProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated")
 		fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 512, "requests served at once; past it, 503 overloaded")
-		fs.IntVar(&cfg.MaxNonces, "max-nonces", query.DefaultMaxNonces, "(client, nonce) pairs the replay cache has room for (24 bytes each, allocated at start); past it, 503 overloaded")
+		fs.IntVar(&cfg.MaxNonces, "max-nonces", query.DefaultMaxNonces, "(client, nonce) pairs the replay cache holds (~46 bytes each); past it, 503 overloaded")
 		fs.IntVar(&cfg.CacheMB, "cache-mb", query.DefaultCacheBytes>>20, "MiB of rendered answers the balance cache holds (~390 bytes an account with one token)")
 		fs.BoolVar(&cfg.AccessLog, "access-log", true, "one log line per query request")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", 2*time.Minute, "status reports stale when the trusted block is older")
