@@ -162,8 +162,9 @@ func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
 		h.Write(tb[:])
 	}
 	body := appendBalances(nil, &b, defaultPage)
+	addressed := a != (common.Address{})
 	size := entryHeader + len(body) + nativeLen + tokenLen*len(b.Tokens)
-	if a != (common.Address{}) {
+	if addressed {
 		size += addressLen
 	}
 	e := make(entry, entryHeader, size)
@@ -172,7 +173,7 @@ func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
 	if b.Known {
 		e[16] |= entryKnown
 	}
-	if a != (common.Address{}) {
+	if addressed {
 		e[16] |= entryAddressed
 		e = appendEIP55(e, a)
 	}
@@ -314,7 +315,7 @@ const (
 // meanwhile: the lookup starts again at the newer view, once, and then
 // reads the snapshot, whose answer names the block it read.
 func (s *Snapshot) lookup(a common.Address, key string) (e entry, v *view, src source, err error) {
-	for again := true; ; again = false {
+	for range 2 {
 		v = s.view.Load()
 		if v == nil {
 			return nil, nil, fromBloom, nil
@@ -326,11 +327,11 @@ func (s *Snapshot) lookup(a common.Address, key string) (e entry, v *view, src s
 			return v.unknown, v, fromBloom, nil
 		}
 		e, hit := s.cache.Get(key)
-		if hit && e.readAt() <= v.block.number {
-			return e, v, fromCache, nil
-		}
-		if !hit || !again {
+		if !hit {
 			break
+		}
+		if e.readAt() <= v.block.number {
+			return e, v, fromCache, nil
 		}
 	}
 	e, v, err = s.fill(a)
@@ -352,14 +353,13 @@ func (s *Snapshot) fill(a common.Address) (entry, *view, error) {
 	if !out[0].Known {
 		s.unknownReads.Add(1)
 	}
+	e := newEntry(a, out[0], m.Trusted.Number)
 	v := s.view.Load()
 	if v == nil || v.meta.Trusted.Number != m.Trusted.Number {
 		// The store committed a block OnApplied has not published yet:
 		// answer at the block read, and cache nothing.
-		v = newView(m)
-		return newEntry(a, out[0], m.Trusted.Number), v, nil
+		return e, newView(m), nil
 	}
-	e := newEntry(a, out[0], m.Trusted.Number)
 	s.cache.Set(string(a[:]), e, e.cost())
 	return e, v, nil
 }
