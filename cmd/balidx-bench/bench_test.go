@@ -10,11 +10,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,5 +217,45 @@ func TestFlagsRefused(t *testing.T) {
 		if err := run(context.Background(), args, io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("%v: %v, want an error naming %s", args, err, args[0])
 		}
+	}
+}
+
+// wrk's threads load the server together: no request arrives before the
+// last thread has read its file, here a large one that takes its init
+// about a second (the first thread's is small).
+func TestWrkThreadsStartTogether(t *testing.T) {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("wrk not installed (make bench installs it)")
+	}
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "requests")
+	var early, all atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		all.Add(1)
+		if _, err := os.Stat(prefix + ".ready"); err != nil {
+			early.Add(1)
+		}
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for thread, n := range []int{100, 300_000} {
+		var b bytes.Buffer
+		for i := range n {
+			b.Write(plainGet(host, fmt.Sprintf("/%d/%d", thread, i)))
+			b.WriteByte(0)
+		}
+		if err := os.WriteFile(prefix+"."+strconv.Itoa(thread), b.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := runWrk(context.Background(), dir, srv.URL, prefix, 4, time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.Load() == 0 || r.rps == 0 {
+		t.Fatalf("no load: %d requests, %v req/s", all.Load(), r.rps)
+	}
+	if early.Load() > 0 {
+		t.Errorf("%d of %d requests arrived before the last thread was ready", early.Load(), all.Load())
 	}
 }
