@@ -93,29 +93,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	b := &bench{dir: dir, cfg: cfg, out: out}
 	accounts := genesisAccounts(cfg.accounts)
-	// geth initialises its genesis (about 1.5 min a million here) while
-	// balidx builds its snapshot and warms its caches; every server goes
-	// idle before the first measurement.
 	var gethDev, gethState *proc
-	var gethStart errgroup.Group
-	defer func() {
-		cancel() // an error elsewhere ends geth's start at once
-		gethStart.Wait()
-		for _, p := range []*proc{gethState, gethDev} {
-			if p != nil {
-				p.stop()
-			}
-		}
-	}()
 	if cfg.geth != "" {
-		fmt.Fprintf(out, "geth: initialising a genesis of %d accounts in the background…\n", len(accounts))
-		gethStart.Go(func() (err error) {
-			if gethState, err = startGethWithGenesis(ctx, cfg.geth, filepath.Join(dir, "geth-state"), accounts); err != nil {
-				return err
-			}
-			gethDev, err = startGethDev(ctx, cfg.geth, filepath.Join(dir, "geth-dev"))
+		fmt.Fprintf(out, "geth: initialising a genesis of %d accounts (about 1.5 min a million here)…\n", len(accounts))
+		if gethState, err = startGethWithGenesis(ctx, cfg.geth, filepath.Join(dir, "geth-state"), accounts); err != nil {
 			return err
-		})
+		}
+		defer gethState.stop()
+		if gethDev, err = startGethDev(ctx, cfg.geth, filepath.Join(dir, "geth-dev")); err != nil {
+			return err
+		}
+		defer gethDev.stop()
 	}
 	fmt.Fprintf(out, "balidx: building a snapshot of the same %d accounts…\n", len(accounts))
 	snapshot := filepath.Join(dir, "snapshot.db")
@@ -175,12 +163,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "balidx: warming the second tier's cache with all %d accounts…\n", len(all))
 	if err := warmUp(ctx, nodeAll.host, all); err != nil {
-		return err
-	}
-	if cfg.geth != "" {
-		fmt.Fprintln(out, "geth: waiting for the genesis…")
-	}
-	if err := gethStart.Wait(); err != nil {
 		return err
 	}
 	for _, p := range servers {
