@@ -17,8 +17,16 @@ import (
 func TestReloadOnSignal(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "clients.yaml")
+	// Each version is renamed into place, as an operator's tools do: the
+	// second of two signals is taken before its reload has read the file,
+	// and that reload must read one whole version or the next, not a
+	// truncated one (an empty file is a valid one, without clients).
 	write := func(s string) {
-		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+		tmp := file + ".new"
+		if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, file); err != nil {
 			t.Fatal(err)
 		}
 	}
