@@ -153,14 +153,6 @@ func (e entry) balances() storage.Balances {
 }
 
 func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
-	h := fnv.New64a()
-	nb := b.Native.Bytes32()
-	h.Write(nb[:])
-	for _, t := range b.Tokens {
-		h.Write(t.Contract[:])
-		tb := t.Amount.Bytes32()
-		h.Write(tb[:])
-	}
 	body := appendBalances(nil, &b, defaultPage)
 	addressed := a != (common.Address{})
 	size := entryHeader + len(body) + nativeLen + tokenLen*len(b.Tokens)
@@ -169,7 +161,6 @@ func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
 	}
 	e := make(entry, entryHeader, size)
 	binary.LittleEndian.PutUint64(e, readAt)
-	binary.LittleEndian.PutUint64(e[8:], h.Sum64())
 	if b.Known {
 		e[16] |= entryKnown
 	}
@@ -179,12 +170,17 @@ func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
 	}
 	binary.LittleEndian.PutUint32(e[17:], uint32(len(body)))
 	e = append(e, body...)
+	balancesAt := len(e)
+	nb := b.Native.Bytes32()
 	e = append(e, nb[:]...)
 	for _, t := range b.Tokens {
 		tb := t.Amount.Bytes32()
 		e = append(e, t.Contract[:]...)
 		e = append(e, tb[:]...)
 	}
+	h := fnv.New64a()
+	h.Write(e[balancesAt:]) // the ETag's hash is of the balances in binary
+	binary.LittleEndian.PutUint64(e[8:], h.Sum64())
 	return e
 }
 
