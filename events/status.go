@@ -92,10 +92,14 @@ func (b *StatusBoard) Get(ctx context.Context, chainID uint64) (*IndexerStatus, 
 	return &s, nil
 }
 
-// Watch calls fn with every status stored for chainID until ctx ends.
+// Watch calls fn with every status stored for chainID until ctx ends, and
+// then returns nil, also when ctx ends while the watch starts.
 func (b *StatusBoard) Watch(ctx context.Context, chainID uint64, fn func(IndexerStatus)) error {
 	w, err := b.kv.Watch(ctx, strconv.FormatUint(chainID, 10))
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("watch indexer status: %w", err)
 	}
 	defer w.Stop()

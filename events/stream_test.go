@@ -108,3 +108,18 @@ func TestStatusBoard(t *testing.T) {
 		t.Fatalf("got %+v, %v, want %+v", got, err, want)
 	}
 }
+
+// A watch ended while it starts ends as one ended later does: without an
+// error (a process stopped early must not report a failure).
+func TestStatusWatchEndedWhileStarting(t *testing.T) {
+	js, _ := mustJetStream(t)
+	b, err := NewStatusBoard(context.Background(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Watch(ctx, 9, func(IndexerStatus) { t.Error("a status from an ended watch") }); err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+}
