@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.geth, "geth", "bin/geth", "geth binary for the eth_getBalance baselines (empty: skip them)")
 	fs.IntVar(&cfg.accounts, "accounts", 1_000_000, "accounts in the genesis geth and balidx both hold (queried at random)")
 	fs.DurationVar(&cfg.duration, "duration", 4*time.Second, "each wrk run")
-	fs.IntVar(&cfg.runs, "runs", 5, "passes over every target (medians are reported)")
+	fs.IntVar(&cfg.runs, "runs", 3, "passes over every target (medians are reported)")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses, and one of the bare handler to FILE.bare (their pprof; -duration under 10s)")
 	fs.StringVar(&cfg.plot, "plot", "", "also write an SVG of p99 latency against throughput at rising load")
@@ -93,22 +93,29 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	b := &bench{dir: dir, cfg: cfg, out: out}
 	accounts := genesisAccounts(cfg.accounts)
-	var gethDev, gethState *proc
+	// balidx's snapshot is written while geth initialises its genesis: one
+	// core does the first, and geth's init leaves about half a core idle.
+	fmt.Fprintf(out, "balidx: building a snapshot of %d accounts…\n", len(accounts))
+	snapshot := filepath.Join(dir, "snapshot.db")
+	var gethState *proc
+	prepared := make(chan error, 1)
+	go func() { prepared <- buildStore(snapshot, accounts) }()
 	if cfg.geth != "" {
-		fmt.Fprintf(out, "geth: initialising a genesis of %d accounts (about 1.5 min a million here)…\n", len(accounts))
-		if gethState, err = startGethWithGenesis(ctx, cfg.geth, filepath.Join(dir, "geth-state"), accounts); err != nil {
-			return err
+		fmt.Fprintf(out, "geth: initialising a genesis of the same accounts (about 1.5 min a million here)…\n")
+		gethState, err = startGethWithGenesis(ctx, cfg.geth, filepath.Join(dir, "geth-state"), accounts)
+		if gethState != nil {
+			defer gethState.stop()
 		}
-		defer gethState.stop()
+	}
+	if err := errors.Join(err, <-prepared); err != nil {
+		return err
+	}
+	var gethDev *proc
+	if cfg.geth != "" {
 		if gethDev, err = startGethDev(ctx, cfg.geth, filepath.Join(dir, "geth-dev")); err != nil {
 			return err
 		}
 		defer gethDev.stop()
-	}
-	fmt.Fprintf(out, "balidx: building a snapshot of the same %d accounts…\n", len(accounts))
-	snapshot := filepath.Join(dir, "snapshot.db")
-	if err := buildStore(snapshot, accounts); err != nil {
-		return err
 	}
 	var servers []*proc
 	defer func() {
