@@ -3,7 +3,6 @@ package storage
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"os"
 	"testing"
 
 	"github.com/balidx/balidx/events"
@@ -75,28 +74,4 @@ func benchmarkApply(b *testing.B, blocksPerBatch int) {
 		}
 	}
 	b.ReportMetric(float64(b.N*blocksPerBatch*perBlock)/b.Elapsed().Seconds(), "changes/s")
-}
-
-// BenchmarkSnapshotBytesPerAccount measures the bbolt file for 1,000,000
-// accounts holding a native and a token balance each.
-func BenchmarkSnapshotBytesPerAccount(b *testing.B) {
-	const accounts = 1_000_000
-	for b.Loop() {
-		s := mustStore(b, 1)
-		token := common.Address{0xaa}
-		changes := make([]events.Change, 0, 2*accounts)
-		for i := range accounts {
-			changes = append(changes,
-				events.Change{Account: benchAccount(i), Asset: events.NativeAsset, Post: *uint256.NewInt(uint64(i) + 1)},
-				events.Change{Account: benchAccount(i), Asset: token, Post: *uint256.NewInt(7)})
-		}
-		if _, err := s.Apply([]Block{blk(0, 1, changes...)}); err != nil {
-			b.Fatal(err)
-		}
-		fi, err := os.Stat(s.Path())
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(fi.Size())/accounts, "bytes/account")
-	}
 }

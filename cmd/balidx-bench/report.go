@@ -169,10 +169,7 @@ func (s *summary) addGoBench(file string) error {
 	}
 	add("handler chain for a signed cached answer, ns (no network)", "BalanceSignedCacheHit ns/op", "", 0)
 	add("the same, drawn at random from 100k cached accounts (CPU caches missed), ns", "BalanceSignedHotSet ns/op", "", 0)
-	snapshot, ok1 := get("SnapshotBytesPerAccount bytes/account")
-	bloom, ok2 := get("BloomRebuild bytes/account")
-	if ok1 && ok2 {
-		s.add("snapshot file, MB per million accounts (mapped)", snapshot, "", 0)
+	if bloom, ok := get("BloomRebuild bytes/account"); ok {
 		s.add("Bloom filter, MB per million accounts", bloom, "", 0)
 		s.add("cache bound, MB (whatever the count)", 64, "", 0)
 	}
