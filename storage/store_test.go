@@ -3,10 +3,12 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"math/big"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/balidx/balidx/events"
 	"github.com/ethereum/go-ethereum/common"
@@ -257,5 +259,37 @@ func TestApplyCorrection(t *testing.T) {
 	next := Block{ChainID: 1, Block: events.Block{Number: 2, Hash: common.Hash{0xef}, ParentHash: other.Hash}, LastSeq: 4}
 	if _, err := s.Apply([]Block{next}); err != nil {
 		t.Fatalf("the block after the correction: %v", err)
+	}
+}
+
+// A commit that grows the file must not wait for the reads in progress: a
+// remap of the file would, until they end.
+func TestCommitDoesNotWaitForReads(t *testing.T) {
+	s := mustStore(t, 1)
+	if _, err := s.Apply([]Block{blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(1)})}); err != nil {
+		t.Fatal(err)
+	}
+	read, err := s.db.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer read.Rollback()
+	changes := make([]events.Change, 50_000) // ~5 MB: far past bbolt's first mapping (32 KiB)
+	for i := range changes {
+		changes[i] = events.Change{Account: common.BigToAddress(big.NewInt(int64(i) + 1<<40)), Asset: events.NativeAsset, Post: u(1)}
+	}
+	applied := make(chan error, 1)
+	go func() {
+		_, err := s.Apply([]Block{blk(1, 2, changes...)})
+		applied <- err
+	}()
+	select {
+	case err := <-applied:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute): // a deadlock check, not a timing: it waits for the read forever
+		read.Rollback()
+		t.Fatalf("the commit waited for a read in progress (err after the read ended: %v)", <-applied)
 	}
 }

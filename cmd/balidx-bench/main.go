@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("balidx-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.geth, "geth", "bin/geth", "geth binary for the eth_getBalance baselines (empty: skip them)")
 	fs.IntVar(&cfg.accounts, "accounts", 1_000_000, "accounts in the genesis geth and balidx both hold (queried at random)")
-	fs.DurationVar(&cfg.duration, "duration", 4*time.Second, "each wrk run")
+	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "each wrk run")
 	fs.IntVar(&cfg.runs, "runs", 3, "passes over every target (medians are reported)")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses, and one of the bare handler to FILE.bare (their pprof; -duration under 10s)")

@@ -8,14 +8,14 @@ import (
 	"time"
 )
 
-// latencyVsLoad runs wrk for 2 s at rising connection counts against each
+// latencyVsLoad runs wrk for 1 s at rising connection counts against each
 // target and writes an SVG of p99 latency against achieved throughput.
 func latencyVsLoad(ctx context.Context, b *bench, targets []*target, file string) error {
 	conns := []int{2, 8, 32, 64, 128, 256}
 	series := make([][]result, len(targets))
 	for i, t := range targets {
 		for _, c := range conns {
-			r, err := b.measure(ctx, t, c, 2*time.Second)
+			r, err := b.measure(ctx, t, c, time.Second)
 			if err != nil {
 				return fmt.Errorf("%s at %d connections: %w", t.name, c, err)
 			}
