@@ -165,8 +165,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := warmUp(ctx, nodeAll.host, all); err != nil {
 		return err
 	}
-	for _, p := range servers {
-		if err := p.waitIdle(ctx, time.Now().Add(time.Minute)); err != nil {
+	idle := slices.Clone(servers)
+	if cfg.geth != "" {
+		idle = append(idle, gethState, gethDev)
+	}
+	for _, p := range idle {
+		if err := p.waitIdle(ctx, time.Now().Add(5*time.Minute)); err != nil {
 			return err
 		}
 	}

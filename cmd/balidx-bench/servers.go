@@ -196,11 +196,11 @@ func startGethDev(ctx context.Context, bin, dir string) (*proc, error) {
 }
 
 // startGethWithGenesis initialises geth with a genesis of the accounts and
-// serves it (no consensus client: the state is the genesis), once it has
-// built its state snapshot. The hash scheme, not geth's default path: path
-// is ready ~40 s sooner but starts cold (6k, then 10k and 13k req/s over
-// three passes, p99 up to 490 ms), where hash, having read its whole state
-// to build the snapshot, answers at one steady rate from the first pass.
+// serves it (no consensus client: the state is the genesis). The hash
+// scheme, not geth's default path: path is ready ~40 s sooner but starts
+// cold (6k, then 10k and 13k req/s over three passes, p99 up to 490 ms),
+// where hash, having read its whole state to build its snapshot, answers
+// at one steady rate from the first pass.
 func startGethWithGenesis(ctx context.Context, bin, dir string, accounts []account) (*proc, error) {
 	genesis := dir + ".json"
 	if err := writeGenesis(genesis, accounts); err != nil {
@@ -226,17 +226,18 @@ func startGeth(ctx context.Context, bin string, args ...string) (*proc, error) {
 		return nil, err
 	}
 	g := &proc{host: "127.0.0.1:" + strconv.Itoa(port), pid: cmd.Process.Pid, cmd: cmd}
-	if err := g.waitReady(ctx); err != nil {
+	if err := g.waitAnswer(ctx); err != nil {
 		g.stop()
 		return nil, err
 	}
 	return g, nil
 }
 
-// waitReady waits for an RPC answer, then for geth to go idle: after a
-// start it may build its state snapshot, which would take CPU from the
-// measurement.
-func (g *proc) waitReady(ctx context.Context) error {
+// waitAnswer waits for an RPC answer. geth on the 1M genesis then builds
+// its state snapshot (~25 s of one core), while balidx's snapshot is
+// written and its caches warmed: run waits for every server to go idle
+// before the first measurement.
+func (g *proc) waitAnswer(ctx context.Context) error {
 	url := "http://" + g.host
 	deadline := time.Now().Add(5 * time.Minute)
 	hc := &http.Client{Timeout: 5 * time.Second}
@@ -244,14 +245,13 @@ func (g *proc) waitReady(ctx context.Context) error {
 		resp, err := hc.Post(url, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}`))
 		if err == nil {
 			resp.Body.Close()
-			break
+			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("geth did not answer: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return g.waitIdle(ctx, deadline)
 }
 
 func tail(b []byte) string {
