@@ -1,7 +1,7 @@
 # balidx — see README.md. `make run` shows it working; `make test` is what CI runs.
 GO      ?= go
 BIN     := bin/balidx
-# geth, at the version the tool directive in go.mod pins (~4 min to build cold).
+# geth, at the version the tool directive in go.mod pins (3.5–4 min to build cold).
 # Built with -pgo=off: its default.pgo is a 53 ms profile of the EVM
 # interpreter, and with it only core/vm.(*EVM).execUntraced compiles
 # differently (compared symbol by symbol), but no package geth compiles
@@ -51,8 +51,7 @@ e2e: $(GETH)
 # each server in a process of its own, the attack run and the latency plot;
 # ends with one summary table of every ratio against its target. geth and
 # balidx-bench are built in one go command: its two workers then fill each
-# other's gaps (both in 4 min 18 s from an empty cache, geth alone in as
-# long). The Go benchmarks skip vet (make vet runs it): vet's facts for
+# other's gaps (both took as long as geth alone, from an empty cache). The Go benchmarks skip vet (make vet runs it): vet's facts for
 # every package geth's code imports took ~45 s on a fresh machine. Every
 # command runs without cgo, as geth is built, so that they share packages.
 bench: export CGO_ENABLED := 0
