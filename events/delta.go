@@ -15,8 +15,13 @@ import (
 	"github.com/holiman/uint256"
 )
 
-// Version is the BlockDelta format version this build writes and reads.
-const Version = 1
+// Version is the BlockDelta format version this build writes. Version 2
+// added Withheld; this build reads versions 1 and 2 (a version 1 message
+// is a version 2 message without Withheld).
+const Version = 2
+
+// oldestVersion is the oldest format version this build reads.
+const oldestVersion = 1
 
 // Limits of the format. A message outside them is refused as ErrTooLarge.
 const (
@@ -69,7 +74,44 @@ type BlockDelta struct {
 	Part    int       `json:"part"`
 	Parts   int       `json:"parts"`
 	Changes []Change  `json:"changes"`
+	// Withheld, on a block's first part, lists the tokens whose balances
+	// are withheld from this block on: the indexer cannot keep them exact
+	// (Reason says why) and publishes no more changes of them.
+	Withheld []Withheld `json:"withheld,omitempty"`
 }
+
+// Withheld names a token whose balances are not served, and why.
+type Withheld struct {
+	Asset  common.Address `json:"asset"`
+	Reason Reason         `json:"reason"`
+}
+
+// Reason says why a token's balances are withheld.
+type Reason string
+
+// The reasons a token is withheld (FORMAT.md, API.md).
+const (
+	// TimeDependent: balanceOf reads the block's environment (its time,
+	// number, …) or native balances, so that balances change with no
+	// storage write the indexer could see (interest-bearing tokens).
+	TimeDependent Reason = "time_dependent"
+	// TooManyHolders: a change of state every holder's balance depends on
+	// (a rebase) would need more holders re-read than the refresh ceiling.
+	TooManyHolders Reason = "too_many_holders"
+	// Unreadable: balanceOf reverted or did not answer one 32-byte word.
+	Unreadable Reason = "unreadable"
+	// UnsupportedLayout: balanceOf reads holder storage the indexer cannot
+	// attribute to a holder (a slot derived from the holder through more
+	// than one mapping level).
+	UnsupportedLayout Reason = "unsupported_layout"
+	// Inconsistent: the applier found a change whose pre amount disagrees
+	// with its snapshot, so earlier amounts of the token were not exact.
+	// Set by the applier, never published.
+	Inconsistent Reason = "inconsistent"
+)
+
+// Reasons lists every Reason, in a fixed order (storage codes index it).
+var Reasons = []Reason{TimeDependent, TooManyHolders, Unreadable, UnsupportedLayout, Inconsistent}
 
 // BlockRef names a block.
 type BlockRef struct {
@@ -90,9 +132,10 @@ func (d *BlockDelta) MsgID() string {
 }
 
 // Split cuts the changes of one block into parts of at most
-// MaxChangesPerPart changes. A block without changes still yields one part:
-// every trusted block is published, so that continuity can be checked.
-func Split(chainID uint64, b Block, changes []Change) []BlockDelta {
+// MaxChangesPerPart changes, withheld on the first. A block without changes
+// still yields one part: every trusted block is published, so that
+// continuity can be checked.
+func Split(chainID uint64, b Block, changes []Change, withheld []Withheld) []BlockDelta {
 	parts := (len(changes) + MaxChangesPerPart - 1) / MaxChangesPerPart
 	if parts == 0 {
 		parts = 1
@@ -103,6 +146,7 @@ func Split(chainID uint64, b Block, changes []Change) []BlockDelta {
 		hi := min(lo+MaxChangesPerPart, len(changes))
 		out[i] = BlockDelta{Version: Version, ChainID: chainID, Block: b, Part: i + 1, Parts: parts, Changes: changes[lo:hi]}
 	}
+	out[0].Withheld = withheld
 	return out
 }
 
@@ -148,8 +192,8 @@ func Decode(data []byte) (*BlockDelta, error) {
 	if probe.Version == nil {
 		return nil, fmt.Errorf("%w: no version", ErrInvalidDelta)
 	}
-	if *probe.Version != Version {
-		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrUnsupportedVersion, *probe.Version, Version)
+	if *probe.Version < oldestVersion || *probe.Version > Version {
+		return nil, fmt.Errorf("%w: %d (this build reads %d to %d)", ErrUnsupportedVersion, *probe.Version, oldestVersion, Version)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -165,8 +209,14 @@ func Decode(data []byte) (*BlockDelta, error) {
 
 func (d *BlockDelta) validate() error {
 	switch {
-	case d.Version != Version:
+	case d.Version < oldestVersion || d.Version > Version:
 		return fmt.Errorf("%w: %d", ErrUnsupportedVersion, d.Version)
+	case d.Version < 2 && len(d.Withheld) > 0:
+		return fmt.Errorf("%w: block %d: withheld tokens in a version %d message", ErrInvalidDelta, d.Number, d.Version)
+	case d.Part != 1 && len(d.Withheld) > 0:
+		return fmt.Errorf("%w: block %d: withheld tokens on part %d", ErrInvalidDelta, d.Number, d.Part)
+	case len(d.Withheld) > MaxChangesPerPart:
+		return fmt.Errorf("%w: block %d withholds %d tokens (max %d)", ErrTooLarge, d.Number, len(d.Withheld), MaxChangesPerPart)
 	case d.ChainID == 0:
 		return fmt.Errorf("%w: chain id 0", ErrInvalidDelta)
 	case d.Hash == (common.Hash{}):
@@ -179,6 +229,11 @@ func (d *BlockDelta) validate() error {
 		return fmt.Errorf("%w: block %d corrects a block without hash", ErrInvalidDelta, d.Number)
 	case len(d.Changes) > MaxChangesPerPart:
 		return fmt.Errorf("%w: block %d part %d has %d changes (max %d)", ErrTooLarge, d.Number, d.Part, len(d.Changes), MaxChangesPerPart)
+	}
+	for _, w := range d.Withheld {
+		if w.Asset == NativeAsset || !slices.Contains(Reasons, w.Reason) || w.Reason == Inconsistent {
+			return fmt.Errorf("%w: block %d withholds asset %s for reason %q", ErrInvalidDelta, d.Number, w.Asset.Hex(), w.Reason)
+		}
 	}
 	return nil
 }

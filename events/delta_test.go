@@ -26,6 +26,7 @@ func sampleDelta() BlockDelta {
 			Timestamp:  1700000000,
 		},
 		Part: 1, Parts: 1,
+		Withheld: []Withheld{{Asset: common.HexToAddress("0x00000000000000000000000000000000000000e1"), Reason: TimeDependent}},
 		Changes: []Change{
 			{Account: common.HexToAddress("0x742d35Cc6634C0532925a3b844Bc454e4438f44e"), Asset: NativeAsset, Pre: *uint256.NewInt(1000), Post: *uint256.NewInt(0)},
 			{Account: common.HexToAddress("0x00000000000000000000000000000000000000ff"), Asset: common.HexToAddress("0x5FbDB2315678afecb367f032d93F642f64180aa3"), Pre: *uint256.NewInt(0), Post: *max},
@@ -63,16 +64,35 @@ func checkGolden(t *testing.T, name string, d *BlockDelta) *BlockDelta {
 
 func TestGolden(t *testing.T) {
 	d := sampleDelta()
-	back := checkGolden(t, "delta-v1.golden.json", &d)
-	if back.Number != d.Number || back.Hash != d.Hash || len(back.Changes) != 2 || back.Changes[1].Post != d.Changes[1].Post || back.Changes[0].Asset != NativeAsset || back.From != nil {
+	back := checkGolden(t, "delta-v2.golden.json", &d)
+	if back.Number != d.Number || back.Hash != d.Hash || len(back.Changes) != 2 || back.Changes[1].Post != d.Changes[1].Post || back.Changes[0].Asset != NativeAsset || back.From != nil ||
+		len(back.Withheld) != 1 || back.Withheld[0] != d.Withheld[0] {
 		t.Fatalf("round trip: got %+v, want %+v", back, d)
+	}
+}
+
+// TestReadsVersion1 decodes what a version 1 writer published: streams
+// written before withheld tokens existed stay readable.
+func TestReadsVersion1(t *testing.T) {
+	for _, name := range []string{"delta-v1.golden.json", "correction-v1.golden.json"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := Decode(bytes.TrimSpace(data))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if d.Version != 1 || d.Number != 42 || len(d.Changes) != 2 || d.Withheld != nil {
+			t.Fatalf("%s: got %+v", name, d)
+		}
 	}
 }
 
 func TestGoldenCorrection(t *testing.T) {
 	d := sampleDelta()
 	d.From = &BlockRef{Number: 44, Hash: common.HexToHash("0x00000000000000000000000000000000000000000000000000000000000000ac")}
-	back := checkGolden(t, "correction-v1.golden.json", &d)
+	back := checkGolden(t, "correction-v2.golden.json", &d)
 	if back.From == nil || *back.From != *d.From {
 		t.Fatalf("round trip: %+v", back)
 	}
@@ -94,7 +114,13 @@ func TestDecodeRefuses(t *testing.T) {
 	}{
 		{"not json", "nope", ErrInvalidDelta},
 		{"no version", `{"chain_id":1}`, ErrInvalidDelta},
-		{"future version", strings.Replace(s, `"version":1`, `"version":2`, 1), ErrUnsupportedVersion},
+		{"future version", strings.Replace(s, `"version":2`, `"version":3`, 1), ErrUnsupportedVersion},
+		{"version 0", strings.Replace(s, `"version":2`, `"version":0`, 1), ErrUnsupportedVersion},
+		{"withheld in version 1", strings.Replace(s, `"version":2`, `"version":1`, 1), ErrInvalidDelta},
+		{"withheld on part 2", strings.Replace(strings.Replace(s, `"parts":1`, `"parts":2`, 1), `"part":1`, `"part":2`, 1), ErrInvalidDelta},
+		{"withheld native", strings.Replace(s, `"asset":"0x00000000000000000000000000000000000000e1"`, `"asset":"0x0000000000000000000000000000000000000000"`, 1), ErrInvalidDelta},
+		{"withheld inconsistent", strings.Replace(s, `"reason":"time_dependent"`, `"reason":"inconsistent"`, 1), ErrInvalidDelta},
+		{"withheld unknown reason", strings.Replace(s, `"reason":"time_dependent"`, `"reason":"stale"`, 1), ErrInvalidDelta},
 		{"unknown field", strings.Replace(s, `"part":1`, `"part":1,"extra":true`, 1), ErrInvalidDelta},
 		{"hex amount", strings.Replace(s, `"pre":"1000"`, `"pre":"0x3e8"`, 1), ErrInvalidDelta},
 		{"negative amount", strings.Replace(s, `"pre":"1000"`, `"pre":"-1"`, 1), ErrInvalidDelta},
@@ -119,7 +145,7 @@ func TestDecodeRefuses(t *testing.T) {
 
 func TestSplit(t *testing.T) {
 	changes := make([]Change, 2*MaxChangesPerPart+1)
-	parts := Split(1, Block{Number: 7, Hash: common.Hash{1}}, changes)
+	parts := Split(1, Block{Number: 7, Hash: common.Hash{1}}, changes, nil)
 	if len(parts) != 3 {
 		t.Fatalf("got %d parts, want 3", len(parts))
 	}
@@ -136,7 +162,7 @@ func TestSplit(t *testing.T) {
 	if total != len(changes) {
 		t.Fatalf("got %d changes, want %d", total, len(changes))
 	}
-	if empty := Split(1, Block{Number: 8, Hash: common.Hash{2}}, nil); len(empty) != 1 || empty[0].Parts != 1 {
+	if empty := Split(1, Block{Number: 8, Hash: common.Hash{2}}, nil, nil); len(empty) != 1 || empty[0].Parts != 1 {
 		t.Fatalf("empty block: got %+v, want one part", empty)
 	}
 }
@@ -147,7 +173,7 @@ func TestFullPartFitsMessageLimit(t *testing.T) {
 	for i := range changes {
 		changes[i] = Change{Account: common.Address{0xff}, Asset: common.Address{0xee}, Pre: *max, Post: *max}
 	}
-	p := Split(1, Block{Number: 1, Hash: common.Hash{1}}, changes)[0]
+	p := Split(1, Block{Number: 1, Hash: common.Hash{1}}, changes, nil)[0]
 	if _, err := Encode(&p); err != nil {
 		t.Fatalf("a full part of maximal amounts must fit: %v", err)
 	}

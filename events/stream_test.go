@@ -40,13 +40,13 @@ func TestPublishDedupAndConflict(t *testing.T) {
 	if err != nil || last != nil {
 		t.Fatalf("empty stream: got %v, %v", last, err)
 	}
-	b1 := Split(5, Block{Number: 1, Hash: common.Hash{1}}, nil)
+	b1 := Split(5, Block{Number: 1, Hash: common.Hash{1}}, nil, nil)
 	if err := p.Publish(ctx, b1); err != nil {
 		t.Fatal(err)
 	}
 	// A second publisher that missed block 1 must not append after it.
 	stale := &Publisher{js: js, stream: s, subject: Subject(5), lastSeq: 0}
-	b2 := Split(5, Block{Number: 2, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, nil)
+	b2 := Split(5, Block{Number: 2, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, nil, nil)
 	if err := stale.Publish(ctx, b2); !errors.Is(err, ErrPublishConflict) {
 		t.Fatalf("stale publisher: got %v, want ErrPublishConflict", err)
 	}

@@ -183,7 +183,7 @@ func (a *Applier) collect(cur **pending, msg events.Msg) (*pending, error) {
 		if d.Part != 1 {
 			return nil, fmt.Errorf("%w: stream seq %d is part %d of block %d without its first part", ErrDiscontinuity, msg.Seq, d.Part, d.Number)
 		}
-		p = &pending{block: Block{ChainID: d.ChainID, Block: d.Block, From: d.From}}
+		p = &pending{block: Block{ChainID: d.ChainID, Block: d.Block, From: d.From, Withheld: d.Withheld}}
 	} else if d.Number != p.block.Number || d.Hash != p.block.Hash || d.Part != len(p.msgs)+1 || d.Parts != p.msgs[0].Delta.Parts || (d.From == nil) != (p.block.From == nil) {
 		return nil, fmt.Errorf("%w: stream seq %d is block %d part %d/%d while block %d part %d/%d was expected",
 			ErrDiscontinuity, msg.Seq, d.Number, d.Part, d.Parts, p.block.Number, len(p.msgs)+1, p.msgs[0].Delta.Parts)

@@ -33,7 +33,7 @@ func publishBlocks(tb testing.TB, js jetstream.JetStream, s jetstream.Stream, fr
 			changes = []events.Change{{Account: alice, Asset: events.NativeAsset, Pre: u(n - 1), Post: u(n)}}
 		}
 		b := events.Block{Number: n, Hash: common.Hash{byte(n + 1)}, ParentHash: common.Hash{byte(n)}}
-		if err := pub.Publish(ctx, events.Split(1, b, changes)); err != nil {
+		if err := pub.Publish(ctx, events.Split(1, b, changes, nil)); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -150,14 +150,14 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 		}, ErrPoisonedStream},
 		{"pre disagrees", func(tb testing.TB, js jetstream.JetStream) {
 			d := events.Split(1, events.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}},
-				[]events.Change{{Account: alice, Asset: events.NativeAsset, Pre: u(999), Post: u(1)}})
+				[]events.Change{{Account: alice, Asset: events.NativeAsset, Pre: u(999), Post: u(1)}}, nil)
 			data, _ := events.Encode(&d[0])
 			if _, err := js.Publish(context.Background(), events.Subject(1), data); err != nil {
 				tb.Fatal(err)
 			}
 		}, ErrPreMismatch},
 		{"gap", func(tb testing.TB, js jetstream.JetStream) {
-			d := events.Split(1, events.Block{Number: 5, Hash: common.Hash{6}, ParentHash: common.Hash{5}}, nil)
+			d := events.Split(1, events.Block{Number: 5, Hash: common.Hash{6}, ParentHash: common.Hash{5}}, nil, nil)
 			data, _ := events.Encode(&d[0])
 			if _, err := js.Publish(context.Background(), events.Subject(1), data); err != nil {
 				tb.Fatal(err)

@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/balidx/balidx/events"
 	"github.com/ethereum/go-ethereum/common"
@@ -16,9 +18,10 @@ type Block struct {
 	events.Block
 	// From is set on a correction (events.BlockDelta.From): it applies only
 	// to a snapshot whose trusted block is exactly From.
-	From    *events.BlockRef
-	Changes []events.Change
-	LastSeq uint64
+	From     *events.BlockRef
+	Changes  []events.Change
+	Withheld []events.Withheld
+	LastSeq  uint64
 }
 
 // Applied says what one Apply changed.
@@ -27,6 +30,9 @@ type Applied struct {
 	Accounts []common.Address // every account with a changed entry, once each
 	Blocks   int              // blocks applied (redelivered ones excluded)
 	Changes  int              // changes applied
+	// NewlyWithheld lists the tokens withheld by this commit: every
+	// answer holding one of them changed.
+	NewlyWithheld []common.Address
 }
 
 // Apply applies blocks, in order, in one transaction that also stores the
@@ -36,7 +42,7 @@ type Applied struct {
 func (s *Store) Apply(blocks []Block) (Applied, error) {
 	var res Applied
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		a := applyTx{meta: tx.Bucket(bucketMeta), bal: tx.Bucket(bucketBalances), seen: map[common.Address]struct{}{}}
+		a := applyTx{meta: tx.Bucket(bucketMeta), bal: tx.Bucket(bucketBalances), withheld: tx.Bucket(bucketWithheld), seen: map[common.Address]struct{}{}}
 		a.m = readMeta(a.meta)
 		a.digest.SetBytes32(a.m.Digest[:])
 		a.cur = a.bal.Cursor()
@@ -59,6 +65,7 @@ func (s *Store) Apply(blocks []Block) (Applied, error) {
 		}
 		res.Meta = a.m
 		res.Accounts = a.accounts
+		res.NewlyWithheld = a.newlyWithheld
 		return nil
 	})
 	if err != nil {
@@ -71,12 +78,13 @@ func (s *Store) Apply(blocks []Block) (Applied, error) {
 }
 
 type applyTx struct {
-	meta, bal *bolt.Bucket
-	cur       *bolt.Cursor
-	m         Meta
-	digest    uint256.Int
-	seen      map[common.Address]struct{}
-	accounts  []common.Address
+	meta, bal, withheld *bolt.Bucket
+	cur                 *bolt.Cursor
+	m                   Meta
+	digest              uint256.Int
+	seen                map[common.Address]struct{}
+	accounts            []common.Address
+	newlyWithheld       []common.Address
 }
 
 func (a *applyTx) block(b *Block) error {
@@ -96,6 +104,11 @@ func (a *applyTx) block(b *Block) error {
 		a.m.CoverageFrom = b.Number
 		a.m.CoverageFull = b.Number == 0 // block 0's delta is the genesis allocation
 	}
+	for _, w := range b.Withheld {
+		if err := a.withhold(b, w.Asset, w.Reason); err != nil {
+			return err
+		}
+	}
 	for i := range b.Changes {
 		if err := a.change(b, &b.Changes[i]); err != nil {
 			return err
@@ -112,17 +125,29 @@ func (a *applyTx) change(b *Block, c *events.Change) error {
 	v := a.bal.Get(key)
 	var have uint256.Int
 	have.SetBytes(v)
-	// An entry that is absent is zero when the snapshot covers the whole
-	// chain; under partial coverage it is unknown, and the change's pre is
-	// the first word we have on it.
-	if (v != nil || a.m.CoverageFull) && have != c.Pre {
-		return fmt.Errorf("%w: block %d account %s asset %s: snapshot holds %s, change says pre %s",
-			ErrPreMismatch, b.Number, c.Account.Hex(), assetName(c.Asset), have.Dec(), c.Pre.Dec())
+	isToken := c.Asset != events.NativeAsset
+	// A native entry that is absent is zero when the snapshot covers the
+	// whole chain; under partial coverage it is unknown, and the change's
+	// pre is the first word we have on it. A token's holders are known only
+	// from when the indexer first saw the token, so an absent token entry is
+	// always unknown.
+	if (v != nil || (a.m.CoverageFull && !isToken)) && have != c.Pre {
+		if !isToken {
+			return fmt.Errorf("%w: block %d account %s asset %s: snapshot holds %s, change says pre %s",
+				ErrPreMismatch, b.Number, c.Account.Hex(), assetName(c.Asset), have.Dec(), c.Pre.Dec())
+		}
+		// The token's amounts were not exact before this block: withhold
+		// it, and go on applying everything else (its post included, so
+		// that every replica's snapshot and digest stay the same).
+		if a.withheld.Get(c.Asset[:]) == nil {
+			if err := a.withhold(b, c.Asset, events.Inconsistent); err != nil {
+				return err
+			}
+		}
 	}
 	if v == nil && !hasAccount(a.cur, c.Account) {
 		a.m.Accounts++
 	}
-	isToken := c.Asset != events.NativeAsset
 	if !have.IsZero() {
 		a.digest.Sub(&a.digest, entryHash(c.Account, c.Asset, &have))
 		if isToken {
@@ -146,6 +171,26 @@ func (a *applyTx) change(b *Block, c *events.Change) error {
 	return nil
 }
 
+// withhold marks token as withheld from block b on, unless it already is.
+func (a *applyTx) withhold(b *Block, token common.Address, reason events.Reason) error {
+	if a.withheld.Get(token[:]) != nil {
+		return nil
+	}
+	code := slices.Index(events.Reasons, reason)
+	if code < 0 {
+		return fmt.Errorf("block %d withholds %s for an unknown reason %q (events.Decode admits none)", b.Number, token.Hex(), reason)
+	}
+	v := make([]byte, 9)
+	v[0] = byte(code)
+	binary.BigEndian.PutUint64(v[1:], b.Number)
+	if err := a.withheld.Put(token[:], v); err != nil {
+		return fmt.Errorf("block %d: withhold %s: %w", b.Number, token.Hex(), err)
+	}
+	a.m.Withheld++
+	a.newlyWithheld = append(a.newlyWithheld, token)
+	return nil
+}
+
 func (a *applyTx) storeMeta() error {
 	m := &a.m
 	for _, kv := range []struct {
@@ -154,6 +199,7 @@ func (a *applyTx) storeMeta() error {
 	}{
 		{keyChainID, m.ChainID}, {keyStreamSeq, m.StreamSeq}, {keyCoverageFrom, m.CoverageFrom},
 		{keyCoverageFull, b2u(m.CoverageFull)}, {keyAccounts, m.Accounts}, {keyTokenBalances, m.TokenBalances},
+		{keyWithheld, m.Withheld},
 	} {
 		if err := putU64(a.meta, kv.k, kv.v); err != nil {
 			return err

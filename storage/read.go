@@ -2,8 +2,10 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 
+	"github.com/balidx/balidx/events"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 	bolt "go.etcd.io/bbolt"
@@ -19,7 +21,17 @@ type TokenBalance struct {
 type Balances struct {
 	Known  bool // the snapshot has an entry for the account
 	Native uint256.Int
-	Tokens []TokenBalance // non-zero only, ordered by contract address
+	Tokens []TokenBalance // non-zero only, ordered by contract address; withheld tokens left out
+	// Withheld lists the withheld tokens of which the snapshot holds an
+	// amount for the account (the amount is not served), by contract.
+	Withheld []WithheldToken
+}
+
+// WithheldToken is a token whose balances are not served.
+type WithheldToken struct {
+	Contract common.Address
+	Reason   events.Reason
+	Since    uint64 // the first block at which it is withheld
 }
 
 // Read fills out[i] with the balances of accounts[i], all in one read
@@ -32,16 +44,20 @@ func (s *Store) Read(accounts []common.Address, out []Balances) (m Meta, err err
 			return ErrNoSnapshot
 		}
 		c := tx.Bucket(bucketBalances).Cursor()
+		var withheld *bolt.Bucket // nil while no token is withheld: nothing to look up
+		if m.Withheld > 0 {
+			withheld = tx.Bucket(bucketWithheld)
+		}
 		for i, a := range accounts {
-			readAccount(c, a, &out[i])
+			readAccount(c, withheld, a, &out[i])
 		}
 		return nil
 	})
 	return m, err
 }
 
-func readAccount(c *bolt.Cursor, account common.Address, out *Balances) {
-	*out = Balances{Tokens: out.Tokens[:0]}
+func readAccount(c *bolt.Cursor, withheld *bolt.Bucket, account common.Address, out *Balances) {
+	*out = Balances{Tokens: out.Tokens[:0], Withheld: out.Withheld[:0]}
 	for k, v := c.Seek(account[:]); k != nil && bytes.HasPrefix(k, account[:]); k, v = c.Next() {
 		out.Known = true
 		if bytes.Equal(k[20:], zeroAddress[:]) {
@@ -51,11 +67,43 @@ func readAccount(c *bolt.Cursor, account common.Address, out *Balances) {
 		if len(v) == 0 {
 			continue
 		}
+		if withheld != nil {
+			if w := withheld.Get(k[20:]); w != nil {
+				out.Withheld = append(out.Withheld, decodeWithheld(k[20:], w))
+				continue
+			}
+		}
 		var t TokenBalance
 		copy(t.Contract[:], k[20:])
 		t.Amount.SetBytes(v)
 		out.Tokens = append(out.Tokens, t)
 	}
+}
+
+func decodeWithheld(contract, v []byte) WithheldToken {
+	w := WithheldToken{Contract: common.BytesToAddress(contract), Reason: events.Inconsistent} // a value withhold did not write: the token stays withheld
+	if len(v) == 9 && int(v[0]) < len(events.Reasons) {
+		w.Reason = events.Reasons[v[0]]
+		w.Since = binary.BigEndian.Uint64(v[1:])
+	}
+	return w
+}
+
+// Withheld lists every withheld token, by contract, and the snapshot it
+// was read from.
+func (s *Store) Withheld() (m Meta, out []WithheldToken, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		m = readMeta(tx.Bucket(bucketMeta))
+		b := tx.Bucket(bucketWithheld)
+		if b == nil { // a read-only file written before tokens could be withheld
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			out = append(out, decodeWithheld(k, v))
+			return nil
+		})
+	})
+	return m, out, err
 }
 
 var zeroAddress common.Address

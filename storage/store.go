@@ -24,6 +24,9 @@ const formatVersion = 1
 var (
 	bucketMeta     = []byte("meta")
 	bucketBalances = []byte("balances")
+	// bucketWithheld holds the withheld tokens: contract → reason code (one
+	// byte, the index in events.Reasons) ‖ the block it is withheld from.
+	bucketWithheld = []byte("withheld")
 
 	keyFormat        = []byte("format")
 	keyChainID       = []byte("chain_id")
@@ -34,6 +37,7 @@ var (
 	keyDigest        = []byte("digest")
 	keyAccounts      = []byte("accounts")
 	keyTokenBalances = []byte("token_balances")
+	keyWithheld      = []byte("withheld_tokens")
 )
 
 // Config opens a Store.
@@ -63,6 +67,7 @@ type Meta struct {
 	Digest        common.Hash
 	Accounts      uint64 // accounts with any entry
 	TokenBalances uint64 // non-zero token balances
+	Withheld      uint64 // withheld tokens (Store.Withheld lists them)
 }
 
 // Open opens or creates the snapshot at cfg.Path.
@@ -129,6 +134,9 @@ func (s *Store) init(cfg Config) error {
 			if _, err := tx.CreateBucket(bucketBalances); err != nil {
 				return err
 			}
+			if _, err := tx.CreateBucket(bucketWithheld); err != nil {
+				return err
+			}
 			if err := putU64(meta, keyFormat, formatVersion); err != nil {
 				return err
 			}
@@ -148,9 +156,13 @@ func (s *Store) init(cfg Config) error {
 			return fmt.Errorf("%w: %s holds chain %d, not %d (use another --data directory)", ErrForeignSnapshot, s.db.Path(), have, cfg.ChainID)
 		}
 		if cfg.ChainID != 0 && have == 0 {
-			return putU64(meta, keyChainID, cfg.ChainID)
+			if err := putU64(meta, keyChainID, cfg.ChainID); err != nil {
+				return err
+			}
 		}
-		return nil
+		// Files written before tokens could be withheld have no bucket.
+		_, err := tx.CreateBucketIfNotExists(bucketWithheld)
+		return err
 	})
 }
 
@@ -187,6 +199,7 @@ func readMeta(b *bolt.Bucket) Meta {
 		CoverageFull:  getU64(b, keyCoverageFull) == 1,
 		Accounts:      getU64(b, keyAccounts),
 		TokenBalances: getU64(b, keyTokenBalances),
+		Withheld:      getU64(b, keyWithheld),
 	}
 	copy(m.Digest[:], b.Get(keyDigest))
 	if v := b.Get(keyTrusted); len(v) == blockLen {

@@ -293,3 +293,55 @@ func TestCommitDoesNotWaitForReads(t *testing.T) {
 		t.Fatalf("the commit waited for a read in progress (err after the read ended: %v)", <-applied)
 	}
 }
+
+// A token whose change disagrees with the snapshot is withheld, not fatal:
+// every other balance of the block is applied, the token's amounts leave
+// answers, and a native disagreement stays fatal (TestApplyRefuses).
+func TestTokenDisagreementWithholdsTheToken(t *testing.T) {
+	s := mustStore(t, 1)
+	tokB := common.HexToAddress("0x00000000000000000000000000000000000000bb")
+	if _, err := s.Apply([]Block{blk(0, 1,
+		events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)},
+		events.Change{Account: alice, Asset: tokA, Post: u(10)},
+		events.Change{Account: alice, Asset: tokB, Post: u(3)},
+	)}); err != nil {
+		t.Fatal(err)
+	}
+	// A first word on a token holder is accepted even under full coverage:
+	// the indexer knows a token's holders only from when it first saw it.
+	b1 := blk(1, 2,
+		events.Change{Account: bob, Asset: tokA, Pre: u(5), Post: u(6)},
+		events.Change{Account: alice, Asset: tokA, Pre: u(9), Post: u(8)}, // the snapshot holds 10
+		events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(100), Post: u(90)},
+	)
+	res, err := s.Apply([]Block{b1})
+	if err != nil {
+		t.Fatalf("a token disagreement stopped the applier: %v", err)
+	}
+	if len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0] != tokA || res.Meta.Withheld != 1 {
+		t.Fatalf("got withheld %v (count %d), want [%s]", res.NewlyWithheld, res.Meta.Withheld, tokA.Hex())
+	}
+	out := make([]Balances, 2)
+	if _, err := s.Read([]common.Address{alice, bob}, out); err != nil {
+		t.Fatal(err)
+	}
+	wantW := WithheldToken{Contract: tokA, Reason: events.Inconsistent, Since: 1}
+	if out[0].Native != u(90) || len(out[0].Tokens) != 1 || out[0].Tokens[0].Contract != tokB || len(out[0].Withheld) != 1 || out[0].Withheld[0] != wantW {
+		t.Fatalf("alice: got %+v, want native 90, token B only, A withheld as %+v", out[0], wantW)
+	}
+	if len(out[1].Tokens) != 0 || len(out[1].Withheld) != 1 {
+		t.Fatalf("bob: got %+v, want A withheld", out[1])
+	}
+	// A withheld token's later changes apply without a check; a token
+	// withheld by the indexer is listed with its reason from its block.
+	b2 := blk(2, 3, events.Change{Account: alice, Asset: tokA, Pre: u(1), Post: u(2)})
+	b2.Withheld = []events.Withheld{{Asset: tokB, Reason: events.TimeDependent}}
+	if res, err = s.Apply([]Block{b2}); err != nil || len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0] != tokB {
+		t.Fatalf("got %+v, %v", res, err)
+	}
+	_, all, err := s.Withheld()
+	want := []WithheldToken{wantW, {Contract: tokB, Reason: events.TimeDependent, Since: 2}}
+	if err != nil || fmt.Sprint(all) != fmt.Sprint(want) {
+		t.Fatalf("got %+v, %v, want %+v", all, err, want)
+	}
+}
