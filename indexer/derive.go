@@ -2,7 +2,6 @@ package indexer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
@@ -23,21 +22,26 @@ var gwei = big.NewInt(1_000_000_000)
 type deriver struct {
 	node *Node
 	log  *slog.Logger
+	book *tokenBook
+	// maxRefresh bounds the holders of one token re-read at one block.
+	maxRefresh int
+	stats      tokenStats
 }
 
 // amounts is one account's balance of one asset before and after a block.
 type amounts struct{ pre, post *big.Int }
 
 // changes returns every balance that block h changed, sorted by account then
-// asset, so that the same block always derives the same parts.
-func (d *deriver) changes(ctx context.Context, h *Header) ([]events.Change, error) {
-	native, err := d.native(ctx, h)
+// asset, so that the same block always derives the same parts, and the
+// tokens withheld from this block on.
+func (d *deriver) changes(ctx context.Context, h *Header) ([]events.Change, []events.Withheld, error) {
+	native, changed, err := d.native(ctx, h)
 	if err != nil {
-		return nil, fmt.Errorf("block %d native balances: %w", h.Number, err)
+		return nil, nil, fmt.Errorf("block %d native balances: %w", h.Number, err)
 	}
-	tokens, err := d.tokens(ctx, h)
+	tokens, withheld, err := d.tokens(ctx, h, changed)
 	if err != nil {
-		return nil, fmt.Errorf("block %d token balances: %w", h.Number, err)
+		return nil, nil, fmt.Errorf("block %d token balances: %w", h.Number, err)
 	}
 	out := make([]events.Change, 0, len(native)+len(tokens))
 	add := func(account, asset common.Address, a *amounts) error {
@@ -53,40 +57,43 @@ func (d *deriver) changes(ctx context.Context, h *Header) ([]events.Change, erro
 	}
 	for account, a := range native {
 		if err := add(account, events.NativeAsset, a); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for k, a := range tokens {
 		if err := add(k.Holder, k.Token, a); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	events.SortChanges(out)
-	return out, nil
+	return out, withheld, nil
 }
 
 // native follows every account's balance through the block's transactions
 // (prestateTracer in diffMode, internal calls and fees included), then
-// applies the withdrawals, which are not transactions and not traced.
-func (d *deriver) native(ctx context.Context, h *Header) (map[common.Address]*amounts, error) {
+// applies the withdrawals, which are not transactions and not traced. It
+// also returns every storage slot the block changed, by account.
+func (d *deriver) native(ctx context.Context, h *Header) (map[common.Address]*amounts, map[common.Address]map[common.Hash]struct{}, error) {
 	diffs, err := d.node.TraceBlock(ctx, h.Hash)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(diffs) != len(h.Txs) {
-		return nil, fmt.Errorf("%w: trace has %d results for %d transactions", ErrBadAnswer, len(diffs), len(h.Txs))
+		return nil, nil, fmt.Errorf("%w: trace has %d results for %d transactions", ErrBadAnswer, len(diffs), len(h.Txs))
 	}
 	acc := make(map[common.Address]*amounts)
+	changed := make(map[common.Address]map[common.Hash]struct{})
 	for i, tx := range diffs {
 		if tx.Error != "" {
-			return nil, fmt.Errorf("%w: tracing transaction %d (%s): %s", ErrBadAnswer, i, tx.TxHash, tx.Error)
+			return nil, nil, fmt.Errorf("%w: tracing transaction %d (%s): %s", ErrBadAnswer, i, tx.TxHash, tx.Error)
 		}
 		if err := applyDiff(acc, tx); err != nil {
-			return nil, fmt.Errorf("transaction %d (%s): %w", i, tx.TxHash, err)
+			return nil, nil, fmt.Errorf("transaction %d (%s): %w", i, tx.TxHash, err)
 		}
+		changedSlots(changed, tx)
 	}
 	if len(h.Withdrawals) == 0 {
-		return acc, nil
+		return acc, changed, nil
 	}
 	// Accounts touched only by withdrawals: their balance before the block.
 	var missing []common.Address
@@ -98,7 +105,7 @@ func (d *deriver) native(ctx context.Context, h *Header) (map[common.Address]*am
 	if len(missing) > 0 {
 		bals, err := d.node.Balances(ctx, missing, h.ParentHash)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for i, a := range missing {
 			acc[a] = &amounts{pre: bals[i], post: new(big.Int).Set(bals[i])}
@@ -108,7 +115,27 @@ func (d *deriver) native(ctx context.Context, h *Header) (map[common.Address]*am
 		a := acc[w.Address]
 		a.post.Add(a.post, new(big.Int).Mul(new(big.Int).SetUint64(w.Amount), gwei))
 	}
-	return acc, nil
+	return acc, changed, nil
+}
+
+// changedSlots adds the storage slots tx changed to changed: in diffMode a
+// slot is in pre (its old value) or in post (its new one), or both.
+func changedSlots(changed map[common.Address]map[common.Hash]struct{}, tx txDiff) {
+	for _, states := range []map[common.Address]accountState{tx.Result.Pre, tx.Result.Post} {
+		for addr, s := range states {
+			if len(s.Storage) == 0 {
+				continue
+			}
+			slots := changed[addr]
+			if slots == nil {
+				slots = make(map[common.Hash]struct{}, len(s.Storage))
+				changed[addr] = slots
+			}
+			for slot := range s.Storage {
+				slots[slot] = struct{}{}
+			}
+		}
+	}
 }
 
 // applyDiff folds one transaction's diff into acc. In diffMode an account
@@ -154,67 +181,4 @@ func applyDiff(acc map[common.Address]*amounts, tx txDiff) error {
 		}
 	}
 	return nil
-}
-
-// tokens returns the balances of every holder named in the block's
-// ERC-20 Transfer logs, read with balanceOf at the block and at its parent.
-// Reading instead of summing log amounts keeps fee-on-transfer tokens exact.
-func (d *deriver) tokens(ctx context.Context, h *Header) (map[TokenQuery]*amounts, error) {
-	logs, err := d.node.TransferLogs(ctx, h.Hash)
-	if err != nil {
-		return nil, err
-	}
-	seen := make(map[TokenQuery]bool)
-	var qs []TokenQuery
-	for _, l := range logs {
-		// ERC-20 Transfer has two indexed addresses and the value as data;
-		// ERC-721's has the token id indexed too and is skipped.
-		if l.Address == systemAddress || len(l.Topics) != 3 || len(l.Data) != 32 {
-			continue
-		}
-		for _, t := range l.Topics[1:] {
-			holder := common.BytesToAddress(t[:])
-			q := TokenQuery{Token: l.Address, Holder: holder}
-			if holder == (common.Address{}) || seen[q] {
-				continue
-			}
-			seen[q] = true
-			qs = append(qs, q)
-		}
-	}
-	if len(qs) == 0 {
-		return nil, nil
-	}
-	post, postErrs, err := d.node.TokenBalances(ctx, qs, h.Hash)
-	if err != nil {
-		return nil, err
-	}
-	pre, preErrs, err := d.node.TokenBalances(ctx, qs, h.ParentHash)
-	if err != nil {
-		return nil, err
-	}
-	unreadable := make(map[common.Address]error)
-	for i, q := range qs {
-		switch {
-		case postErrs[i] != nil:
-			unreadable[q.Token] = postErrs[i]
-		case preErrs[i] != nil && !errors.Is(preErrs[i], errNoCode):
-			unreadable[q.Token] = preErrs[i]
-		}
-	}
-	out := make(map[TokenQuery]*amounts, len(qs))
-	for i, q := range qs {
-		if _, bad := unreadable[q.Token]; bad {
-			continue
-		}
-		p := pre[i]
-		if p == nil { // the contract did not exist before this block
-			p = new(big.Int)
-		}
-		out[q] = &amounts{pre: p, post: post[i]}
-	}
-	for token, err := range unreadable {
-		d.log.Warn("token not indexed: balanceOf is not readable", "block", uint64(h.Number), "token", token.Hex(), "err", err)
-	}
-	return out, nil
 }

@@ -29,6 +29,11 @@ type Config struct {
 	// allocation (from GenesisFile, else listed by the node): full coverage.
 	StartBlock  uint64
 	GenesisFile string
+	// MaxRefresh bounds the holders of one token re-read at one block when
+	// state every holder's balance depends on changes (a rebase); a token
+	// that needs more is withheld. Default DefaultMaxRefresh. A replay
+	// must use the same value.
+	MaxRefresh int
 	// PollInterval between looks at the head when the node cannot push new
 	// heads (HTTP), and the safety net when it can; default 1s.
 	PollInterval time.Duration
@@ -65,6 +70,12 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = time.Second
 	}
+	if cfg.MaxRefresh == 0 {
+		cfg.MaxRefresh = DefaultMaxRefresh
+	}
+	if cfg.MaxRefresh < 0 {
+		return nil, fmt.Errorf("indexer: token refresh ceiling %d: want a positive number", cfg.MaxRefresh)
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -78,6 +89,9 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 	if err := cfg.Node.CheckDebugAPI(ctx); err != nil {
 		return nil, err
 	}
+	if err := cfg.Node.CheckTracers(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.Policy.Tag != "" {
 		if _, err := tagged(ctx, cfg.Node, cfg.Policy.Tag); err != nil {
 			return nil, err
@@ -87,7 +101,7 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix := &Indexer{cfg: cfg, chainID: chainID, derive: deriver{node: cfg.Node, log: cfg.Log}, metrics: m}
+	ix := &Indexer{cfg: cfg, chainID: chainID, derive: deriver{node: cfg.Node, log: cfg.Log, maxRefresh: cfg.MaxRefresh}, metrics: m}
 	ix.status = events.IndexerStatus{ChainID: chainID, Policy: cfg.Policy}
 	return ix, nil
 }
@@ -132,6 +146,9 @@ func (ix *Indexer) Run(ctx context.Context) error {
 	pub, last, err := events.NewPublisher(ctx, ix.cfg.JS, ix.cfg.Stream, ix.chainID)
 	if err != nil {
 		return err
+	}
+	if ix.derive.book, err = loadTokenBook(ctx, ix.cfg.Stream, ix.chainID); err != nil {
+		return fmt.Errorf("read the tokens the stream holds: %w", err)
 	}
 	cur := cursor{next: ix.cfg.StartBlock}
 	if last != nil {
@@ -262,16 +279,19 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 	}
 	start := ix.cfg.Now()
 	var changes []events.Change
+	var withheld []events.Withheld
+	before := ix.derive.stats
 	if cur.next == 0 {
 		changes, err = genesisChanges(ctx, ix.cfg.Node, ix.cfg.GenesisFile, h)
 	} else {
-		changes, err = ix.derive.changes(ctx, h)
+		changes, withheld, err = ix.derive.changes(ctx, h)
 	}
+	ix.metrics.tokenWork(before, ix.derive.stats)
 	if err != nil {
 		return false, err
 	}
 	block := events.Block{Number: uint64(h.Number), Hash: h.Hash, ParentHash: h.ParentHash, Timestamp: uint64(h.Timestamp)}
-	parts := events.Split(ix.chainID, block, changes)
+	parts := events.Split(ix.chainID, block, changes, withheld)
 	if cur.skipParts > 0 {
 		if cur.skipParts > len(parts) {
 			return false, fmt.Errorf("%w: block %d derives to %d parts, the stream holds %d of it", ErrBadAnswer, cur.next, len(parts), cur.skipParts)
@@ -280,6 +300,10 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 	}
 	if err := pub.Publish(ctx, parts); err != nil {
 		return false, err
+	}
+	ix.derive.book.record(changes, withheld)
+	for _, w := range withheld {
+		ix.metrics.withheld.WithLabelValues(string(w.Reason)).Inc()
 	}
 	ix.metrics.published.Set(float64(block.Number))
 	ix.metrics.blocks.Inc()

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -204,38 +205,51 @@ func TestDeepReorgIsATrustViolation(t *testing.T) {
 }
 
 // TestDeltasMatchChain folds every published delta into balances and
-// compares each with the chain's own answer at the last published block.
+// compares each with the chain's own answer at the last published block:
+// every balance published, and every demo account's (and the fee
+// collector's) balance of every token that is not withheld — the rebasing
+// token rebased in the last block, the collector named in no log, the
+// quiet token's mints. The interest-bearing token must be withheld.
 func TestDeltasMatchChain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	demo := mustDemo(t)
 	js, stream, board := mustJetStream(t)
+	reg := prometheus.NewRegistry()
 	ix, err := indexer.New(ctx, indexer.Config{
 		Node: indexer.NewNode(demo.Chain.RPC), JS: js, Stream: stream, Board: board,
 		Policy: events.Policy{Confirmations: 2}, PollInterval: 50 * time.Millisecond,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Metrics: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- ix.Run(ctx) }()
-	for range 30 {
+	for range 50 {
 		if _, err := demo.Step(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	head, err := demo.Chain.Client.BlockNumber(ctx)
+	if err := demo.Rebase(ctx, 77); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := demo.Step(ctx); err != nil { // the rebase's block: the last one checked
+		t.Fatal(err)
+	}
+	rebased, err := demo.Chain.Client.BlockNumber(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	steps(t, demo, 2) // confirm it
 	var last *events.BlockDelta
 	checkFor(t, 30*time.Second, func() error {
 		last, _, err = events.LastDelta(ctx, stream, devchain.ChainID)
 		if err != nil {
 			return err
 		}
-		if last == nil || last.Number != head-2 {
+		if last == nil || last.Number != rebased {
 			return errNotYet
 		}
 		return nil
@@ -247,16 +261,35 @@ func TestDeltasMatchChain(t *testing.T) {
 
 	type key struct{ account, asset common.Address }
 	got := map[key]uint256.Int{}
+	withheld := map[common.Address]events.Reason{}
 	for _, d := range eventstest.Deltas(t, stream) {
+		for _, w := range d.Withheld {
+			withheld[w.Asset] = w.Reason
+		}
 		for _, c := range d.Changes {
 			k := key{c.Account, c.Asset}
-			if have := got[k]; have != c.Pre {
+			// A token holder's first word may be non-zero: a holder of the
+			// quiet token is first seen at its first logged transfer.
+			if have, seen := got[k]; (seen || c.Asset == events.NativeAsset) && have != c.Pre {
 				t.Fatalf("block %d %s/%s: pre %s, previous post %s", d.Number, c.Account, c.Asset, c.Pre.Dec(), have.Dec())
+			}
+			if withheld[c.Asset] != "" {
+				t.Fatalf("block %d: a change of %s, withheld since before", d.Number, c.Asset)
 			}
 			got[k] = c.Post
 		}
 	}
+	if want := map[common.Address]events.Reason{demo.Odd[devchain.InterestToken]: events.TimeDependent}; fmt.Sprint(withheld) != fmt.Sprint(want) {
+		t.Fatalf("withheld %v, want %v", withheld, want)
+	}
 	at := new(big.Int).SetUint64(last.Number)
+	for _, a := range append(slices.Clone(demo.Accounts), demo.Collector) {
+		for _, tok := range demo.Tokens() {
+			if _, published := got[key{a, tok}]; !published && withheld[tok] == "" {
+				got[key{a, tok}] = uint256.Int{} // never published: it must be zero on the chain
+			}
+		}
+	}
 	tokens := 0
 	for k, v := range got {
 		var want *big.Int
@@ -273,9 +306,41 @@ func TestDeltasMatchChain(t *testing.T) {
 			t.Errorf("%s/%s at block %d: got %s, want %s", k.account, k.asset, last.Number, v.Dec(), want)
 		}
 	}
+	if fee := got[key{demo.Collector, demo.Odd[devchain.CollectorToken]}]; fee.IsZero() {
+		t.Errorf("the collector's fees were never published")
+	}
 	if len(got) < 20 || tokens < 10 {
 		t.Fatalf("too little traffic to mean anything: %d balances, %d of tokens", len(got), tokens)
 	}
+	if n := counter(t, reg, "balidx_indexer_token_refreshes_total"); n < 1 {
+		t.Errorf("refreshes: got %v, want the last block's rebase at least", n)
+	}
+	if n := counter(t, reg, "balidx_indexer_token_preimage_traces_total"); n < 1 {
+		t.Errorf("preimage traces: got %v, want some (the collector's fees)", n)
+	}
+	t.Logf("%d blocks: %v profiles, %v preimage traces, %v refreshes of %v holders", last.Number,
+		counter(t, reg, "balidx_indexer_token_profiles_total"), counter(t, reg, "balidx_indexer_token_preimage_traces_total"),
+		counter(t, reg, "balidx_indexer_token_refreshes_total"), counter(t, reg, "balidx_indexer_token_refreshed_holders_total"))
+}
+
+// counter reads a counter's value from reg.
+func counter(tb testing.TB, reg *prometheus.Registry, name string) float64 {
+	tb.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			sum := 0.0
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
+		}
+	}
+	tb.Fatalf("no metric %s", name)
+	return 0
 }
 
 var errNotYet = errorString("not yet")

@@ -25,7 +25,9 @@ type ReplayConfig struct {
 	From uint64
 	// Policy says which blocks of the chain are trusted now.
 	Policy events.Policy
-	Log    *slog.Logger
+	// MaxRefresh: as Config.MaxRefresh, which it must equal.
+	MaxRefresh int
+	Log        *slog.Logger
 }
 
 // ReplayResult says what Replay found and did.
@@ -120,7 +122,10 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	d := deriver{node: cfg.Node, log: cfg.Log}
+	if cfg.MaxRefresh == 0 {
+		cfg.MaxRefresh = DefaultMaxRefresh
+	}
+	d := deriver{node: cfg.Node, log: cfg.Log, book: hist.book, maxRefresh: cfg.MaxRefresh}
 	for n := cfg.From; n <= uint64(target.Number); n++ {
 		if n == 0 {
 			continue // genesis: its accounts are on the stream already
@@ -129,12 +134,21 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		if err != nil {
 			return res, err
 		}
-		changes, err := d.changes(ctx, h)
+		changes, withheld, err := d.changes(ctx, h)
 		if err != nil {
 			return res, err
 		}
 		for _, c := range changes {
 			keys[assetKey{c.Account, c.Asset}] = struct{}{}
+		}
+		for _, w := range withheld {
+			hist.withheld[w.Asset] = true
+		}
+		d.book.record(changes, withheld)
+	}
+	for k := range keys {
+		if hist.withheld[k.asset] {
+			delete(keys, k) // not served: nothing to correct
 		}
 	}
 	corrections, err := correctionsAt(ctx, cfg.Node, target.Hash, keys, hist.amounts)
@@ -146,7 +160,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		return res, nil // the stream and the chain agree: nothing to publish
 	}
 	block := events.Block{Number: uint64(target.Number), Hash: target.Hash, ParentHash: target.ParentHash, Timestamp: uint64(target.Timestamp)}
-	parts := events.Split(chainID, block, corrections)
+	parts := events.Split(chainID, block, corrections, nil)
 	for i := range parts {
 		parts[i].From = &res.Published
 	}
@@ -167,31 +181,17 @@ type history struct {
 	hashes     map[uint64]common.Hash   // published hash by number, corrections applied
 	amounts    map[assetKey]uint256.Int // every balance after the last message
 	touched    map[assetKey]struct{}    // balances changed in blocks ≥ from
+	withheld   map[common.Address]bool  // tokens withheld: not corrected, as not served
+	book       *tokenBook               // what the blocks before from say of tokens
 }
 
-// readHistory reads the chain's whole subject of the stream.
+// readHistory reads the chain's whole subject of the stream; its book
+// holds what the blocks before from say of tokens.
 func readHistory(ctx context.Context, s jetstream.Stream, chainID, from uint64) (*history, error) {
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	h := &history{hashes: map[uint64]common.Hash{}, amounts: map[assetKey]uint256.Int{}, touched: map[assetKey]struct{}{}}
+	h := &history{hashes: map[uint64]common.Hash{}, amounts: map[assetKey]uint256.Int{}, touched: map[assetKey]struct{}{}, withheld: map[common.Address]bool{}}
+	books := bookLoader{book: newTokenBook()}
 	first := true
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if m.Subject != events.Subject(chainID) {
-			continue
-		}
-		d, err := events.Decode(m.Data)
-		if err != nil {
-			return nil, fmt.Errorf("stream seq %d: %w", seq, err)
-		}
+	err := eachDelta(ctx, s, chainID, func(d *events.BlockDelta) error {
 		if first {
 			h.firstBlock, first = d.Number, false
 		}
@@ -211,8 +211,75 @@ func readHistory(ctx context.Context, s jetstream.Stream, chainID, from uint64) 
 				h.touched[k] = struct{}{}
 			}
 		}
+		for _, w := range d.Withheld {
+			h.withheld[w.Asset] = true
+		}
+		if d.Number < from {
+			books.add(d)
+		}
+		return nil
+	})
+	h.book = books.book
+	return h, err
+}
+
+// eachDelta calls fn with every message of the chain on the stream, in
+// stream order.
+func eachDelta(ctx context.Context, s jetstream.Stream, chainID uint64, fn func(*events.BlockDelta) error) error {
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
 	}
-	return h, nil
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if m.Subject != events.Subject(chainID) {
+			continue
+		}
+		d, err := events.Decode(m.Data)
+		if err != nil {
+			return fmt.Errorf("stream seq %d: %w", seq, err)
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bookLoader records whole blocks into a book as their parts are read: a
+// block whose last parts are not on the stream yet is derived again, and
+// must be derived from the book as it stood before it.
+type bookLoader struct {
+	book     *tokenBook
+	changes  []events.Change
+	withheld []events.Withheld
+}
+
+func (l *bookLoader) add(d *events.BlockDelta) {
+	if d.Part == 1 {
+		l.changes, l.withheld = l.changes[:0], d.Withheld
+	}
+	l.changes = append(l.changes, d.Changes...)
+	if d.Part == d.Parts {
+		l.book.record(l.changes, l.withheld)
+	}
+}
+
+// loadTokenBook reads what the stream says of tokens: every holder
+// published, every token withheld.
+func loadTokenBook(ctx context.Context, s jetstream.Stream, chainID uint64) (*tokenBook, error) {
+	l := bookLoader{book: newTokenBook()}
+	err := eachDelta(ctx, s, chainID, func(d *events.BlockDelta) error {
+		l.add(d)
+		return nil
+	})
+	return l.book, err
 }
 
 // correctionsAt reads every key's amount on the chain at block at and

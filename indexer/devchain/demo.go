@@ -27,10 +27,65 @@ var (
 	splitterBin string
 	//go:embed contracts/Splitter.abi
 	splitterABIJSON string
+	//go:embed contracts/RebaseToken.bin
+	rebaseBin string
+	//go:embed contracts/RebaseToken.abi
+	rebaseABIJSON string
+	//go:embed contracts/CollectorToken.bin
+	collectorBin string
+	//go:embed contracts/CollectorToken.abi
+	collectorABIJSON string
+	//go:embed contracts/InterestToken.bin
+	interestBin string
+	//go:embed contracts/InterestToken.abi
+	interestABIJSON string
+	//go:embed contracts/QuietMintToken.bin
+	quietBin string
+	//go:embed contracts/QuietMintToken.abi
+	quietABIJSON string
 
-	tokenABI    = mustABI(tokenABIJSON)
-	splitterABI = mustABI(splitterABIJSON)
+	tokenABI     = mustABI(tokenABIJSON)
+	splitterABI  = mustABI(splitterABIJSON)
+	rebaseABI    = mustABI(rebaseABIJSON)
+	collectorABI = mustABI(collectorABIJSON)
 )
+
+// The tokens whose balances move without a Transfer log naming the holder
+// (contracts/Demo.sol): the indexer must keep them exact or withhold them.
+const (
+	RebaseToken    = "RebaseToken"    // one index write changes every balance
+	CollectorToken = "CollectorToken" // fees credited to a collector no log names
+	InterestToken  = "InterestToken"  // balances grow with block.timestamp: withheld
+	QuietMintToken = "QuietMintToken" // mints without a Transfer log
+)
+
+// Deployment is the creation code of one of the demo's odd tokens
+// (RebaseToken, CollectorToken, InterestToken, QuietMintToken); args are
+// the constructor's (CollectorToken: fee in basis points, collector).
+func Deployment(contract string, args ...any) []byte {
+	code := map[string]string{RebaseToken: rebaseBin, CollectorToken: collectorBin, InterestToken: interestBin, QuietMintToken: quietBin}[contract]
+	if code == "" {
+		panic("devchain: no contract " + contract)
+	}
+	var packed []byte
+	if contract == CollectorToken {
+		var err error
+		if packed, err = collectorABI.Pack("", args...); err != nil {
+			panic(err)
+		}
+	}
+	return append(common.FromHex(strings.TrimSpace(code)), packed...)
+}
+
+// RebaseCall packs RebaseToken.rebase(bps): every balance grows by bps
+// basis points (shrinks, if negative).
+func RebaseCall(bps int64) []byte {
+	data, err := rebaseABI.Pack("rebase", big.NewInt(bps))
+	if err != nil {
+		panic(err)
+	}
+	return data
+}
 
 // TokenDeployment is the creation code of a Token named name charging
 // feeBps basis points per transfer.
@@ -45,7 +100,8 @@ func TokenDeployment(name string, feeBps int64) []byte {
 // SplitterDeployment is the creation code of a Splitter.
 func SplitterDeployment() []byte { return common.FromHex(strings.TrimSpace(splitterBin)) }
 
-// TokenCall packs a call of a Token method (mint, burn, transfer, balanceOf).
+// TokenCall packs a call of a Token method (mint, burn, transfer,
+// balanceOf); the odd tokens' mint, transfer and balanceOf are the same.
 func TokenCall(method string, args ...any) []byte {
 	data, err := tokenABI.Pack(method, args...)
 	if err != nil {
@@ -79,10 +135,15 @@ type Demo struct {
 	Token    common.Address   // plain ERC-20
 	FeeToken common.Address   // ERC-20 burning 1% of every transfer
 	Splitter common.Address   // forwards ETH to two accounts by internal calls
-	keys     []*ecdsa.PrivateKey
-	nonces   []uint64
-	rng      *rand.Rand
-	withdraw uint64 // next withdrawal index
+	// The odd tokens, by contract name (RebaseToken, …): all but
+	// InterestToken are exact; InterestToken is withheld.
+	Odd       map[string]common.Address
+	Collector common.Address // CollectorToken's fee collector, in no log
+	keys      []*ecdsa.PrivateKey
+	nonces    []uint64
+	rng       *rand.Rand
+	withdraw  uint64 // next withdrawal index
+	quietSeen bool   // the quiet token's owner has made its first transfer
 }
 
 // DemoConfig configures StartDemo.
@@ -141,21 +202,45 @@ func (d *Demo) deploy(ctx context.Context) error {
 	if d.Splitter, err = deploy(SplitterDeployment()); err != nil {
 		return err
 	}
+	d.Collector = common.HexToAddress("0x00000000000000000000000000000000C011EC70")
+	d.Odd = map[string]common.Address{}
+	for _, name := range []string{RebaseToken, CollectorToken, InterestToken, QuietMintToken} {
+		if d.Odd[name], err = deploy(Deployment(name, big.NewInt(250), d.Collector)); err != nil {
+			return err
+		}
+	}
 	d.Chain.Commit()
 	for i, a := range d.Accounts {
-		for _, tok := range []common.Address{d.Token, d.FeeToken} {
+		for _, tok := range []common.Address{d.Token, d.FeeToken, d.Odd[RebaseToken], d.Odd[CollectorToken], d.Odd[InterestToken]} {
 			data := TokenCall("mint", a, new(big.Int).Mul(big.NewInt(int64(1000+i)), big.NewInt(params.Ether)))
 			if err := d.send(ctx, owner, &tok, nil, data, 1_000_000); err != nil {
 				return err
 			}
 		}
 	}
+	// The quiet token's first holder gets it without a log: the indexer
+	// first sees the token, and this holder, at the holder's first transfer.
+	quiet := d.Odd[QuietMintToken]
+	if err := d.send(ctx, owner, &quiet, nil, TokenCall("mint", d.Accounts[owner], new(big.Int).Mul(big.NewInt(1_000_000), big.NewInt(params.Ether))), 1_000_000); err != nil {
+		return err
+	}
 	d.Chain.Commit()
 	return d.checkDeployed(ctx)
 }
 
+// Tokens lists every demo token: the two plain ones, then the odd ones.
+func (d *Demo) Tokens() []common.Address {
+	return []common.Address{d.Token, d.FeeToken, d.Odd[RebaseToken], d.Odd[CollectorToken], d.Odd[InterestToken], d.Odd[QuietMintToken]}
+}
+
+// Rebase submits a rebase of RebaseToken by bps basis points, in the next block.
+func (d *Demo) Rebase(ctx context.Context, bps int64) error {
+	tok := d.Odd[RebaseToken]
+	return d.send(ctx, 0, &tok, nil, RebaseCall(bps), 100_000)
+}
+
 func (d *Demo) checkDeployed(ctx context.Context) error {
-	for _, c := range []common.Address{d.Token, d.FeeToken, d.Splitter} {
+	for _, c := range append(d.Tokens(), d.Splitter) {
 		code, err := d.Chain.Client.CodeAt(ctx, c, nil)
 		if err != nil {
 			return err
@@ -194,7 +279,7 @@ func (d *Demo) send(ctx context.Context, i int, to *common.Address, value *big.I
 }
 
 // Step submits a few random transactions (and now and then a withdrawal)
-// and commits them as one block.
+// and commits them as one block, with what was submitted since the last.
 func (d *Demo) Step(ctx context.Context) (common.Hash, error) {
 	n := len(d.Accounts)
 	txs := 1 + d.rng.IntN(6)
@@ -207,7 +292,7 @@ func (d *Demo) Step(ctx context.Context) (common.Hash, error) {
 		amount := big.NewInt(int64(1 + d.rng.IntN(1_000_000_000)))
 		amount.Mul(amount, big.NewInt(params.GWei))
 		var err error
-		switch d.rng.IntN(6) {
+		switch d.rng.IntN(10) {
 		case 0, 1: // plain ETH transfer
 			err = d.send(ctx, from, &to, amount, nil, 21_000)
 		case 2: // ETH through the splitter's internal calls
@@ -223,6 +308,28 @@ func (d *Demo) Step(ctx context.Context) (common.Hash, error) {
 				data = TokenCall("mint", to, amount)
 			}
 			err = d.send(ctx, from, &d.Token, nil, data, 400_000)
+		case 6: // a rebase by the owner (no log), or a transfer of shares
+			tok := d.Odd[RebaseToken]
+			data := TokenCall("transfer", to, amount)
+			if from == 0 {
+				data = RebaseCall(int64(d.rng.IntN(400)) - 100)
+			}
+			err = d.send(ctx, from, &tok, nil, data, 400_000)
+		case 7: // a transfer whose fee goes to the collector, named by no log
+			tok := d.Odd[CollectorToken]
+			err = d.send(ctx, from, &tok, nil, TokenCall("transfer", to, amount), 400_000)
+		case 8: // the interest-bearing token
+			tok := d.Odd[InterestToken]
+			err = d.send(ctx, from, &tok, nil, TokenCall("transfer", to, amount), 400_000)
+		case 9: // the owner's transfer of the quiet token (its first one
+			// makes the token, and the owner, seen), or a mint without a log
+			tok := d.Odd[QuietMintToken]
+			data := TokenCall("transfer", to, amount)
+			if d.quietSeen && d.rng.IntN(2) == 0 {
+				data = TokenCall("mint", to, amount)
+			}
+			d.quietSeen = true
+			err = d.send(ctx, 0, &tok, nil, data, 400_000)
 		}
 		if err != nil {
 			return common.Hash{}, err

@@ -1,0 +1,536 @@
+package indexer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/big"
+	"slices"
+	"strconv"
+
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/vm"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/holiman/uint256"
+)
+
+// Token balances can change only through the token's storage (or the
+// storage of contracts its balanceOf reads), or through what balanceOf
+// reads of the block itself (its time, its number…). The indexer learns,
+// per token, what balanceOf depends on by tracing one call of it
+// (erc7562Tracer: the slots it reads, the KECCAK256 preimages of the slots
+// it computes, the opcodes it runs):
+//   - a holder's own slots: keccak256(holder ‖ base) + offset (or base ‖
+//     holder, as Vyper lays mappings out) in some account's storage;
+//   - shared slots: every other slot it reads (a rebase index, a total of
+//     shares, a proxy's implementation);
+//   - the block's environment (TIMESTAMP, NUMBER, BALANCE…): balances that
+//     change with no write at all. Such a token is withheld.
+//
+// Then, for every block, the prestateTracer diff lists each account's
+// changed slots. A changed shared slot means every holder's balance may
+// have changed: all known holders are re-read (up to a ceiling, else the
+// token is withheld). A changed holder slot names its holder: directly for
+// the holders of the block's Transfer logs, and through the block's
+// KECCAK256 preimages for the others (a fee collector, a mint without a
+// log). Every holder so named is read with balanceOf at the block and at
+// its parent: the published amounts are the chain's, never sums of logs.
+
+// maxSlotOffset bounds the offset of a holder's slot within a struct
+// that a mapping holds (balance fields beyond it are not recognised).
+const maxSlotOffset = 8
+
+// maxIndexedHolders bounds, per token, the holders whose own slots are
+// indexed; a changed slot of a holder beyond it is named through the
+// block's preimages instead, at one more call to the node.
+const maxIndexedHolders = 100_000
+
+// maxFixedSlots bounds the changed slots remembered, per token, as no
+// holder's (slots that no KECCAK256 computed: totals, counters).
+const maxFixedSlots = 4096
+
+// DefaultMaxRefresh is the most holders re-read when a token's shared
+// state changes, unless Config says otherwise.
+const DefaultMaxRefresh = 10_000
+
+// environmentOpcodes are the opcodes whose value can change from one
+// block to the next without any storage write.
+var environmentOpcodes = map[vm.OpCode]bool{
+	vm.BLOCKHASH: true, vm.COINBASE: true, vm.TIMESTAMP: true, vm.NUMBER: true, vm.PREVRANDAO: true,
+	vm.GASLIMIT: true, vm.SELFBALANCE: true, vm.BASEFEE: true, vm.BLOBHASH: true, vm.BLOBBASEFEE: true,
+	vm.BALANCE: true, vm.ORIGIN: true, vm.GASPRICE: true, vm.GAS: true,
+}
+
+// storageSlot is one slot of one account's storage.
+type storageSlot struct {
+	account common.Address
+	slot    common.Hash
+}
+
+// holderSlot says where a holder's own slot is: in account's storage, at
+// keccak256(holder ‖ base) + offset, or keccak256(base ‖ holder) + offset.
+type holderSlot struct {
+	account  common.Address
+	base     common.Hash
+	baseLast bool // holder ‖ base (Solidity); false: base ‖ holder (Vyper)
+	offset   uint64
+}
+
+func (p holderSlot) of(holder common.Address) common.Hash {
+	key := common.BytesToHash(holder[:])
+	var h []byte
+	if p.baseLast {
+		h = crypto.Keccak256(key[:], p.base[:])
+	} else {
+		h = crypto.Keccak256(p.base[:], key[:])
+	}
+	var s uint256.Int
+	s.SetBytes(h).AddUint64(&s, p.offset)
+	return s.Bytes32()
+}
+
+// profile is what one token's balanceOf depends on.
+type profile struct {
+	holderSlots []holderSlot
+	shared      map[storageSlot]bool
+	accounts    map[common.Address]bool // whose storage balanceOf reads
+}
+
+// token is what the indexer knows of one ERC-20.
+type token struct {
+	holders  map[common.Address]struct{} // every holder published
+	withheld events.Reason               // "" while it is served
+	profile  *profile                    // nil until traced (again)
+	fixed    map[common.Hash]struct{}    // changed slots of the token's own storage that are no holder's
+	// owners maps the own slots of known holders (up to
+	// maxIndexedHolders) to them, under the current profile.
+	owners map[storageSlot]common.Address
+}
+
+// setProfile makes p the token's profile and indexes its holders' slots.
+func (tok *token) setProfile(p *profile) {
+	tok.profile, tok.owners = p, map[storageSlot]common.Address{}
+	for a := range tok.holders {
+		tok.index(a)
+	}
+}
+
+// index adds holder's own slots to the index, while it has room.
+func (tok *token) index(holder common.Address) {
+	if tok.profile == nil || len(tok.owners) >= maxIndexedHolders*len(tok.profile.holderSlots) {
+		return
+	}
+	for _, hs := range tok.profile.holderSlots {
+		tok.owners[storageSlot{hs.account, hs.of(holder)}] = holder
+	}
+}
+
+// tokenBook is the indexer's record of every token it has seen, rebuilt
+// from the stream at start (holders and withheld tokens are all there).
+type tokenBook struct {
+	tokens map[common.Address]*token
+}
+
+func newTokenBook() *tokenBook { return &tokenBook{tokens: map[common.Address]*token{}} }
+
+func (b *tokenBook) get(t common.Address) *token {
+	tok := b.tokens[t]
+	if tok == nil {
+		tok = &token{holders: map[common.Address]struct{}{}, fixed: map[common.Hash]struct{}{}}
+		b.tokens[t] = tok
+	}
+	return tok
+}
+
+// record adds what one whole published block says to the book.
+func (b *tokenBook) record(changes []events.Change, withheld []events.Withheld) {
+	for _, c := range changes {
+		if c.Asset == events.NativeAsset {
+			continue
+		}
+		tok := b.get(c.Asset)
+		if _, known := tok.holders[c.Account]; !known {
+			tok.holders[c.Account] = struct{}{}
+			tok.index(c.Account)
+		}
+	}
+	for _, w := range withheld {
+		tok := b.get(w.Asset)
+		tok.withheld, tok.profile, tok.owners = w.Reason, nil, nil
+	}
+}
+
+// tokenStats counts what the token rules cost, for the metrics and the
+// benchmarks.
+type tokenStats struct {
+	profiles, preimageTraces, refreshes, refreshedHolders int
+}
+
+// blockTokens is one block's token work in progress.
+type blockTokens struct {
+	d        *deriver
+	h        *Header
+	changed  map[common.Address]map[common.Hash]struct{} // from the prestate diff
+	named    map[common.Address][]common.Address         // token → holders of its Transfer logs, in log order
+	pre      map[common.Hash][]byte                      // the block's KECCAK256 preimages, fetched at most once
+	withheld []events.Withheld
+}
+
+// tokens returns the balances of every holder whose balance of a token
+// may have changed in block h, read with balanceOf at the block and at its
+// parent, and the tokens withheld from this block on.
+func (d *deriver) tokens(ctx context.Context, h *Header, changed map[common.Address]map[common.Hash]struct{}) (map[TokenQuery]*amounts, []events.Withheld, error) {
+	logs, err := d.node.TransferLogs(ctx, h.Hash)
+	if err != nil {
+		return nil, nil, err
+	}
+	bt := &blockTokens{d: d, h: h, changed: changed, named: map[common.Address][]common.Address{}}
+	for _, l := range logs {
+		// ERC-20 Transfer has two indexed addresses and the value as data;
+		// ERC-721's has the token id indexed too and is skipped.
+		if l.Address == systemAddress || len(l.Topics) != 3 || len(l.Data) != 32 {
+			continue
+		}
+		for _, t := range l.Topics[1:] {
+			holder := common.BytesToAddress(t[:])
+			if holder != (common.Address{}) && !slices.Contains(bt.named[l.Address], holder) {
+				bt.named[l.Address] = append(bt.named[l.Address], holder)
+			}
+		}
+	}
+	// Every token of the book, and every new one, in address order: the
+	// same block always derives the same delta.
+	candidates := slices.Collect(maps.Keys(bt.named))
+	for t := range d.book.tokens {
+		if bt.named[t] == nil {
+			candidates = append(candidates, t)
+		}
+	}
+	candidates = slices.DeleteFunc(candidates, func(t common.Address) bool {
+		tok := d.book.tokens[t]
+		return tok != nil && tok.withheld != ""
+	})
+	slices.SortFunc(candidates, func(a, b common.Address) int { return bytes.Compare(a[:], b[:]) })
+	var qs []TokenQuery
+	for _, t := range candidates {
+		holders, reason, err := bt.holders(ctx, t)
+		if err != nil {
+			return nil, nil, fmt.Errorf("token %s: %w", t.Hex(), err)
+		}
+		if reason != "" {
+			bt.withhold(t, reason)
+			continue
+		}
+		for _, a := range holders {
+			qs = append(qs, TokenQuery{Token: t, Holder: a})
+		}
+	}
+	out, unreadable, err := d.read(ctx, h, qs)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, t := range unreadable {
+		bt.withhold(t, events.Unreadable)
+		for q := range out {
+			if q.Token == t {
+				delete(out, q)
+			}
+		}
+	}
+	return out, bt.withheld, nil
+}
+
+func (bt *blockTokens) withhold(t common.Address, reason events.Reason) {
+	if !slices.ContainsFunc(bt.withheld, func(w events.Withheld) bool { return w.Asset == t }) {
+		bt.withheld = append(bt.withheld, events.Withheld{Asset: t, Reason: reason})
+		bt.d.log.Warn("token withheld: its balances are no longer served", "block", uint64(bt.h.Number), "token", t.Hex(), "reason", reason)
+	}
+}
+
+// holders returns the holders of t whose balance may have changed in the
+// block, or the reason t must be withheld from it on.
+func (bt *blockTokens) holders(ctx context.Context, t common.Address) ([]common.Address, events.Reason, error) {
+	tok := bt.d.book.get(t)
+	if tok.profile == nil {
+		p, reason, err := bt.d.profile(ctx, bt.h, t, bt.sampleHolder(t, tok))
+		if err != nil || reason != "" {
+			return nil, reason, err
+		}
+		tok.setProfile(p)
+	}
+	p := tok.profile
+	named := bt.named[t]
+	set := map[common.Address]struct{}{}
+	for _, a := range named {
+		set[a] = struct{}{}
+	}
+	// Which of the slots balanceOf reads did the block change?
+	refresh := false
+	var unexplained []storageSlot
+	for account := range p.accounts {
+		for slot := range bt.changed[account] {
+			ss := storageSlot{account, slot}
+			owner, known := tok.owners[ss]
+			switch {
+			case p.shared[ss]:
+				refresh = true
+			case known:
+				set[owner] = struct{}{}
+			case account == t && hasKey(tok.fixed, slot):
+			default:
+				unexplained = append(unexplained, ss)
+			}
+		}
+	}
+	// The holders of the logs explain their own slots.
+	if len(unexplained) > 0 && len(named) > 0 {
+		theirs := map[storageSlot]bool{}
+		for _, hs := range p.holderSlots {
+			for _, a := range named {
+				theirs[storageSlot{hs.account, hs.of(a)}] = true
+			}
+		}
+		unexplained = slices.DeleteFunc(unexplained, func(ss storageSlot) bool { return theirs[ss] })
+	}
+	// The others, through the preimages of the slots the block computed.
+	if len(unexplained) > 0 {
+		if bt.pre == nil {
+			pre, err := bt.d.node.Preimages(ctx, bt.h.Hash)
+			if err != nil {
+				return nil, "", err
+			}
+			bt.pre = pre
+			bt.d.stats.preimageTraces++
+		}
+		for _, ss := range unexplained {
+			holder, computed := holderOf(ss, p.holderSlots, bt.pre)
+			switch {
+			case holder != nil:
+				set[*holder] = struct{}{}
+			case !computed && ss.account == t && len(tok.fixed) < maxFixedSlots:
+				tok.fixed[ss.slot] = struct{}{} // a total or a counter: no holder's, ever
+			}
+		}
+	}
+	if refresh {
+		for a := range tok.holders {
+			set[a] = struct{}{}
+		}
+		if len(set) > bt.d.maxRefresh {
+			return nil, events.TooManyHolders, nil
+		}
+		bt.d.stats.refreshes++
+		bt.d.stats.refreshedHolders += len(set)
+		tok.profile, tok.owners = nil, nil // traced again at its next block: a proxy may have changed what it reads
+	}
+	out := slices.Collect(maps.Keys(set))
+	slices.SortFunc(out, func(a, b common.Address) int { return bytes.Compare(a[:], b[:]) })
+	return out, "", nil
+}
+
+// sampleHolder is the holder whose balanceOf call is traced: the last
+// recipient of the block's logs (who likely holds some), else the lowest
+// known holder — a choice the block and the book fix, so that deriving a
+// block again gives the same delta.
+func (bt *blockTokens) sampleHolder(t common.Address, tok *token) common.Address {
+	if named := bt.named[t]; len(named) > 0 {
+		return named[len(named)-1]
+	}
+	var low common.Address
+	first := true
+	for a := range tok.holders {
+		if first || bytes.Compare(a[:], low[:]) < 0 {
+			low, first = a, false
+		}
+	}
+	return low
+}
+
+// holderOf finds the holder whose own slot ss is, among the preimages;
+// computed says whether any KECCAK256 of the block produced a slot at or
+// just below ss (if none did, ss is a fixed variable, no mapping entry).
+func holderOf(ss storageSlot, patterns []holderSlot, pre map[common.Hash][]byte) (holder *common.Address, computed bool) {
+	var s, base uint256.Int
+	s.SetBytes32(ss.slot[:])
+	for k := range uint64(maxSlotOffset) {
+		base.SubUint64(&s, k)
+		p, ok := pre[base.Bytes32()]
+		if !ok {
+			continue
+		}
+		computed = true
+		if len(p) != 64 {
+			continue
+		}
+		for _, hs := range patterns {
+			if hs.account != ss.account || hs.offset != k {
+				continue
+			}
+			key, other := p[:32], p[32:]
+			if !hs.baseLast {
+				key, other = p[32:], p[:32]
+			}
+			if bytes.Equal(other, hs.base[:]) && isAddressWord(key) {
+				a := common.BytesToAddress(key)
+				return &a, true
+			}
+		}
+	}
+	return nil, computed
+}
+
+func isAddressWord(w []byte) bool { return len(w) == 32 && bytes.Equal(w[:12], make([]byte, 12)) }
+
+func hasKey[K comparable, V any](m map[K]V, k K) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// profile traces balanceOf(holder) on token at block h and says what it
+// depends on, or why the token must be withheld.
+func (d *deriver) profile(ctx context.Context, h *Header, t, holder common.Address) (*profile, events.Reason, error) {
+	d.stats.profiles++
+	f, err := d.node.TraceBalanceOf(ctx, t, holder, h.Hash)
+	if err != nil {
+		return nil, "", err
+	}
+	if f.Error != "" || len(f.Output) != 32 {
+		return nil, events.Unreadable, nil
+	}
+	pre := make(map[common.Hash][]byte, len(f.Keccak))
+	for _, p := range f.Keccak {
+		pre[crypto.Keccak256Hash(p)] = p
+	}
+	key := common.BytesToHash(holder[:])
+	p := &profile{shared: map[storageSlot]bool{}, accounts: map[common.Address]bool{}}
+	var walk func(f *callFrame, storage common.Address) events.Reason
+	walk = func(f *callFrame, storage common.Address) events.Reason {
+		for op := range f.UsedOpcodes {
+			if environmentOpcodes[vm.OpCode(op)] {
+				return events.TimeDependent
+			}
+		}
+		for slot := range f.AccessedSlots.Reads {
+			p.accounts[storage] = true
+			hs, how := classifySlot(slot, key, pre)
+			switch how {
+			case slotShared:
+				p.shared[storageSlot{storage, slot}] = true
+			case slotNested:
+				return events.UnsupportedLayout
+			case slotOfHolder:
+				hs.account = storage
+				if !slices.Contains(p.holderSlots, hs) {
+					p.holderSlots = append(p.holderSlots, hs)
+				}
+			}
+		}
+		for i := range f.Calls {
+			c := &f.Calls[i]
+			inner := c.To
+			if c.Type == "DELEGATECALL" || c.Type == "CALLCODE" {
+				inner = storage // runs on the caller's storage
+			}
+			if r := walk(c, inner); r != "" {
+				return r
+			}
+		}
+		return ""
+	}
+	if r := walk(f, t); r != "" {
+		return nil, r, nil
+	}
+	return p, "", nil
+}
+
+type slotKind int
+
+const (
+	slotShared   slotKind = iota // derived from nothing of the holder's
+	slotOfHolder                 // keccak256(holder ‖ base) + offset, or base ‖ holder
+	slotNested                   // derived from the holder through more than one hash
+)
+
+// classifySlot tells how slot, read by balanceOf(holder), derives from
+// the holder (key: its 32-byte word), given the call's preimages.
+func classifySlot(slot, key common.Hash, pre map[common.Hash][]byte) (holderSlot, slotKind) {
+	var s, base uint256.Int
+	s.SetBytes32(slot[:])
+	for k := range uint64(maxSlotOffset) {
+		base.SubUint64(&s, k)
+		p, ok := pre[base.Bytes32()]
+		if !ok || len(p) != 64 {
+			continue
+		}
+		switch {
+		case bytes.Equal(p[:32], key[:]):
+			return holderSlot{base: common.BytesToHash(p[32:]), baseLast: true, offset: k}, slotOfHolder
+		case bytes.Equal(p[32:], key[:]):
+			return holderSlot{base: common.BytesToHash(p[:32]), offset: k}, slotOfHolder
+		case derivesFrom(p, key, pre, 4):
+			return holderSlot{}, slotNested
+		}
+	}
+	return holderSlot{}, slotShared
+}
+
+// derivesFrom says whether preimage p contains key, directly or through
+// the preimages of its halves, within depth hashes.
+func derivesFrom(p []byte, key common.Hash, pre map[common.Hash][]byte, depth int) bool {
+	if depth == 0 {
+		return false
+	}
+	for i := 0; i+32 <= len(p); i += 32 {
+		w := common.BytesToHash(p[i : i+32])
+		if w == key {
+			return true
+		}
+		if inner, ok := pre[w]; ok && derivesFrom(inner, key, pre, depth-1) {
+			return true
+		}
+	}
+	return false
+}
+
+// read reads balanceOf of every query at block h and at its parent. A
+// token whose balanceOf cannot be read at the block (or at the parent,
+// when it existed then) is returned as unreadable.
+func (d *deriver) read(ctx context.Context, h *Header, qs []TokenQuery) (map[TokenQuery]*amounts, []common.Address, error) {
+	out := make(map[TokenQuery]*amounts, len(qs))
+	if len(qs) == 0 {
+		return out, nil, nil
+	}
+	post, postErrs, err := d.node.TokenBalances(ctx, qs, h.Hash)
+	if err != nil {
+		return nil, nil, err
+	}
+	pre, preErrs, err := d.node.TokenBalances(ctx, qs, h.ParentHash)
+	if err != nil {
+		return nil, nil, err
+	}
+	var unreadable []common.Address
+	for i, q := range qs {
+		bad := postErrs[i] != nil || (preErrs[i] != nil && !errors.Is(preErrs[i], errNoCode))
+		if bad && !slices.Contains(unreadable, q.Token) {
+			unreadable = append(unreadable, q.Token)
+		}
+		if bad {
+			continue
+		}
+		p := pre[i]
+		if p == nil { // the contract did not exist before this block
+			p = new(big.Int)
+		}
+		out[q] = &amounts{pre: p, post: post[i]}
+	}
+	return out, unreadable, nil
+}
+
+// String describes the stats for logs and benchmarks.
+func (s tokenStats) String() string {
+	return "profiles=" + strconv.Itoa(s.profiles) + " preimage_traces=" + strconv.Itoa(s.preimageTraces) +
+		" refreshes=" + strconv.Itoa(s.refreshes) + " refreshed_holders=" + strconv.Itoa(s.refreshedHolders)
+}
