@@ -115,6 +115,14 @@ func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 			return -1
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "balidx_withheld_tokens", Help: "Tokens whose balances are withheld from answers (/v1/status lists them with the reason).",
+		}, func() float64 {
+			if v := snap.current(); v != nil {
+				return float64(v.meta.Withheld)
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "balidx_trusted_block_timestamp_seconds", Help: "Timestamp of the trusted block (staleness = now − this).",
 		}, func() float64 {
 			if v := snap.current(); v != nil {

@@ -52,7 +52,37 @@ func appendBalances(b []byte, bal *storage.Balances, p page) []byte {
 	}
 	b = append(b, `],"next_cursor":"`...)
 	b = append(b, next...)
-	return append(b, '"')
+	b = append(b, '"')
+	return appendWithheld(b, bal.Withheld, p)
+}
+
+// appendWithheld renders ,"withheld":[…] when the account holds withheld
+// tokens (of the page's filter): amounts the service will not vouch for.
+func appendWithheld(b []byte, ws []storage.WithheldToken, p page) []byte {
+	n := 0
+	for i := range ws {
+		w := &ws[i]
+		if len(p.only) > 0 && !containsAddr(p.only, w.Contract) {
+			continue
+		}
+		if n == 0 {
+			b = append(b, `,"withheld":[`...)
+		} else {
+			b = append(b, ',')
+		}
+		b = append(b, `{"contract":"`...)
+		b = append(b, w.Contract.Hex()...)
+		b = append(b, `","reason":"`...)
+		b = append(b, w.Reason...)
+		b = append(b, `","since_block":`...)
+		b = strconv.AppendUint(b, w.Since, 10)
+		b = append(b, '}')
+		n++
+	}
+	if n > 0 {
+		b = append(b, ']')
+	}
+	return b
 }
 
 func containsAddr(list []common.Address, a common.Address) bool {

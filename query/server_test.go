@@ -227,8 +227,12 @@ func TestEntryRoundTrip(t *testing.T) {
 		if string(e.body()) != string(want) || e.address() != holder.Hex() || e.readAt() != 42 || !e.known() {
 			t.Fatalf("%d tokens: body %s address %s read at %d known %v, want %s, %s, 42, true", tokens, e.body(), e.address(), e.readAt(), e.known(), want, holder.Hex())
 		}
+		if tokens > 0 {
+			b.Withheld = []storage.WithheldToken{{Contract: common.Address{0xee}, Reason: events.TooManyHolders, Since: 9}}
+			e = newEntry(holder, b, 42)
+		}
 		got := e.balances()
-		if got.Known != b.Known || got.Native != b.Native || len(got.Tokens) != len(b.Tokens) {
+		if got.Known != b.Known || got.Native != b.Native || len(got.Tokens) != len(b.Tokens) || fmt.Sprint(got.Withheld) != fmt.Sprint(b.Withheld) {
 			t.Fatalf("%d tokens: balances %+v, want %+v", tokens, got, b)
 		}
 		for i := range got.Tokens {
@@ -387,6 +391,42 @@ func TestStatus(t *testing.T) {
 	}
 	if cov := a.body["coverage"].(map[string]any); cov["full"] != true {
 		t.Fatalf("coverage %v", cov)
+	}
+	if w, ok := a.body["withheld_tokens"].([]any); !ok || len(w) != 0 {
+		t.Fatalf("withheld_tokens: got %v, want []", a.body["withheld_tokens"])
+	}
+}
+
+// A withheld token leaves every answer at once — cached ones included —
+// and is listed in its place with the reason, and in the status.
+func TestWithheldTokens(t *testing.T) {
+	s, snap := mustServer(t, 0, Config{})
+	target := "/v1/balances/" + holder.Hex()
+	if a := do(t, s, "GET", target, ""); a.status != 200 || len(a.body["tokens"].([]any)) != 3 || a.body["withheld"] != nil {
+		t.Fatalf("before: got %s", a.raw) // and now cached
+	}
+	res, err := snap.store.Apply([]storage.Block{{ChainID: 1, Block: events.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 3,
+		Withheld: []events.Withheld{{Asset: tokB, Reason: events.TimeDependent}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.OnApplied(res)
+	want := `"tokens":[{"contract":"` + tokA.Hex() + `","amount":"1"},{"contract":"` + tokC.Hex() + `","amount":"3"}],"next_cursor":"",` +
+		`"withheld":[{"contract":"` + tokB.Hex() + `","reason":"time_dependent","since_block":2}]}`
+	for _, target := range []string{target, target + "?limit=5", "/go/wallet/balance?address=" + holder.Hex()} {
+		if a := do(t, s, "GET", target, ""); a.status != 200 || !strings.HasSuffix(a.raw, want) {
+			t.Fatalf("%s: got %s, want it to end with %s", target, a.raw, want)
+		}
+	}
+	if a := do(t, s, "GET", target+"?token="+tokA.Hex(), ""); a.status != 200 || a.body["withheld"] != nil {
+		t.Fatalf("filtered to another token: got %s", a.raw)
+	}
+	if a := do(t, s, "POST", "/v1/balances", `{"addresses":["`+holder.Hex()+`"]}`); a.status != 200 || !strings.HasSuffix(a.raw, want+"]}") {
+		t.Fatalf("batch: got %s", a.raw)
+	}
+	a := do(t, s, "GET", "/v1/status", "")
+	if w := a.body["withheld_tokens"].([]any); len(w) != 1 || fmt.Sprint(w[0]) != fmt.Sprint(map[string]any{"contract": tokB.Hex(), "reason": "time_dependent", "since_block": float64(2)}) {
+		t.Fatalf("status: got %s", a.raw)
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/storage"
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/dgraph-io/ristretto/v2"
@@ -64,6 +66,9 @@ type view struct {
 	meta    storage.Meta
 	block   *blockInfo
 	unknown entry // the answer for an address never seen (Bloom negative)
+	// withheld lists the withheld tokens at the published view, for
+	// /v1/status; a view made for one answer (fill, readMany) leaves it nil.
+	withheld []storage.WithheldToken
 }
 
 func newView(m storage.Meta) *view {
@@ -98,18 +103,22 @@ func newBlockInfo(m storage.Meta) *blockInfo {
 //	[8, 16)  a hash of the balances, for the ETag
 //	[16]     flags: entryKnown, entryAddressed
 //	[17, 21) the length of the body
+//	[21, 23) the number of withheld tokens
 //	then the address in EIP-55 (addressLen bytes) when entryAddressed; the
 //	body of the default page ("native":…,"tokens":[…],"next_cursor":…);
-//	and the balances, for other pages: native (32 bytes big-endian), then
-//	each token's contract (20) and amount (32).
+//	and the balances, for other pages: native (32 bytes big-endian), each
+//	withheld token's contract (20), reason code (1, its index in
+//	events.Reasons) and first block (8), then each token's contract (20)
+//	and amount (32).
 type entry []byte
 
 const (
 	entryKnown     = 1 << iota // the snapshot has the account
 	entryAddressed             // the address is stored (not in a view's unknown entry)
-	entryHeader    = 21
+	entryHeader    = 23
 	nativeLen      = 32
 	tokenLen       = common.AddressLength + 32
+	withheldLen    = common.AddressLength + 1 + 8
 )
 
 func (e entry) readAt() uint64 { return binary.LittleEndian.Uint64(e) }
@@ -142,7 +151,20 @@ func (e entry) balances() storage.Balances {
 	i := e.bodyStart() + int(binary.LittleEndian.Uint32(e[17:]))
 	b := storage.Balances{Known: e.known()}
 	b.Native.SetBytes32(e[i : i+nativeLen])
-	rest := e[i+nativeLen:]
+	i += nativeLen
+	if n := int(binary.LittleEndian.Uint16(e[21:])); n > 0 {
+		b.Withheld = make([]storage.WithheldToken, n)
+		for j := range b.Withheld {
+			w := e[i+j*withheldLen:]
+			b.Withheld[j] = storage.WithheldToken{
+				Contract: common.Address(w[:common.AddressLength]),
+				Reason:   events.Reasons[w[common.AddressLength]],
+				Since:    binary.BigEndian.Uint64(w[common.AddressLength+1:]),
+			}
+		}
+		i += n * withheldLen
+	}
+	rest := e[i:]
 	b.Tokens = make([]storage.TokenBalance, len(rest)/tokenLen)
 	for j := range b.Tokens {
 		t := rest[j*tokenLen:]
@@ -155,7 +177,7 @@ func (e entry) balances() storage.Balances {
 func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
 	body := appendBalances(nil, &b, defaultPage)
 	addressed := a != (common.Address{})
-	size := entryHeader + len(body) + nativeLen + tokenLen*len(b.Tokens)
+	size := entryHeader + len(body) + nativeLen + withheldLen*len(b.Withheld) + tokenLen*len(b.Tokens)
 	if addressed {
 		size += addressLen
 	}
@@ -169,10 +191,16 @@ func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
 		e = appendEIP55(e, a)
 	}
 	binary.LittleEndian.PutUint32(e[17:], uint32(len(body)))
+	binary.LittleEndian.PutUint16(e[21:], uint16(len(b.Withheld))) // at most one per token the account holds
 	e = append(e, body...)
 	balancesAt := len(e)
 	nb := b.Native.Bytes32()
 	e = append(e, nb[:]...)
+	for _, w := range b.Withheld {
+		e = append(e, w.Contract[:]...)
+		e = append(e, byte(slices.Index(events.Reasons, w.Reason)))
+		e = binary.BigEndian.AppendUint64(e, w.Since)
+	}
 	for _, t := range b.Tokens {
 		tb := t.Amount.Bytes32()
 		e = append(e, t.Contract[:]...)
@@ -245,7 +273,11 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 		return nil, err
 	}
 	if m.HasTrusted {
-		s.view.Store(newView(m))
+		v := newView(m)
+		if _, v.withheld, err = cfg.Store.Withheld(); err != nil {
+			return nil, err
+		}
+		s.view.Store(v)
 	}
 	return s, nil
 }
@@ -271,8 +303,25 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 		return
 	}
 	v := newView(res.Meta)
+	if prev := s.view.Load(); prev != nil {
+		v.withheld = prev.withheld
+	}
+	if len(res.NewlyWithheld) > 0 {
+		// The applier calls OnApplied before its next commit: the list
+		// read now is the one at res.Meta's block.
+		_, withheld, err := s.store.Withheld()
+		if err != nil {
+			s.log.Error("withheld tokens not listed in the status", "err", err)
+		}
+		v.withheld = withheld
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(res.NewlyWithheld) > 0 {
+		// Any cached answer may hold an amount of a token withheld now:
+		// rare enough to drop them all rather than find their holders.
+		s.cache.Clear()
+	}
 	if res.Meta.Accounts > uint64(s.capacity) {
 		// Past capacity the false-positive rate climbs: resize. Rare (the
 		// capacity doubles), and readers only wait for it on a cache miss.

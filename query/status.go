@@ -19,6 +19,14 @@ type Status struct {
 	Snapshot       StatusSnapshot         `json:"snapshot"`
 	Stale          bool                   `json:"stale"`
 	TrustViolation *events.TrustViolation `json:"trust_violation"`
+	WithheldTokens []StatusWithheld       `json:"withheld_tokens"`
+}
+
+// StatusWithheld is a token whose balances are not served.
+type StatusWithheld struct {
+	Contract   string        `json:"contract"`
+	Reason     events.Reason `json:"reason"`
+	SinceBlock uint64        `json:"since_block"`
 }
 
 // StatusBlock is the trusted block.
@@ -55,11 +63,15 @@ func (s *Server) status() (*Status, bool) {
 	}
 	m := v.meta
 	st := &Status{
-		ChainID:  m.ChainID,
-		Trusted:  StatusBlock{Number: m.Trusted.Number, Hash: m.Trusted.Hash.Hex(), Timestamp: m.Trusted.Timestamp},
-		Coverage: StatusCoverage{FromBlock: m.CoverageFrom, Full: m.CoverageFull},
-		Snapshot: StatusSnapshot{Accounts: m.Accounts, TokenBalances: m.TokenBalances, Digest: m.Digest.Hex()},
-		Stale:    s.age(v) > s.cfg.StaleAfter,
+		ChainID:        m.ChainID,
+		Trusted:        StatusBlock{Number: m.Trusted.Number, Hash: m.Trusted.Hash.Hex(), Timestamp: m.Trusted.Timestamp},
+		Coverage:       StatusCoverage{FromBlock: m.CoverageFrom, Full: m.CoverageFull},
+		Snapshot:       StatusSnapshot{Accounts: m.Accounts, TokenBalances: m.TokenBalances, Digest: m.Digest.Hex()},
+		Stale:          s.age(v) > s.cfg.StaleAfter,
+		WithheldTokens: make([]StatusWithheld, len(v.withheld)),
+	}
+	for i, w := range v.withheld {
+		st.WithheldTokens[i] = StatusWithheld{Contract: w.Contract.Hex(), Reason: w.Reason, SinceBlock: w.Since}
 	}
 	if ix := s.cfg.IndexerStatus(); ix != nil && ix.ChainID == m.ChainID {
 		st.Head = &StatusHead{Number: ix.Head, SeenAt: ix.HeadSeenAt}
