@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/balidx/balidx/indexer"
+	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/rpc"
@@ -30,6 +32,11 @@ type auditReport struct {
 	Balances   int                `json:"balances"` // non-zero balances in the snapshot
 	Checked    int                `json:"checked"`
 	Mismatches []indexer.Mismatch `json:"mismatches"`
+	// Withheld lists the tokens the snapshot does not serve (not compared:
+	// nothing of them is claimed true), and WithheldBalances counts their
+	// balances left out of Balances.
+	Withheld         []query.StatusWithheld `json:"withheld"`
+	WithheldBalances int                    `json:"withheld_balances"`
 }
 
 // audit compares the snapshot at its trusted block with the chain.
@@ -68,8 +75,20 @@ func audit(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer store.Close()
+	_, withheld, err := store.Withheld()
+	if err != nil {
+		return err
+	}
+	served := func(asset common.Address) bool {
+		return !slices.ContainsFunc(withheld, func(w storage.WithheldToken) bool { return w.Contract == asset })
+	}
 	var holdings []indexer.Holding
+	withheldBalances := 0
 	m, err := store.ForEachBalance(func(account, asset common.Address, amount *uint256.Int) error {
+		if !served(asset) {
+			withheldBalances++
+			return nil
+		}
 		holdings = append(holdings, indexer.Holding{Account: account, Asset: asset, Amount: amount.ToBig()})
 		return nil
 	})
@@ -111,9 +130,13 @@ func audit(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	report := auditReport{ChainID: m.ChainID, Block: m.Trusted.Number, Hash: m.Trusted.Hash.Hex(), Balances: total, Checked: len(holdings), Mismatches: mismatches}
+	report := auditReport{ChainID: m.ChainID, Block: m.Trusted.Number, Hash: m.Trusted.Hash.Hex(), Balances: total, Checked: len(holdings), Mismatches: mismatches,
+		Withheld: make([]query.StatusWithheld, len(withheld)), WithheldBalances: withheldBalances}
 	if report.Mismatches == nil {
 		report.Mismatches = []indexer.Mismatch{}
+	}
+	for i, w := range withheld {
+		report.Withheld[i] = query.StatusWithheld{Contract: w.Contract.Hex(), Reason: w.Reason, SinceBlock: w.Since}
 	}
 	if *asJSON {
 		if err := json.NewEncoder(stdout).Encode(report); err != nil {
@@ -123,6 +146,12 @@ func audit(ctx context.Context, args []string, getenv func(string) string, stdou
 		fmt.Fprintf(stdout, "audited %d of %d balances at block %d (%s) of chain %d: %d differ\n", report.Checked, total, report.Block, report.Hash, report.ChainID, len(mismatches))
 		for _, mm := range mismatches {
 			fmt.Fprintf(stdout, "  %s %s: ours %s, chain %s\n", mm.Account, mm.Asset, mm.Ours, mm.Chain)
+		}
+		if len(withheld) > 0 {
+			fmt.Fprintf(stdout, "not audited: %d balances of %d withheld tokens (not served):\n", withheldBalances, len(withheld))
+			for _, w := range report.Withheld {
+				fmt.Fprintf(stdout, "  %s withheld since block %d: %s\n", w.Contract, w.SinceBlock, w.Reason)
+			}
 		}
 	}
 	if len(mismatches) > 0 {

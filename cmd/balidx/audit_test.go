@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/holiman/uint256"
 	bolt "go.etcd.io/bbolt"
@@ -40,6 +41,10 @@ func TestAudit(t *testing.T) {
 	}
 	if rep.Block != st.Trusted.Number || rep.Checked < 10 || rep.Checked != rep.Balances || len(rep.Mismatches) != 0 {
 		t.Fatalf("report %+v", rep)
+	}
+	// The interest-bearing token is listed as withheld, not as matches.
+	if len(rep.Withheld) != 1 || rep.Withheld[0].Contract != demo.Odd[devchain.InterestToken].Hex() || rep.Withheld[0].Reason != events.TimeDependent {
+		t.Fatalf("withheld %+v, want the interest-bearing token, time_dependent", rep.Withheld)
 	}
 
 	// A copy with one balance changed behind the applier's back.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/query"
 	"sigs.k8s.io/yaml"
 )
@@ -27,6 +28,7 @@ type config struct {
 	Trust         string
 	Genesis       string
 	StartBlock    uint64
+	MaxRefresh    int
 	ChainID       uint64
 	Clients       string
 	CORSOrigins   string
@@ -67,6 +69,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 			def = 2
 		}
 		fs.Uint64Var(&cfg.Confirmations, "confirmations", def, "a block is trusted once head − number ≥ N")
+		fs.IntVar(&cfg.MaxRefresh, "token-refresh-max", indexer.DefaultMaxRefresh, "most holders of one token re-read at one block when state all its balances depend on changes (a rebase); a token needing more is withheld")
 	}
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS URL; empty starts an embedded server with JetStream")
 	defListen := "127.0.0.1:4222"
@@ -188,6 +191,9 @@ func (c *config) validate(cmd string) error {
 	}
 	if c.Confirmations > 10_000 {
 		errs = append(errs, fmt.Errorf("--confirmations %d: at most 10000", c.Confirmations))
+	}
+	if cmd != "query" && (c.MaxRefresh < 1 || c.MaxRefresh > 10_000_000) {
+		errs = append(errs, fmt.Errorf("--token-refresh-max %d: want 1..10000000", c.MaxRefresh))
 	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: want 1, 3 or 5", c.Replicas))

@@ -44,6 +44,7 @@ func TestConfigRefuses(t *testing.T) {
 		{"no rpc", "run", nil, "", "--rpc is required"},
 		{"bad trust tag", "run", []string{"--rpc", "ws://x", "--trust", "latest"}, "", "--trust"},
 		{"bad replicas", "run", []string{"--rpc", "ws://x", "--replicas", "2"}, "", "--replicas"},
+		{"no token refresh", "indexer", []string{"--rpc", "ws://x", "--token-refresh-max", "0"}, "", "--token-refresh-max"},
 		{"bad log level", "query", []string{"--log-level", "loud"}, "", "--log-level"},
 		{"no replay cache", "query", []string{"--max-nonces", "0"}, "", "--max-nonces"},
 		{"no balance cache", "run", []string{"--rpc", "ws://x", "--cache-mb", "0"}, "", "--cache-mb"},

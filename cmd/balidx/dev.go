@@ -39,8 +39,12 @@ func printDemo(w io.Writer, demo *devchain.Demo, srv *query.Server) {
 	for _, a := range demo.Accounts {
 		fmt.Fprintf(w, "  %s\n", a.Hex())
 	}
-	fmt.Fprintf(w, "Fee recipient: %s\nToken:     %s\nFee token: %s (burns 1%% of every transfer)\nSplitter:  %s (forwards ETH by internal calls)\n\n",
+	fmt.Fprintf(w, "Fee recipient: %s\nToken:     %s\nFee token: %s (burns 1%% of every transfer)\nSplitter:  %s (forwards ETH by internal calls)\n",
 		demo.Coinbase.Hex(), demo.Token.Hex(), demo.FeeToken.Hex(), demo.Splitter.Hex())
+	fmt.Fprintf(w, "Rebasing token:   %s (rebases without a log: every holder re-read)\n", demo.Odd[devchain.RebaseToken].Hex())
+	fmt.Fprintf(w, "Collector token:  %s (2.5%% fee to %s, named by no log)\n", demo.Odd[devchain.CollectorToken].Hex(), demo.Collector.Hex())
+	fmt.Fprintf(w, "Quiet-mint token: %s (mints without a log)\n", demo.Odd[devchain.QuietMintToken].Hex())
+	fmt.Fprintf(w, "Interest token:   %s (grows with block time: withheld, see /v1/status)\n\n", demo.Odd[devchain.InterestToken].Hex())
 	fmt.Fprintf(w, "Try:\n  curl -s %s/v1/balances/%s\n  curl -s %s/v1/status\n  curl -s http://%s/metrics | grep balidx_\n\n",
 		base, demo.Accounts[0].Hex(), base, srv.AdminAddr())
 }

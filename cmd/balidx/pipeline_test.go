@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,8 +30,11 @@ import (
 // TestPipeline runs `balidx run` against a simulated chain served over
 // WebSocket (new heads pushed), then over HTTP (polled), makes blocks of random traffic (ETH transfers, transfers by
 // internal calls, ERC-20 mints, burns and transfers, a fee-on-transfer
-// token, withdrawals), and checks every balance served over HTTP against the
-// chain's own answer at the block the answer names. Half-way it stops the
+// token, a rebasing token, a token whose fees go to a collector no log
+// names, a token minting without logs, an interest-bearing token,
+// withdrawals), and checks every balance served over HTTP against the
+// chain's own answer at the block the answer names — with a rebase in that
+// very block — and that the interest-bearing token is withheld. Half-way it stops the
 // whole system, makes blocks while it is down, and starts it again on the
 // same data directory.
 func TestPipeline(t *testing.T) {
@@ -43,13 +47,15 @@ func TestPipeline(t *testing.T) {
 	dir := t.TempDir()
 
 	b := startBalidx(t, "run", "--rpc", demo.Chain.WSEndpoint(), "--data", dir, "--confirmations", "2")
-	steps(t, demo, 30)
+	steps(t, demo, 27)
+	rebaseLast(t, demo, 2)
 	st := b.waitCaughtUp(t, demo, 2)
 	checkEveryBalance(t, demoView(demo), b.http, st)
 	checkCommands(t, b, demo.Accounts[0].Hex(), st)
 	b.stop(t)
 
-	steps(t, demo, 25) // while nothing indexes
+	steps(t, demo, 22) // while nothing indexes
+	rebaseLast(t, demo, 2)
 
 	b = startBalidx(t, "run", "--rpc", demo.Chain.HTTPEndpoint(), "--data", dir, "--confirmations", "2")
 	defer b.stop(t)
@@ -242,6 +248,17 @@ func steps(tb testing.TB, demo *devchain.Demo, n int) {
 	}
 }
 
+// rebaseLast makes a block that rebases the rebasing token (every holder's
+// balance changes, no log), then confirmations more: the rebase is in the
+// trusted block a check then looks at.
+func rebaseLast(tb testing.TB, demo *devchain.Demo, confirmations int) {
+	tb.Helper()
+	if err := demo.Rebase(context.Background(), 33); err != nil {
+		tb.Fatal(err)
+	}
+	steps(tb, demo, 1+confirmations)
+}
+
 // waitCaughtUp waits until the served trusted block is head − confirmations.
 func (b *balidx) waitCaughtUp(tb testing.TB, demo *devchain.Demo, confirmations uint64) query.Status {
 	tb.Helper()
@@ -268,23 +285,44 @@ type chainView struct {
 	eth    *ethclient.Client
 	rpc    *rpc.Client
 	tokens []common.Address
+	// withheld: the tokens that must be withheld, with the reason.
+	withheld map[common.Address]events.Reason
+	// holders: token holders that may have no account in the state (no
+	// coin, no nonce), to check besides the accounts the node lists.
+	holders []common.Address
 }
 
 func demoView(demo *devchain.Demo) chainView {
-	return chainView{eth: demo.Chain.Client, rpc: demo.Chain.RPC, tokens: []common.Address{demo.Token, demo.FeeToken}}
+	return chainView{eth: demo.Chain.Client, rpc: demo.Chain.RPC, tokens: demo.Tokens(),
+		withheld: map[common.Address]events.Reason{demo.Odd[devchain.InterestToken]: events.TimeDependent},
+		holders:  demo.Holders()}
 }
 
 // checkEveryBalance lists every account of the chain at the trusted block
 // (the node's own debug_accountRange) and compares what balidx serves for
-// each with eth_getBalance and balanceOf at the block the answer names.
+// each with eth_getBalance and balanceOf at the block the answer names;
+// the tokens chain.withheld names must be withheld, with their reason, in
+// the status and in every answer, never served.
 func checkEveryBalance(tb testing.TB, chain chainView, addr string, st query.Status) {
 	tb.Helper()
 	ctx := context.Background()
+	withheld := map[common.Address]events.Reason{}
+	for _, w := range st.WithheldTokens {
+		withheld[common.HexToAddress(w.Contract)] = w.Reason
+	}
+	if fmt.Sprint(withheld) != fmt.Sprint(chain.withheld) {
+		tb.Fatalf("withheld tokens %v, want %v", withheld, chain.withheld)
+	}
 	trusted := chain.canonicalHash(tb, st.Trusted.Number)
 	if trusted.Hex() != st.Trusted.Hash {
 		tb.Fatalf("trusted block %d: served hash %s, chain has %s", st.Trusted.Number, st.Trusted.Hash, trusted.Hex())
 	}
 	accounts := chain.accounts(tb, trusted)
+	for _, h := range chain.holders {
+		if !slices.Contains(accounts, h) {
+			accounts = append(accounts, h)
+		}
+	}
 	accounts = append(accounts, common.HexToAddress("0x00000000000000000000000000000000deadbeef")) // never used
 	var checked, nonZeroTokens int
 	for lo := 0; lo < len(accounts); lo += query.MaxBatchAddresses {
@@ -322,7 +360,18 @@ func checkEveryBalance(tb testing.TB, chain chainView, addr string, st query.Sta
 			for _, t := range got.Tokens {
 				served[common.HexToAddress(t.Contract)] = t.Amount
 			}
+			for _, w := range got.Withheld {
+				if c := common.HexToAddress(w.Contract); withheld[c] != w.Reason {
+					tb.Errorf("%s: token %s listed withheld for %q, the status says %q", a.Hex(), w.Contract, w.Reason, withheld[c])
+				}
+			}
 			for _, tok := range chain.tokens {
+				if withheld[tok] != "" {
+					if amount, listed := served[tok]; listed {
+						tb.Errorf("%s: withheld token %s served with amount %s", a.Hex(), tok.Hex(), amount)
+					}
+					continue
+				}
 				want := chain.balanceOf(tb, tok, a, at)
 				have, listed := served[tok]
 				if !listed {
@@ -402,6 +451,10 @@ type batchAnswer struct {
 			Contract string `json:"contract"`
 			Amount   string `json:"amount"`
 		} `json:"tokens"`
+		Withheld []struct {
+			Contract string        `json:"contract"`
+			Reason   events.Reason `json:"reason"`
+		} `json:"withheld"`
 		Error *struct {
 			Code string `json:"code"`
 		} `json:"error"`

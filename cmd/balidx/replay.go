@@ -24,6 +24,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	natsURL := fs.String("nats", getenv("BALIDX_NATS"), "NATS URL; empty: the embedded server's store in --data")
 	confirmations := fs.Uint64("confirmations", 12, "the trust policy: head − number ≥ N")
 	trust := fs.String("trust", "", "or the node's 'safe' / 'finalized' block")
+	maxRefresh := fs.Int("token-refresh-max", indexer.DefaultMaxRefresh, "the indexer's --token-refresh-max")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
@@ -46,7 +47,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	defer node.Close()
-	res, err := indexer.Replay(ctx, indexer.ReplayConfig{Node: node, JS: nl.js, Stream: nl.stream, From: *from, Policy: policy, Log: newLogger("warn", stderr)})
+	res, err := indexer.Replay(ctx, indexer.ReplayConfig{Node: node, JS: nl.js, Stream: nl.stream, From: *from, Policy: policy, MaxRefresh: *maxRefresh, Log: newLogger("warn", stderr)})
 	if err != nil {
 		return err
 	}

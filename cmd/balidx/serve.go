@@ -81,7 +81,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		ix, err := indexer.New(ctx, indexer.Config{
 			Node: node, JS: js, Stream: stream, Board: board,
 			Policy:     events.Policy{Confirmations: cfg.Confirmations, Tag: cfg.Trust},
-			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, Log: log.With("part", "indexer"), Metrics: reg,
+			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, MaxRefresh: cfg.MaxRefresh, Log: log.With("part", "indexer"), Metrics: reg,
 		})
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/ethereum/go-ethereum"
@@ -144,6 +145,9 @@ type Demo struct {
 	rng       *rand.Rand
 	withdraw  uint64 // next withdrawal index
 	quietSeen bool   // the quiet token's owner has made its first transfer
+	// recipients: every address Step sent to, once each: brand-new ones
+	// may hold tokens without an account in the state.
+	recipients []common.Address
 }
 
 // DemoConfig configures StartDemo.
@@ -233,6 +237,19 @@ func (d *Demo) Tokens() []common.Address {
 	return []common.Address{d.Token, d.FeeToken, d.Odd[RebaseToken], d.Odd[CollectorToken], d.Odd[InterestToken], d.Odd[QuietMintToken]}
 }
 
+// Holders lists every address that may hold a demo token: the accounts,
+// the collector and every recipient of Step's transactions, some of which
+// hold tokens without having an account in the state.
+func (d *Demo) Holders() []common.Address {
+	out := append(slices.Clone(d.Accounts), d.Collector)
+	for _, r := range d.recipients {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // Rebase submits a rebase of RebaseToken by bps basis points, in the next block.
 func (d *Demo) Rebase(ctx context.Context, bps int64) error {
 	tok := d.Odd[RebaseToken]
@@ -288,6 +305,9 @@ func (d *Demo) Step(ctx context.Context) (common.Hash, error) {
 		to := d.Accounts[d.rng.IntN(n)]
 		if d.rng.IntN(8) == 0 { // now and then a brand-new account
 			to = common.BigToAddress(big.NewInt(int64(d.rng.Uint32()) + 1<<40))
+		}
+		if !slices.Contains(d.recipients, to) {
+			d.recipients = append(d.recipients, to)
 		}
 		amount := big.NewInt(int64(1 + d.rng.IntN(1_000_000_000)))
 		amount.Mul(amount, big.NewInt(params.GWei))
