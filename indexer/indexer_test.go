@@ -317,9 +317,25 @@ func TestDeltasMatchChain(t *testing.T) {
 	if n := counter(t, reg, "balidx_indexer_token_preimage_traces_total"); n < 1 {
 		t.Errorf("preimage traces: got %v, want some (the collector's fees)", n)
 	}
-	t.Logf("%d blocks: %v profiles, %v preimage traces, %v refreshes of %v holders", last.Number,
+	t.Logf("%d blocks, %v node exchanges: %v profiles, %v preimage traces, %v refreshes of %v holders", last.Number, histogramCount(t, reg, "balidx_indexer_node_request_duration_seconds"),
 		counter(t, reg, "balidx_indexer_token_profiles_total"), counter(t, reg, "balidx_indexer_token_preimage_traces_total"),
 		counter(t, reg, "balidx_indexer_token_refreshes_total"), counter(t, reg, "balidx_indexer_token_refreshed_holders_total"))
+}
+
+// histogramCount reads how many observations a histogram of reg holds.
+func histogramCount(tb testing.TB, reg *prometheus.Registry, name string) uint64 {
+	tb.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	tb.Fatalf("no metric %s", name)
+	return 0
 }
 
 // counter reads a counter's value from reg.

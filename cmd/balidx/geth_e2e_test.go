@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/indexer"
+	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
 	"github.com/ethereum/go-ethereum/common"
@@ -64,21 +65,41 @@ func TestGethE2E(t *testing.T) {
 	token := mined(send(nil, nil, devchain.TokenDeployment("E2E Token", 0))).ContractAddress
 	feeToken := mined(send(nil, nil, devchain.TokenDeployment("E2E Fee Token", 100))).ContractAddress
 	splitter := mined(send(nil, nil, devchain.SplitterDeployment())).ContractAddress
+	// The odd tokens: balances that move without a log naming the holder.
+	collector := common.HexToAddress("0x00000000000000000000000000000000C011EC70")
+	odd := map[string]common.Address{}
+	for _, name := range []string{devchain.RebaseToken, devchain.CollectorToken, devchain.InterestToken, devchain.QuietMintToken} {
+		odd[name] = mined(send(nil, nil, devchain.Deployment(name, big.NewInt(250), collector))).ContractAddress
+	}
+	rebase, collecting, interest, quiet := odd[devchain.RebaseToken], odd[devchain.CollectorToken], odd[devchain.InterestToken], odd[devchain.QuietMintToken]
+	mined(send(&quiet, nil, devchain.TokenCall("mint", dev, big.NewInt(1e18)))) // no log: the token is not seen yet
 
 	b := startBalidx(t, "run", "--rpc", ws, "--data", t.TempDir(), "--confirmations", "2")
 	defer b.stop(t)
 
 	rng := rand.New(rand.NewPCG(3, 4))
+	holders := []common.Address{dev, collector}
 	var last common.Hash
 	for i := range 12 {
 		to := common.BigToAddress(big.NewInt(int64(rng.Uint32()) + 1<<40))
 		other := common.BigToAddress(big.NewInt(int64(rng.Uint32()) + 1<<41))
+		holders = append(holders, to, other)
 		amount := big.NewInt(int64(1 + rng.IntN(1_000_000_000)))
 		send(&to, amount, nil)
 		send(&splitter, amount, devchain.SplitCall(to, other))
 		send(&token, nil, devchain.TokenCall("mint", to, amount))
 		send(&feeToken, nil, devchain.TokenCall("mint", dev, amount))
-		last = send(&feeToken, nil, devchain.TokenCall("transfer", other, big.NewInt(int64(i+1)*1000)))
+		send(&feeToken, nil, devchain.TokenCall("transfer", other, big.NewInt(int64(i+1)*1000)))
+		send(&rebase, nil, devchain.TokenCall("mint", to, amount))
+		send(&collecting, nil, devchain.TokenCall("mint", dev, amount))
+		send(&collecting, nil, devchain.TokenCall("transfer", other, big.NewInt(int64(i+1)*1000)))
+		send(&interest, nil, devchain.TokenCall("mint", to, amount))
+		if i == 0 {
+			send(&quiet, nil, devchain.TokenCall("transfer", other, big.NewInt(1000))) // the quiet token and dev seen
+		} else {
+			send(&quiet, nil, devchain.TokenCall("mint", to, amount))
+		}
+		last = send(&rebase, nil, devchain.RebaseCall(int64(rng.IntN(300))-50))
 	}
 	lastBlock := mined(last).BlockNumber.Uint64()
 	var st query.Status
@@ -95,7 +116,8 @@ func TestGethE2E(t *testing.T) {
 	if !st.Coverage.Full {
 		t.Fatalf("coverage %+v: want full (genesis listed by the node)", st.Coverage)
 	}
-	checkEveryBalance(t, chainView{eth: eth, rpc: rc, tokens: []common.Address{token, feeToken}}, b.http, st)
+	checkEveryBalance(t, chainView{eth: eth, rpc: rc, tokens: []common.Address{token, feeToken, rebase, collecting, interest, quiet},
+		withheld: map[common.Address]events.Reason{interest: events.TimeDependent}, holders: holders}, b.http, st)
 }
 
 // dialGeth connects to geth at ws (closed when the test ends) and returns
