@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/vm"
 	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/ethereum/go-ethereum/rpc"
 	"github.com/holiman/uint256"
 )
 
@@ -394,7 +395,16 @@ func hasKey[K comparable, V any](m map[K]V, k K) bool {
 func (d *deriver) profile(ctx context.Context, h *Header, t, holder common.Address) (*profile, events.Reason, error) {
 	d.stats.profiles++
 	f, err := d.node.TraceBalanceOf(ctx, t, holder, h.Hash)
-	if err != nil {
+	var answered rpc.Error
+	switch {
+	case errors.Is(err, ErrHistoricalState):
+		return nil, "", err
+	case errors.As(err, &answered):
+		// The node has the tracer (CheckTracers) but could not trace this
+		// call (an execution timeout…): one token must not stop the rest.
+		d.log.Warn("balanceOf could not be traced", "block", uint64(h.Number), "token", t.Hex(), "err", err)
+		return nil, events.Unreadable, nil
+	case err != nil:
 		return nil, "", err
 	}
 	if f.Error != "" || len(f.Output) != 32 {

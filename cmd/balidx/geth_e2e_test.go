@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
 	"github.com/ethereum/go-ethereum/common"
