@@ -148,6 +148,9 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		return err
 	}
 	if ix.derive.book, err = loadTokenBook(ctx, ix.cfg.Stream, ix.chainID); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("read the tokens the stream holds: %w", err)
 	}
 	cur := cursor{next: ix.cfg.StartBlock}
