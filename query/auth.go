@@ -6,10 +6,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
+	"fmt"
 	"hash"
 	"hash/maphash"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
 )
 
@@ -61,6 +61,10 @@ type clientEntry struct {
 	limiter *rate.Limiter
 	rate    float64
 	burst   int
+	// nonces is the client's share of the replay cache; inFlight counts
+	// its requests being served, against its share of the in-flight cap.
+	nonces   *nonceShare
+	inFlight *atomic.Int64
 }
 
 // signer verifies signatures and remembers nonces.
@@ -70,20 +74,22 @@ type signer struct {
 	nonces  *nonceCache
 }
 
-func newSigner(c *Clients, window time.Duration, maxNonces int) *signer {
+func newSigner(c *Clients, window time.Duration, maxNonces int) (*signer, error) {
 	if window == 0 {
 		window = DefaultSignatureWindow
 	}
 	s := &signer{window: window, nonces: newNonceCache(window, maxNonces)}
-	s.load(c)
-	return s
+	return s, s.load(c)
 }
 
-// load installs a clients file. A client whose rate and burst did not change
-// keeps its bucket, so a reload does not hand out fresh bursts.
-func (s *signer) load(c *Clients) {
+// load installs a clients file, unless the replay cache cannot hold every
+// client's share (then the previous file stays). A client whose rate and
+// burst did not change keeps its bucket and its share, so a reload neither
+// hands out fresh bursts nor forgets what the client's nonces hold.
+func (s *signer) load(c *Clients) error {
 	old := s.clients.Load()
 	t := &clientTable{byID: make(map[string]*clientEntry, len(c.Clients)), anonymous: c.Anonymous}
+	need := 0
 	for _, cl := range c.Clients {
 		e := &clientEntry{id: cl.ID, rate: cl.Rate, burst: cl.Burst}
 		for _, sec := range cl.Secrets {
@@ -92,15 +98,23 @@ func (s *signer) load(c *Clients) {
 		}
 		if old != nil {
 			if prev, ok := old.byID[cl.ID]; ok && prev.rate == cl.Rate && prev.burst == cl.Burst {
-				e.limiter = prev.limiter
+				e.limiter, e.nonces, e.inFlight = prev.limiter, prev.nonces, prev.inFlight
 			}
 		}
 		if e.limiter == nil {
 			e.limiter = rate.NewLimiter(rate.Limit(cl.Rate), cl.Burst)
+			e.nonces = s.nonces.newShare(cl.Rate, cl.Burst)
+			e.inFlight = new(atomic.Int64)
 		}
+		need += e.nonces.max
 		t.byID[cl.ID] = e
 	}
+	if need > s.nonces.max {
+		return fmt.Errorf("%w: the clients' rates need %d (client, nonce) pairs in the replay cache (each client: rate × (2 × window + 1 s) + burst), --max-nonces is %d",
+			ErrNonceCacheTooSmall, need, s.nonces.max)
+	}
 	s.clients.Store(t)
+	return nil
 }
 
 // mac is one secret's HMAC-SHA256 with room for a request's string to sign
@@ -150,6 +164,17 @@ type signedRequest struct {
 
 // verify checks everything but the nonce's freshness and returns the client.
 func (s *signer) verify(r *signedRequest, now time.Time) (*clientEntry, error) {
+	e, err := s.identify(r, now)
+	if err != nil {
+		return nil, err
+	}
+	return e, e.checkSignature(r)
+}
+
+// identify checks what the headers alone can tell — every credential
+// present and well-formed, the timestamp within the window, the client
+// known — without the body.
+func (s *signer) identify(r *signedRequest, now time.Time) (*clientEntry, error) {
 	if r.clientID == "" || r.timestamp == "" || r.nonce == "" || r.signature == "" {
 		return nil, errMissingCredentials
 	}
@@ -168,6 +193,12 @@ func (s *signer) verify(r *signedRequest, now time.Time) (*clientEntry, error) {
 	if !ok {
 		return nil, errUnknownClient
 	}
+	return e, nil
+}
+
+// checkSignature checks r's signature (over its body too) against every
+// secret of the client.
+func (e *clientEntry) checkSignature(r *signedRequest) error {
 	// A signature that is not 64 lowercase hex digits matches no secret.
 	valid := 0
 	for _, pool := range e.macs { // every secret is tried: the time does not tell which matched
@@ -180,9 +211,9 @@ func (s *signer) verify(r *signedRequest, now time.Time) (*clientEntry, error) {
 		pool.Put(m)
 	}
 	if valid == 0 {
-		return nil, errInvalidSignature
+		return errInvalidSignature
 	}
-	return e, nil
+	return nil
 }
 
 // equalHex is 1 when want (lowercase hex) equals got, in a time that
@@ -221,28 +252,27 @@ var notNonceChar = func() (t [256]byte) {
 	return t
 }()
 
-// readSignedRequest collects what the signature covers. The body (POST)
-// is read here, within the batch limit, and put back for the handler.
-func readSignedRequest(c echo.Context) (signedRequest, error) {
-	req := c.Request()
+// signedHeaders collects what the signature covers but the body.
+func signedHeaders(req *http.Request) signedRequest {
 	h := req.Header
-	r := signedRequest{
+	return signedRequest{
 		clientID: header(h, keyClientID), timestamp: header(h, keyTimestamp), nonce: header(h, keyNonce), signature: header(h, keySignature),
 		method: req.Method, path: rawPath(req), rawQuery: req.URL.RawQuery,
 	}
-	if req.Body != nil && req.Body != http.NoBody {
-		body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, MaxBatchBody))
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return signedRequest{}, errTooLarge
-		}
-		if err != nil {
-			return signedRequest{}, invalidRequest("body could not be read")
-		}
-		r.body = body
-		req.Body = io.NopCloser(bytes.NewReader(body))
+}
+
+// readBody reads a request's body — its Content-Length, which checkFraming
+// bounded — and puts it back for the handler.
+func readBody(req *http.Request) ([]byte, error) {
+	if req.ContentLength <= 0 {
+		return nil, nil
 	}
-	return r, nil
+	body := make([]byte, req.ContentLength)
+	if _, err := io.ReadFull(req.Body, body); err != nil {
+		return nil, invalidRequest("body could not be read: shorter than its Content-Length, or too slow")
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
 }
 
 // rawPath is the escaped path as the client sent it.
@@ -319,11 +349,65 @@ func newNonceCache(window time.Duration, max int) *nonceCache {
 	return &nonceCache{seed: maphash.MakeSeed(), window: w, max: max, seen: map[uint64]struct{}{}, expires: make([][]uint64, 2*w+2)}
 }
 
-var errNonceCacheFull = &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", Message: "too many recent requests to remember their nonces", RetryAfter: 1}
+// nonceShare is one client's share of the replay cache: the pairs it may
+// hold, and how many it holds by expiry second (a ring as long as the
+// cache's). Its pairs expire on the cache's schedule; the share only counts
+// them, under the cache's lock.
+type nonceShare struct {
+	max   int
+	secs  []int64 // the expiry second each slot counts
+	count []int
+}
+
+// newShare sizes a client's share from its quota: within it, the client is
+// accepted at most burst + rate × t requests in t seconds, and a pair is
+// held until its timestamp leaves the window — at most 2 × window after it
+// is accepted (a timestamp up to a window ahead) plus the second it is
+// dropped in. A client within its quota never fills its share.
+func (n *nonceCache) newShare(perSecond float64, burst int) *nonceShare {
+	need := int(math.Ceil(perSecond*float64(2*n.window+1))) + burst
+	return &nonceShare{max: need, secs: make([]int64, len(n.expires)), count: make([]int, len(n.expires))}
+}
+
+// held counts the client's pairs still in the window at second now.
+func (s *nonceShare) held(now int64) int {
+	total := 0
+	for i, sec := range s.secs {
+		if sec >= now {
+			total += s.count[i]
+		}
+	}
+	return total
+}
+
+func (s *nonceShare) add(expiry int64) {
+	i := expiry % int64(len(s.secs))
+	if s.secs[i] != expiry {
+		s.secs[i], s.count[i] = expiry, 0
+	}
+	s.count[i]++
+}
+
+// nextExpiry is the first second after now at which one of the client's
+// pairs leaves (now + 1 if it holds none).
+func (s *nonceShare) nextExpiry(now int64) int64 {
+	next := int64(math.MaxInt64)
+	for i, sec := range s.secs {
+		if sec >= now && s.count[i] > 0 {
+			next = min(next, sec+1)
+		}
+	}
+	if next == math.MaxInt64 {
+		return now + 1
+	}
+	return next
+}
 
 // add records (clientID, nonce) of a request signed at ts, which the caller
-// found within the window of now; false if the pair was there already.
-func (n *nonceCache) add(clientID, nonce string, ts int64, now time.Time) (bool, error) {
+// found within the window of now; false if the pair was there already. A
+// client at its share is refused (429, until its first pair expires);
+// share nil counts nothing (tests of the cache alone).
+func (n *nonceCache) add(clientID, nonce string, ts int64, now time.Time, share *nonceShare) (bool, error) {
 	var h maphash.Hash
 	h.SetSeed(n.seed)
 	h.WriteString(clientID)
@@ -338,20 +422,52 @@ func (n *nonceCache) add(clientID, nonce string, ts int64, now time.Time) (bool,
 	if len(n.seen) >= n.max {
 		n.forget(len(n.seen)) // full: make room before deciding
 	}
-	if len(n.seen) >= n.max {
+	if len(n.seen) >= n.max || (share != nil && share.held(now.Unix()) >= share.max) {
 		if _, ok := n.seen[key]; ok {
 			return false, nil
 		}
-		return false, errNonceCacheFull
+		if share != nil && share.held(now.Unix()) >= share.max {
+			return false, nonceShareFull(share.nextExpiry(now.Unix()) - now.Unix())
+		}
+		return false, nonceCacheFull(n.nextExpiry(now.Unix()) - now.Unix())
 	}
 	before := len(n.seen)
 	n.seen[key] = struct{}{} // one hash lookup: the length says whether it was there
 	if len(n.seen) == before {
 		return false, nil
 	}
-	slot := &n.expires[(ts+n.window)%int64(len(n.expires))]
+	expiry := ts + n.window
+	slot := &n.expires[expiry%int64(len(n.expires))]
 	*slot = append(*slot, key)
+	if share != nil {
+		share.add(expiry)
+	}
 	return true, nil
+}
+
+// nonceShareFull refuses a client holding its whole share of the replay
+// cache, until its first pair expires.
+func nonceShareFull(wait int64) *Error {
+	return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: int(max(1, wait)),
+		Message: fmt.Sprintf("this client's recent nonces fill its share of the replay cache; retry after %d s", max(1, wait))}
+}
+
+// nonceCacheFull refuses a request when the cache is full (the clients'
+// shares fit in it, so only an anonymous-free deployment whose clients
+// changed rates under load gets here), until its first pair expires.
+func nonceCacheFull(wait int64) *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", RetryAfter: int(max(1, wait)),
+		Message: fmt.Sprintf("too many recent requests to remember their nonces; retry after %d s", max(1, wait))}
+}
+
+// nextExpiry is the first second after now at which a held pair leaves.
+func (n *nonceCache) nextExpiry(now int64) int64 {
+	for sec := now; sec < now+int64(len(n.expires)); sec++ {
+		if len(n.expires[sec%int64(len(n.expires))]) > 0 {
+			return sec + 1
+		}
+	}
+	return now + 1
 }
 
 // detachExpired moves the lists of the pairs that expired before second now

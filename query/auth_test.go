@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,14 +284,15 @@ func TestForwardedForCannotBeSpoofed(t *testing.T) {
 func TestLoadShedding(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	s := authServer(t, &Clients{Anonymous: Anonymous{Enabled: true, Rate: 100, Burst: 100}}, clk, func(c *Config) { c.MaxInFlight = 1 })
-	if !s.guard.inFlight.enter() { // one request being served
+	var other atomic.Int64
+	if !s.guard.inFlight.enter(&other, 1) { // one request being served
 		t.Fatal("could not enter")
 	}
 	a := req{target: "/v1/balances/" + holder.Hex()}.send(t, s)
 	if a.status != 503 || a.code() != "overloaded" || a.header.Get("Retry-After") == "" {
 		t.Fatalf("got %d %q, want 503 overloaded with Retry-After", a.status, a.code())
 	}
-	s.guard.inFlight.leave()
+	s.guard.inFlight.leave(&other)
 	if a := (req{target: "/v1/balances/" + holder.Hex()}).send(t, s); a.status != 200 {
 		t.Fatalf("after the other request left: got %d", a.status)
 	}
@@ -332,7 +334,7 @@ func TestTablesAreBounded(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	refused := 0
 	for i := range 1_000_000 {
-		if _, err := nonces.add("c", strconv.Itoa(i), now.Unix(), now); err != nil {
+		if _, err := nonces.add("c", strconv.Itoa(i), now.Unix(), now, nil); err != nil {
 			refused++
 		}
 	}
@@ -342,12 +344,12 @@ func TestTablesAreBounded(t *testing.T) {
 	// Once their timestamps are out of the window room is back at once, and
 	// the expired pairs are deleted a few a request until none is left.
 	later := now.Add(time.Minute + time.Second)
-	if ok, err := nonces.add("c", "later", later.Unix(), later); !ok || err != nil {
+	if ok, err := nonces.add("c", "later", later.Unix(), later, nil); !ok || err != nil {
 		t.Fatalf("after expiry: %v %v", ok, err)
 	}
 	adds := 1
 	for ; adds <= 50_000/forgetPerAdd+1; adds++ {
-		if ok, err := nonces.add("c", "later-"+strconv.Itoa(adds), later.Unix(), later); !ok || err != nil {
+		if ok, err := nonces.add("c", "later-"+strconv.Itoa(adds), later.Unix(), later, nil); !ok || err != nil {
 			t.Fatalf("after expiry, add %d: %v %v", adds, ok, err)
 		}
 	}
@@ -366,35 +368,35 @@ func TestNonceCacheKeepsPairsWhileTheyCanPass(t *testing.T) {
 	for _, skew := range []int64{-window, 0, window} {
 		ts := start + skew
 		nonce := fmt.Sprintf("nonce-skew-%+03d-0000", skew)
-		if ok, err := nonces.add("c", nonce, ts, at(start)); !ok || err != nil {
+		if ok, err := nonces.add("c", nonce, ts, at(start), nil); !ok || err != nil {
 			t.Fatalf("skew %d: first use refused: %v %v", skew, ok, err)
 		}
 		// The last second at which ts+window still passes the check.
 		last := ts + window
 		for sec := start; sec <= last; sec += 7 {
-			if ok, _ := nonces.add("c", nonce, ts, at(sec)); ok {
+			if ok, _ := nonces.add("c", nonce, ts, at(sec), nil); ok {
 				t.Fatalf("skew %d: replay at +%ds accepted while the timestamp is fresh", skew, sec-start)
 			}
 		}
-		if ok, _ := nonces.add("c", nonce, ts, at(last)); ok {
+		if ok, _ := nonces.add("c", nonce, ts, at(last), nil); ok {
 			t.Fatalf("skew %d: replay in the last fresh second accepted", skew)
 		}
 	}
 	// One second after the last expiry nothing is held: the pairs could no
 	// longer pass, so remembering them would only cost memory.
 	end := at(start + 2*window + 1)
-	if ok, _ := nonces.add("c", "probe-at-the-end-0", end.Unix(), end); !ok {
+	if ok, _ := nonces.add("c", "probe-at-the-end-0", end.Unix(), end, nil); !ok {
 		t.Fatal("fresh nonce at the end refused")
 	}
 	if held := nonces.len(); held != 1 {
 		t.Fatalf("%d pairs held after their timestamps left the window, want only the new one", held)
 	}
 	// A long idle spell, or a clock stepped back, forgets nothing early.
-	if ok, _ := nonces.add("c", "after-idle-0000000", end.Unix()+3600, end.Add(time.Hour)); !ok {
+	if ok, _ := nonces.add("c", "after-idle-0000000", end.Unix()+3600, end.Add(time.Hour), nil); !ok {
 		t.Fatal("fresh nonce after idling refused")
 	}
 	back := end.Add(time.Hour - 10*time.Second)
-	if ok, _ := nonces.add("c", "after-idle-0000000", end.Unix()+3600, back); ok {
+	if ok, _ := nonces.add("c", "after-idle-0000000", end.Unix()+3600, back, nil); ok {
 		t.Fatal("replay accepted after the clock stepped back")
 	}
 }
@@ -412,7 +414,7 @@ func BenchmarkNonceCacheBytesPerPair(b *testing.B) {
 		for i := range pairs {
 			// Thirty seconds of traffic, as clients with synced clocks send it.
 			ts := now.Add(time.Duration(i) * 30 * time.Second / pairs)
-			if _, err := nonces.add("wallet-app", "nonce-"+strconv.Itoa(1e9+i), ts.Unix(), ts); err != nil {
+			if _, err := nonces.add("wallet-app", "nonce-"+strconv.Itoa(1e9+i), ts.Unix(), ts, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -118,7 +118,7 @@ func BenchmarkBalanceSignedHotSet(b *testing.B) {
 }
 
 func BenchmarkVerifySignature(b *testing.B) {
-	s := newSigner(&Clients{Clients: []Client{{ID: "wallet", Secrets: []string{secret1}, Rate: 1, Burst: 1}}}, 0, 0)
+	s, _ := newSigner(&Clients{Clients: []Client{{ID: "wallet", Secrets: []string{secret1}, Rate: 1, Burst: 1}}}, 0, 0)
 	now := time.Now()
 	ts := strconv.FormatInt(now.Unix(), 10)
 	r := &signedRequest{clientID: "wallet", timestamp: ts, nonce: "bench-nonce-0000001", method: "GET", path: "/v1/balances/" + holder.Hex()}

@@ -21,14 +21,20 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 // Errors the handlers return. Messages never echo secrets or raw input.
 var (
-	errInvalidAddress = &Error{Status: http.StatusBadRequest, Code: "invalid_address", Message: "address must be 0x followed by 40 hex digits; mixed case must be a valid EIP-55 checksum"}
-	errNotIndexed     = &Error{Status: http.StatusNotFound, Code: "not_indexed", Message: "this address has never been seen and the snapshot does not cover the whole chain"}
-	errNotFound       = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route"}
-	errMethod         = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed on this route"}
-	errTooLarge       = &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Message: "request body, batch or URL over its limit"}
-	errUnavailable    = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "no snapshot loaded yet", RetryAfter: 5}
-	errStale          = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the trusted block is older than the operator's staleness bound", RetryAfter: 5}
+	errInvalidAddress   = &Error{Status: http.StatusBadRequest, Code: "invalid_address", Message: "address must be 0x followed by 40 hex digits; mixed case must be a valid EIP-55 checksum"}
+	errNotIndexed       = &Error{Status: http.StatusNotFound, Code: "not_indexed", Message: "this address has never been seen and the snapshot does not cover the whole chain"}
+	errNotFound         = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route"}
+	errMethod           = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed on this route"}
+	errTooLarge         = &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Message: "request body, batch or URL over its limit"}
+	errUnavailable      = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "no snapshot loaded yet", RetryAfter: 5}
+	errTransferEncoding = &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "Transfer-Encoding is not accepted: send a body with Content-Length"}
+	errBodyNotTaken     = &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "this method takes no body"}
+	errStale            = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the trusted block is older than the operator's staleness bound", RetryAfter: 5}
 )
+
+// ErrNonceCacheTooSmall: the replay cache (--max-nonces) cannot hold the
+// share every client of the clients file needs at its rate.
+var ErrNonceCacheTooSmall = errors.New("replay cache too small for the clients' rates")
 
 func invalidRequest(msg string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: msg}
@@ -66,9 +72,19 @@ type errorBody struct {
 	} `json:"error"`
 }
 
+// writeError answers e. A refusal of the caller — its authentication,
+// its quota, the load, its framing — also closes the connection: a
+// throttled client does not keep an idle connection, and what follows a
+// malformed request on its connection cannot be trusted.
 func writeError(c echo.Context, e *Error) error {
+	h := c.Response().Header()
 	if e.RetryAfter > 0 {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	switch {
+	case e.Status == http.StatusUnauthorized, e.Status == http.StatusRequestEntityTooLarge, e.Status == http.StatusTooManyRequests,
+		e.Status == http.StatusServiceUnavailable, e == errTransferEncoding, e == errBodyNotTaken:
+		h.Set("Connection", "close")
 	}
 	var b errorBody
 	b.Error.Code, b.Error.Message = e.Code, e.Message

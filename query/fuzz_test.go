@@ -61,7 +61,7 @@ func FuzzVerifySignature(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
 	ts := strconv.FormatInt(now.Unix(), 10)
 	f.Fuzz(func(t *testing.T, method, path, query, nonce string, body []byte, forged string) {
-		s := newSigner(clients, 0, 0)
+		s, _ := newSigner(clients, 0, 0)
 		r := &signedRequest{clientID: "c", timestamp: ts, nonce: nonce, method: method, path: path, rawQuery: query, body: body}
 		r.signature = Sign([]byte(secret1), method, path, query, ts, nonce, body)
 		_, err := s.verify(r, now)

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -16,10 +17,14 @@ const (
 )
 
 // guard is the query tier's front door, in the order a request meets it:
-// the in-flight cap (load shedding), CORS, then authentication and quotas.
+// the request's framing, CORS, who the caller is (from the headers alone),
+// the caller's throttles, the body, the signature, quotas and nonces, and
+// only then a serving slot of the in-flight cap, within the caller's share.
+// A caller that has not proved who it is never holds a slot: a slow body
+// or a flood of bad signatures cannot shut the others out.
 type guard struct {
 	now      func() time.Time
-	inFlight inFlight
+	inFlight *inFlight
 	cors     *cors
 	signer   *signer
 	anonIP   atomic.Pointer[limiterTable] // anonymous callers, per IP; nil: refused
@@ -27,21 +32,25 @@ type guard struct {
 	metrics  *metrics
 }
 
-func newGuard(cfg *Config, m *metrics) *guard {
+func newGuard(cfg *Config, m *metrics) (*guard, error) {
 	clients := cfg.Clients
 	if clients == nil {
 		clients = &Clients{}
 	}
+	sg, err := newSigner(clients, cfg.SignatureWindow, cfg.MaxNonces)
+	if err != nil {
+		return nil, err
+	}
 	g := &guard{
 		now:      cfg.Now,
+		inFlight: newInFlight(cfg.MaxInFlight, cfg.MaxInFlightPerIP, cfg.MaxInFlightPerClient),
 		cors:     newCORS(cfg.CORSOrigins),
-		signer:   newSigner(clients, cfg.SignatureWindow, cfg.MaxNonces),
+		signer:   sg,
 		failedIP: newLimiterTable("auth-failures", defaultFailedAuthRate, defaultFailedAuthBurst, limiterTableSize),
 		metrics:  m,
 	}
-	g.inFlight.max.Store(int64(cfg.MaxInFlight))
 	g.setAnonymous(clients.Anonymous)
-	return g
+	return g, nil
 }
 
 func (g *guard) setAnonymous(a Anonymous) {
@@ -52,33 +61,37 @@ func (g *guard) setAnonymous(a Anonymous) {
 	g.anonIP.Store(t)
 }
 
-// reload installs a new clients file.
-func (g *guard) reload(c *Clients) {
-	g.signer.load(c)
+// reload installs a new clients file, unless the replay cache cannot hold
+// its clients' shares (the previous one then stays).
+func (g *guard) reload(c *Clients) error {
+	if err := g.signer.load(c); err != nil {
+		return err
+	}
 	g.setAnonymous(c.Anonymous)
+	return nil
 }
 
 // middleware refuses what must not reach a handler.
 func (g *guard) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !g.inFlight.enter() {
-			g.metrics.shed.Inc()
-			return errOverloaded
+		if err := checkFraming(c.Request()); err != nil {
+			return err
 		}
-		defer g.inFlight.leave()
 		if done, err := g.cors.check(c); done || err != nil {
 			return err
 		}
-		res, err := g.authenticate(c)
+		res, slot, err := g.admit(c)
 		setAuth(c, res)
 		if err != nil {
 			return err
 		}
+		defer g.inFlight.leave(slot)
 		return next(c)
 	}
 }
 
-func (g *guard) authenticate(c echo.Context) (authResult, error) {
+// admit authenticates the request and takes its serving slot, or says why not.
+func (g *guard) admit(c echo.Context) (authResult, *atomic.Int64, error) {
 	now := g.now()
 	req := c.Request()
 	ip := c.RealIP()
@@ -86,48 +99,106 @@ func (g *guard) authenticate(c echo.Context) (authResult, error) {
 	if !hasCredentials(req.Header) {
 		anon := g.anonIP.Load()
 		if anon == nil {
-			return authResult{status: "missing_credentials"}, errMissingCredentials
+			return authResult{status: "missing_credentials"}, nil, errMissingCredentials
 		}
 		if err := (quota{anon.name, anon.get(ip)}).take(now, h); err != nil {
 			g.metrics.limited.WithLabelValues("anonymous").Inc()
-			return authResult{status: "rate_limited"}, err
+			return authResult{status: "rate_limited"}, nil, err
 		}
-		return authResult{status: "anonymous"}, nil
-	}
-	sr, err := readSignedRequest(c)
-	if err != nil {
-		return authResult{status: "invalid_request"}, err
-	}
-	client, err := g.signer.verify(&sr, now)
-	if err != nil {
-		res := authResult{status: toAPIError(err).Code, clientID: boundedID(sr.clientID)}
-		// Failures are counted per IP; past the allowance the caller gets
-		// 429 and Retry-After instead of the reason, so guessing slows down
-		// and learns nothing. A valid signature is never held back by its
-		// neighbours' failures: clients behind one NAT stay independent.
-		failures := quota{g.failedIP.name, g.failedIP.get(ip)}
-		if limited := failures.take(now, h); limited != nil {
-			g.metrics.limited.WithLabelValues(failures.name).Inc()
-			res.status = "rate_limited"
-			return res, limited
+		if _, err := readBody(req); err != nil {
+			return authResult{status: "invalid_request"}, nil, err
 		}
-		return res, err
+		slot := g.inFlight.ofIP(ip)
+		if !g.inFlight.enter(slot, g.inFlight.perIP) {
+			g.metrics.shed.Inc()
+			return authResult{status: "anonymous"}, nil, errOverloaded
+		}
+		return authResult{status: "anonymous"}, slot, nil
 	}
-	res := authResult{status: "signed", clientID: client.id, sigValid: true}
+	sr := signedHeaders(req)
+	client, err := g.signer.identify(&sr, now)
+	if err != nil {
+		err = g.failed(ip, now, h, err)
+		return authResult{status: toAPIError(err).Code, clientID: boundedID(sr.clientID)}, nil, err
+	}
+	res := authResult{status: "invalid_signature", clientID: client.id}
+	if req.ContentLength > 0 {
+		// A body is read only from an address that has not used up its
+		// failures: guessing (or a body that never comes) costs the caller
+		// a header, not our time. A request without a body is checked
+		// whatever its neighbours did: clients behind one NAT stay
+		// independent, but their bodies wait for the allowance to refill.
+		if (quota{g.failedIP.name, g.failedIP.get(ip)}).empty(now) {
+			err := g.failed(ip, now, h, errInvalidSignature)
+			res.status = toAPIError(err).Code
+			return res, nil, err
+		}
+		if sr.body, err = readBody(req); err != nil {
+			err = g.failed(ip, now, h, err) // a body cut short or too slow is a failure too
+			res.status = toAPIError(err).Code
+			return res, nil, err
+		}
+	}
+	if err := client.checkSignature(&sr); err != nil {
+		err = g.failed(ip, now, h, err)
+		res.status = toAPIError(err).Code
+		return res, nil, err
+	}
+	res = authResult{status: "signed", clientID: client.id, sigValid: true}
 	if err := (quota{"client", client.limiter}).take(now, h); err != nil {
 		g.metrics.limited.WithLabelValues("client").Inc()
 		res.status = "rate_limited"
-		return res, err
+		return res, nil, err
 	}
-	fresh, err := g.signer.nonces.add(client.id, sr.nonce, sr.unix, now)
+	fresh, err := g.signer.nonces.add(client.id, sr.nonce, sr.unix, now, client.nonces)
 	if err != nil {
-		return res, err
+		if toAPIError(err).Code == "rate_limited" {
+			g.metrics.limited.WithLabelValues("replay-cache").Inc()
+			res.status = "rate_limited"
+		}
+		return res, nil, err
 	}
 	if !fresh {
 		res.status = "replayed_request"
-		return res, errReplayedRequest
+		return res, nil, errReplayedRequest
 	}
-	return res, nil
+	if !g.inFlight.enter(client.inFlight, g.inFlight.perClient) {
+		g.metrics.shed.Inc()
+		return res, nil, errOverloaded
+	}
+	return res, client.inFlight, nil
+}
+
+// failed counts an authentication failure of ip. Failures are counted per
+// IP; past the allowance the caller gets 429 and Retry-After instead of the
+// reason, so guessing slows down and learns nothing. A valid signature is
+// never held back by its neighbours' failures: clients behind one NAT stay
+// independent.
+func (g *guard) failed(ip string, now time.Time, h http.Header, reason error) error {
+	failures := quota{g.failedIP.name, g.failedIP.get(ip)}
+	if limited := failures.take(now, h); limited != nil {
+		g.metrics.limited.WithLabelValues(failures.name).Inc()
+		return limited
+	}
+	return reason
+}
+
+// checkFraming refuses, before anything is read, a request whose body is
+// not one this API takes: no body on GET (and no Transfer-Encoding at all:
+// with Content-Length too it is a smuggling shape, RFC 9112 §6.1), and a
+// POST body within MaxBatchBody by its declared Content-Length — 413 at
+// once, not after waiting for bytes that will be refused anyway. Each
+// refusal closes the connection: what follows on it cannot be trusted.
+func checkFraming(req *http.Request) *Error {
+	switch {
+	case len(req.TransferEncoding) > 0:
+		return errTransferEncoding
+	case req.Method != http.MethodPost && req.ContentLength != 0:
+		return errBodyNotTaken
+	case req.ContentLength > MaxBatchBody:
+		return errTooLarge
+	}
+	return nil
 }
 
 // boundedID keeps an unknown client id fit for a log line.

@@ -2,6 +2,7 @@ package query
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math"
 	"net/http"
 	"strconv"
@@ -94,20 +95,58 @@ func setRateLimitFields(h http.Header, name string, l *rate.Limiter, now time.Ti
 	h.Set("RateLimit", `"`+name+`";r=`+strconv.Itoa(remaining)+`;t=`+strconv.Itoa(reset))
 }
 
-// inFlight caps the requests being served at once; past the cap, requests
-// are shed with 503 overloaded instead of queueing without bound.
+// inFlight caps the requests being served at once — in all, per signed
+// client and per anonymous caller's IP — so that one caller cannot take
+// every slot: past a cap, 503 overloaded instead of queueing without
+// bound. A slot is taken only once the caller is authenticated.
 type inFlight struct {
-	n, max atomic.Int64
+	n                atomic.Int64
+	max              int64
+	perIP, perClient int64
+	seed             maphash.Seed
+	byIP             [inFlightIPSlots]atomic.Int64 // anonymous callers' counts, by a hash of their IP
+}
+
+// inFlightIPSlots: anonymous IPs share these counters by hash; two IPs
+// that collide share a share, which the cap's headroom absorbs.
+const inFlightIPSlots = 4096
+
+func newInFlight(total, perIP, perClient int) *inFlight {
+	if total == 0 {
+		total = DefaultMaxInFlight
+	}
+	if perIP == 0 {
+		perIP = max(1, total/8)
+	}
+	if perClient == 0 {
+		perClient = max(1, total/2)
+	}
+	return &inFlight{max: int64(total), perIP: int64(perIP), perClient: int64(perClient), seed: maphash.MakeSeed()}
 }
 
 var errOverloaded = &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", Message: "too many requests in flight", RetryAfter: 1}
 
-func (f *inFlight) enter() bool {
-	if f.n.Add(1) > f.max.Load() {
+// ofIP is the counter of an anonymous caller's IP.
+func (f *inFlight) ofIP(ip string) *atomic.Int64 {
+	return &f.byIP[maphash.String(f.seed, ip)%inFlightIPSlots]
+}
+
+// enter takes a slot, within the total and the caller's share (own counts
+// the caller's requests in flight).
+func (f *inFlight) enter(own *atomic.Int64, share int64) bool {
+	if f.n.Add(1) > f.max {
+		f.n.Add(-1)
+		return false
+	}
+	if own.Add(1) > share {
+		own.Add(-1)
 		f.n.Add(-1)
 		return false
 	}
 	return true
 }
 
-func (f *inFlight) leave() { f.n.Add(-1) }
+func (f *inFlight) leave(own *atomic.Int64) {
+	own.Add(-1)
+	f.n.Add(-1)
+}

@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -31,7 +33,8 @@ const (
 	MaxBatchBody      = 16 << 10
 	MaxTokenFilter    = 20
 	MaxPageLimit      = 1000
-	maxHeaderBytes    = 8 << 10
+	// MaxHeaderBytes bounds the request line and headers together.
+	MaxHeaderBytes = 8 << 10
 )
 
 // Config configures a Server. Zero fields take the defaults named.
@@ -55,7 +58,13 @@ type Config struct {
 	// MaxNonces bounds the replay cache; default DefaultMaxNonces (2Mi pairs, ≤ ~100 MB).
 	MaxNonces int
 	// MaxInFlight caps requests served at once; past it, 503 overloaded.
-	MaxInFlight int
+	// MaxInFlightPerClient (default half of it) caps one signed client's,
+	// MaxInFlightPerIP (default an eighth) one anonymous caller IP's.
+	MaxInFlight, MaxInFlightPerClient, MaxInFlightPerIP int
+	// MaxConns caps the query listener's connections (default
+	// DefaultMaxConns()), MaxConnsPerIP those from one client IP (default
+	// DefaultMaxConnsPerIP; trusted proxies are exempt).
+	MaxConns, MaxConnsPerIP int
 	// CORSOrigins is the exact allowlist of browser origins.
 	CORSOrigins []string
 	// TrustedProxies may set X-Forwarded-For; from anyone else it is ignored.
@@ -77,6 +86,8 @@ type Server struct {
 	admin   *http.Server
 	qln     net.Listener
 	aln     net.Listener
+	qconns  *connLimits
+	aconns  *connLimits
 	bufs    sync.Pool
 }
 
@@ -109,13 +120,36 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns()
+	}
+	if cfg.MaxConnsPerIP == 0 {
+		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
 	s := &Server{cfg: cfg, snap: cfg.Snapshot}
 	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registry, cfg.Snapshot); err != nil {
 		return nil, err
 	}
-	s.guard = newGuard(&s.cfg, s.metrics)
+	if s.guard, err = newGuard(&s.cfg, s.metrics); err != nil {
+		return nil, err
+	}
+	trusted := func(ip net.IP) bool {
+		for _, n := range cfg.TrustedProxies {
+			if n.Contains(ip) {
+				return true
+			}
+		}
+		return false
+	}
+	s.qconns = newConnLimits("query", cfg.MaxConns, cfg.MaxConnsPerIP, trusted)
+	s.aconns = newConnLimits("admin", maxAdminConns, 0, nil)
+	for _, c := range append(s.qconns.collectors(), s.aconns.collectors()...) {
+		if err := cfg.Registry.Register(c); err != nil {
+			return nil, err
+		}
+	}
 	s.query = NewHTTPServer(s.queryRoutes())
 	s.admin = NewHTTPServer(s.adminRoutes())
 	return s, nil
@@ -131,7 +165,10 @@ func NewHTTPServer(h http.Handler) *http.Server {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    maxHeaderBytes,
+		// net/http reads up to MaxHeaderBytes + 4096 bytes of request line
+		// and headers before it answers 431: asking for 4 KiB less makes
+		// the limit enforced the one documented.
+		MaxHeaderBytes: MaxHeaderBytes - 4096,
 	}
 }
 
@@ -177,20 +214,26 @@ func (s *Server) queryRoutes() *echo.Echo {
 	return e
 }
 
-// ReloadClients installs a new clients file (on SIGHUP). Buckets of clients
-// whose rate and burst did not change keep their state.
-func (s *Server) ReloadClients(c *Clients) { s.guard.reload(c) }
+// ReloadClients installs a new clients file (on SIGHUP). Buckets and
+// replay-cache shares of clients whose rate and burst did not change keep
+// their state. A file whose clients' shares do not fit the replay cache is
+// refused (ErrNonceCacheTooSmall) and the previous one stays.
+func (s *Server) ReloadClients(c *Clients) error { return s.guard.reload(c) }
 
-// Listen binds both listeners (port 0 picks a free port).
+// Listen binds both listeners (port 0 picks a free port), each behind
+// its connection caps.
 func (s *Server) Listen() error {
-	var err error
-	if s.qln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+	qln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
 		return fmt.Errorf("query listener %s: %w", s.cfg.Addr, err)
 	}
-	if s.aln, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
-		s.qln.Close()
+	aln, err := net.Listen("tcp", s.cfg.AdminAddr)
+	if err != nil {
+		qln.Close()
 		return fmt.Errorf("admin listener %s: %w", s.cfg.AdminAddr, err)
 	}
+	s.qln = &limitedListener{Listener: qln, limits: s.qconns}
+	s.aln = &limitedListener{Listener: aln, limits: s.aconns}
 	return nil
 }
 
@@ -218,22 +261,26 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) getBalance(c echo.Context) error {
-	return s.answerBalance(c, c.Param("address"))
+	p, _, err := parseQuery(c.Request().URL.RawQuery, false)
+	if err != nil {
+		return err
+	}
+	return s.answerBalance(c, c.Param("address"), p)
 }
 
 func (s *Server) getWalletBalance(c echo.Context) error {
-	return s.answerBalance(c, c.QueryParam("address"))
+	p, address, err := parseQuery(c.Request().URL.RawQuery, true)
+	if err != nil {
+		return err
+	}
+	return s.answerBalance(c, address, p)
 }
 
 // answerBalance serves one address: Bloom → cache → snapshot.
-func (s *Server) answerBalance(c echo.Context, raw string) error {
+func (s *Server) answerBalance(c echo.Context, raw string, p page) error {
 	a, mixed, ok := parseHex(raw)
 	if !ok {
 		return errInvalidAddress
-	}
-	p, err := parsePage(c)
-	if err != nil {
-		return err
 	}
 	e, v, src, err := s.snap.lookup(a, cacheKey(c, a))
 	if err != nil {
@@ -270,7 +317,7 @@ func (s *Server) answerBalance(c echo.Context, raw string) error {
 	h := c.Response().Header()
 	h["Etag"] = etag
 	h["Cache-Control"] = noCache
-	if header(c.Request().Header, "If-None-Match") == etag[0] {
+	if inm := header(c.Request().Header, "If-None-Match"); inm != "" && etagMatches(inm, etag[0]) {
 		return c.NoContent(http.StatusNotModified)
 	}
 	bp := s.bufs.Get().(*[]byte)
@@ -322,41 +369,66 @@ func writeJSON(c echo.Context, body []byte) error {
 	return err
 }
 
-func parsePage(c echo.Context) (page, error) {
-	if c.Request().URL.RawQuery == "" { // the common case, without parsing a map
-		return defaultPage, nil
+// parseQuery reads a balance route's query string strictly: token
+// (repeatable), limit and cursor — and address, once, where withAddress —
+// and nothing else; an unknown or repeated parameter, or a malformed
+// query, is refused naming it, rather than ignored (a caller asking for
+// something this node does not do must not get an answer that looks like
+// it did).
+func parseQuery(raw string, withAddress bool) (page, string, error) {
+	if raw == "" { // the common case, without parsing a map
+		return defaultPage, "", nil
 	}
-	q := c.QueryParams()
-	if len(q) == 0 || (len(q) == 1 && q.Has("address")) {
-		return defaultPage, nil
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return defaultPage, "", invalidRequest("malformed query string")
+	}
+	for k, vs := range q {
+		switch {
+		case k == "token":
+		case k == "limit" || k == "cursor" || (k == "address" && withAddress):
+			if len(vs) > 1 {
+				return defaultPage, "", invalidRequest(fmt.Sprintf("parameter %s given %d times", quoteParam(k), len(vs)))
+			}
+		default:
+			return defaultPage, "", invalidRequest(fmt.Sprintf("unknown parameter %s", quoteParam(k)))
+		}
 	}
 	p := defaultPage
-	if v := q.Get("limit"); v != "" {
+	if v := q.Get("limit"); v != "" || q.Has("limit") {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxPageLimit {
-			return p, invalidRequest(fmt.Sprintf("limit must be 1..%d", MaxPageLimit))
+			return p, "", invalidRequest(fmt.Sprintf("limit must be 1..%d", MaxPageLimit))
 		}
 		p.limit = n
 	}
 	if v := q.Get("cursor"); v != "" {
 		a, _, ok := parseAddress(v)
 		if !ok {
-			return p, invalidRequest("cursor must be a next_cursor of an earlier answer")
+			return p, "", invalidRequest("cursor must be a next_cursor of an earlier answer")
 		}
 		p.after, p.cursor = a, true
 	}
 	tokens := q["token"]
 	if len(tokens) > MaxTokenFilter {
-		return p, invalidRequest(fmt.Sprintf("at most %d token parameters", MaxTokenFilter))
+		return p, "", invalidRequest(fmt.Sprintf("at most %d token parameters", MaxTokenFilter))
 	}
 	for _, t := range tokens {
 		a, _, ok := parseAddress(t)
 		if !ok {
-			return p, invalidRequest("token must be a contract address")
+			return p, "", invalidRequest("token must be a contract address")
 		}
 		p.only = append(p.only, a)
 	}
-	return p, nil
+	return p, q.Get("address"), nil
+}
+
+// quoteParam names a parameter in a message: quoted, at most 32 bytes.
+func quoteParam(k string) string {
+	if len(k) > 32 {
+		k = k[:32] + "…"
+	}
+	return strconv.Quote(k)
 }
 
 func (s *Server) checkStaleness(v *view) error {
@@ -368,10 +440,6 @@ func (s *Server) checkStaleness(v *view) error {
 
 func (s *Server) age(v *view) time.Duration {
 	return s.cfg.Now().Sub(time.Unix(int64(v.meta.Trusted.Timestamp), 0))
-}
-
-type batchRequest struct {
-	Addresses []string `json:"addresses"`
 }
 
 // postBalances answers up to MaxBatchAddresses addresses at one block.
@@ -388,7 +456,7 @@ func (s *Server) postBalances(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := parsePage(c)
+	p, _, err := parseQuery(c.Request().URL.RawQuery, false)
 	if err != nil {
 		return err
 	}
@@ -428,25 +496,66 @@ func (s *Server) postBalances(c echo.Context) error {
 	return c.JSONBlob(http.StatusOK, b)
 }
 
-// parseBatch reads {"addresses": [...]}: nothing else, at most
-// MaxBatchAddresses entries, each at most 42 characters long.
+// parseBatch reads {"addresses": [...]}: that one key, spelt so, once;
+// at most MaxBatchAddresses strings; nothing after the object. JSON
+// decoding into a struct would take "ADDRESSES", a duplicate key (the last
+// wins) and ignore nothing less: the body is walked token by token instead.
 func parseBatch(body []byte) ([]string, error) {
-	var req batchRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return nil, invalidRequest(`body must be {"addresses": ["0x…", …]}`)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errBatchShape
 	}
-	if dec.More() {
+	var addrs []string
+	seen := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, errBatchShape
+		}
+		key, _ := tok.(string)
+		if key != "addresses" {
+			return nil, invalidRequest(fmt.Sprintf("unknown key %s: the body is {\"addresses\": [\"0x…\", …]}", quoteParam(key)))
+		}
+		if seen {
+			return nil, invalidRequest(`key "addresses" given twice`)
+		}
+		seen = true
+		if err := dec.Decode(&addrs); err != nil {
+			return nil, errBatchShape
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, errBatchShape
+	}
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, invalidRequest("body must hold one JSON object")
 	}
-	if len(req.Addresses) == 0 {
+	if len(addrs) == 0 {
 		return nil, invalidRequest("addresses is empty")
 	}
-	if len(req.Addresses) > MaxBatchAddresses {
+	if len(addrs) > MaxBatchAddresses {
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Message: fmt.Sprintf("at most %d addresses per batch", MaxBatchAddresses)}
 	}
-	return req.Addresses, nil
+	return addrs, nil
+}
+
+var errBatchShape = invalidRequest(`body must be {"addresses": ["0x…", …]}`)
+
+// etagMatches is If-None-Match's weak comparison (RFC 9110 §13.1.2): "*",
+// or a list of entity tags one of which is etag, with or without W/.
+func etagMatches(inm, etag string) bool {
+	if inm == etag {
+		return true // the usual case: one tag, as sent back
+	}
+	for len(inm) > 0 {
+		var tag string
+		tag, inm, _ = strings.Cut(inm, ",")
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
+			return true
+		}
+	}
+	return false
 }
 
 func appendEntryError(b []byte, address string, e *Error) []byte {

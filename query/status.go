@@ -85,6 +85,9 @@ func (s *Server) status() (*Status, bool) {
 }
 
 func (s *Server) getStatus(c echo.Context) error {
+	if c.Request().URL.RawQuery != "" {
+		return invalidRequest("/v1/status takes no parameters")
+	}
 	st, ok := s.status()
 	if !ok {
 		return errUnavailable

@@ -34,15 +34,21 @@ type config struct {
 	CORSOrigins   string
 	TrustProxies  string
 	MaxInFlight   int
-	MaxNonces     int
-	CacheMB       int
-	AccessLog     bool
-	StaleAfter    time.Duration
-	MaxStaleness  time.Duration
-	Replicas      int
-	LogLevel      string
-	DemoAccounts  int
-	BlockInterval time.Duration
+	// MaxInFlightPerClient and MaxInFlightPerIP: 0 takes the query
+	// package's defaults (half and an eighth of MaxInFlight).
+	MaxInFlightPerClient int
+	MaxInFlightPerIP     int
+	MaxConns             int
+	MaxConnsPerIP        int
+	MaxNonces            int
+	CacheMB              int
+	AccessLog            bool
+	StaleAfter           time.Duration
+	MaxStaleness         time.Duration
+	Replicas             int
+	LogLevel             string
+	DemoAccounts         int
+	BlockInterval        time.Duration
 }
 
 // maxConfigFile bounds the config file.
@@ -89,7 +95,11 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&cfg.Clients, "clients", "", "clients file (API.md): client ids, secrets, rates; re-read on SIGHUP")
 		fs.StringVar(&cfg.CORSOrigins, "cors-origins", "", "exact browser origins allowed, comma-separated (scheme://host[:port])")
 		fs.StringVar(&cfg.TrustProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated")
-		fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 512, "requests served at once; past it, 503 overloaded")
+		fs.IntVar(&cfg.MaxInFlight, "max-in-flight", query.DefaultMaxInFlight, "requests served at once; past it, 503 overloaded")
+		fs.IntVar(&cfg.MaxInFlightPerClient, "max-in-flight-per-client", 0, "requests of one signed client served at once (0: half of --max-in-flight)")
+		fs.IntVar(&cfg.MaxInFlightPerIP, "max-in-flight-per-ip", 0, "anonymous requests of one client IP served at once (0: an eighth of --max-in-flight)")
+		fs.IntVar(&cfg.MaxConns, "max-conns", query.DefaultMaxConns(), "connections the query listener holds open (default: ¾ of the file limit less 512, at most 16384)")
+		fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", query.DefaultMaxConnsPerIP, "connections from one client IP (trusted proxies exempt)")
 		fs.IntVar(&cfg.MaxNonces, "max-nonces", query.DefaultMaxNonces, "(client, nonce) pairs the replay cache holds (~46 bytes each); past it, 503 overloaded")
 		fs.IntVar(&cfg.CacheMB, "cache-mb", query.DefaultCacheBytes>>20, "MiB of rendered answers the balance cache holds (~390 bytes an account with one token)")
 		fs.BoolVar(&cfg.AccessLog, "access-log", true, "one log line per query request")
@@ -203,6 +213,17 @@ func (c *config) validate(cmd string) error {
 	}
 	if c.MaxInFlight < 0 || c.MaxInFlight > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--max-in-flight %d: want 1..1000000", c.MaxInFlight))
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"--max-in-flight-per-client", c.MaxInFlightPerClient}, {"--max-in-flight-per-ip", c.MaxInFlightPerIP}} {
+		if f.v < 0 || f.v > c.MaxInFlight {
+			errs = append(errs, fmt.Errorf("%s %d: want 0 (the default) up to --max-in-flight %d", f.name, f.v, c.MaxInFlight))
+		}
+	}
+	if cmd != "indexer" && (c.MaxConns < 1 || c.MaxConns > 1_000_000 || c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns) {
+		errs = append(errs, fmt.Errorf("--max-conns %d, --max-conns-per-ip %d: want 1 ≤ per IP ≤ total ≤ 1000000", c.MaxConns, c.MaxConnsPerIP))
 	}
 	if cmd != "indexer" && (c.MaxNonces < 1 || c.MaxNonces > 1<<26) {
 		errs = append(errs, fmt.Errorf("--max-nonces %d: want 1..%d", c.MaxNonces, 1<<26))

@@ -139,7 +139,9 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			Addr: cfg.HTTP, AdminAddr: cfg.Admin, Snapshot: snap,
 			IndexerStatus: ixStatus.Load,
 			StaleAfter:    cfg.StaleAfter, MaxStaleness: cfg.MaxStaleness,
-			Clients: clients, CORSOrigins: origins, TrustedProxies: proxies, MaxInFlight: cfg.MaxInFlight, MaxNonces: cfg.MaxNonces,
+			Clients: clients, CORSOrigins: origins, TrustedProxies: proxies, MaxNonces: cfg.MaxNonces,
+			MaxInFlight: cfg.MaxInFlight, MaxInFlightPerClient: cfg.MaxInFlightPerClient, MaxInFlightPerIP: cfg.MaxInFlightPerIP,
+			MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP,
 			AccessLog: accessLog, Registry: reg, Log: log.With("part", "query"),
 		})
 		if err != nil {
@@ -211,7 +213,10 @@ func reloadOn(ctx context.Context, signals <-chan os.Signal, path string, srv *q
 				log.Error("clients file not reloaded; the previous one stays in force", "err", err)
 				continue
 			}
-			srv.ReloadClients(c)
+			if err := srv.ReloadClients(c); err != nil {
+				log.Error("clients file not reloaded; the previous one stays in force", "err", err)
+				continue
+			}
 			log.Info("clients file reloaded", "clients", len(c.Clients), "anonymous", c.Anonymous.Enabled)
 		}
 	}
