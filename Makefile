@@ -73,7 +73,7 @@ crash: build $(GETH)
 # Each fuzz target for FUZZTIME (seeds in query/testdata/fuzz/).
 FUZZTIME ?= 60s
 fuzz:
-	for f in FuzzParseAddress FuzzVerifySignature FuzzParseBatch; do \
+	for f in FuzzParseAddress FuzzVerifySignature FuzzParseBatch FuzzParseQuery; do \
 		$(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./query/ || exit 1; \
 	done
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/balidx/balidx/storage"
 	"github.com/labstack/echo/v4"
@@ -85,6 +86,10 @@ func writeError(c echo.Context, e *Error) error {
 	case e.Status == http.StatusUnauthorized, e.Status == http.StatusRequestEntityTooLarge, e.Status == http.StatusTooManyRequests,
 		e.Status == http.StatusServiceUnavailable, e == errTransferEncoding, e == errBodyNotTaken:
 		h.Set("Connection", "close")
+		// net/http would read what is left of an unread body (up to 256 KiB)
+		// before it closes: a body that never comes would hold the
+		// connection until the read timeout. Nothing more is read.
+		_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
 	}
 	var b errorBody
 	b.Error.Code, b.Error.Message = e.Code, e.Message

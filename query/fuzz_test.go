@@ -2,6 +2,7 @@ package query
 
 import (
 	"math/rand/v2"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -90,6 +91,36 @@ func FuzzParseBatch(f *testing.F) {
 		}
 		if len(addrs) == 0 || len(addrs) > MaxBatchAddresses {
 			t.Fatalf("accepted %d addresses", len(addrs))
+		}
+	})
+}
+
+// FuzzParseQuery: whatever the query string, parseQuery accepts only the
+// parameters of the contract, each within its bounds, or refuses with 400.
+func FuzzParseQuery(f *testing.F) {
+	f.Add("token=" + holder.Hex() + "&limit=5&cursor=" + holder.Hex())
+	f.Add("address=" + holder.Hex() + "&address=" + holder.Hex())
+	f.Add("min_block=5")
+	f.Add("limit=&token=%zz;x")
+	f.Fuzz(func(t *testing.T, raw string) {
+		p, _, err := parseQuery(raw, true)
+		if err != nil {
+			if e := toAPIError(err); e.Status != 400 {
+				t.Fatalf("%q: refused with %d", raw, e.Status)
+			}
+			return
+		}
+		if p.limit < 1 || p.limit > MaxPageLimit || len(p.only) > MaxTokenFilter {
+			t.Fatalf("%q: accepted a page of %d, %d tokens", raw, p.limit, len(p.only))
+		}
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			t.Fatalf("%q: accepted a malformed query", raw)
+		}
+		for k, vs := range q {
+			if k != "token" && k != "limit" && k != "cursor" && k != "address" || k != "token" && len(vs) > 1 {
+				t.Fatalf("%q: accepted parameter %q × %d", raw, k, len(vs))
+			}
 		}
 	})
 }
