@@ -164,3 +164,13 @@ func (c *limitedConn) Close() error {
 	c.once.Do(func() { c.limits.release(c.ip) })
 	return err
 }
+
+// CloseWrite half-closes, as the TCP connection it wraps does: net/http
+// sends its FIN first and closes later when a client may still be sending
+// a body it will not read (so that the client reads the answer, not a reset).
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

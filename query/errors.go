@@ -33,6 +33,9 @@ var (
 	errStale            = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the trusted block is older than the operator's staleness bound", RetryAfter: 5}
 )
 
+// drainTimeout bounds what is read of an unread body after a refusal.
+const drainTimeout = time.Second
+
 // ErrNonceCacheTooSmall: the replay cache (--max-nonces) cannot hold the
 // share every client of the clients file needs at its rate.
 var ErrNonceCacheTooSmall = errors.New("replay cache too small for the clients' rates")
@@ -86,10 +89,12 @@ func writeError(c echo.Context, e *Error) error {
 	case e.Status == http.StatusUnauthorized, e.Status == http.StatusRequestEntityTooLarge, e.Status == http.StatusTooManyRequests,
 		e.Status == http.StatusServiceUnavailable, e == errTransferEncoding, e == errBodyNotTaken:
 		h.Set("Connection", "close")
-		// net/http would read what is left of an unread body (up to 256 KiB)
-		// before it closes: a body that never comes would hold the
-		// connection until the read timeout. Nothing more is read.
-		_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now())
+		// Before it closes, net/http reads what is left of an unread body
+		// (up to 256 KiB; beyond, it half-closes and lingers), so that the
+		// client, still sending, reads the answer instead of a reset. A
+		// body that never comes would hold the connection until the read
+		// timeout: the drain gets a second.
+		_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(drainTimeout))
 	}
 	var b errorBody
 	b.Error.Code, b.Error.Message = e.Code, e.Message
