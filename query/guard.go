@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Default limits of the guard.
@@ -59,6 +60,30 @@ func (g *guard) setAnonymous(a Anonymous) {
 		t = newLimiterTable("anonymous", a.Rate, a.Burst, limiterTableSize)
 	}
 	g.anonIP.Store(t)
+}
+
+// collectors are the guard's limits and how full they are, as metrics.
+func (g *guard) collectors() []prometheus.Collector {
+	gauge := func(name, help string, labels prometheus.Labels, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}, f)
+	}
+	const maxHelp = "Requests served at once at most: in all, of one signed client, of one anonymous IP."
+	n := g.signer.nonces
+	return []prometheus.Collector{
+		gauge("balidx_in_flight", "Requests being served.", nil, func() float64 { return float64(g.inFlight.n.Load()) }),
+		gauge("balidx_in_flight_max", maxHelp, prometheus.Labels{"scope": "total"}, func() float64 { return float64(g.inFlight.max) }),
+		gauge("balidx_in_flight_max", maxHelp, prometheus.Labels{"scope": "client"}, func() float64 { return float64(g.inFlight.perClient) }),
+		gauge("balidx_in_flight_max", maxHelp, prometheus.Labels{"scope": "ip"}, func() float64 { return float64(g.inFlight.perIP) }),
+		gauge("balidx_replay_cache_pairs", "(client, nonce) pairs the replay cache holds.", nil, func() float64 { return float64(n.len()) }),
+		gauge("balidx_replay_cache_max", "(client, nonce) pairs the replay cache may hold (--max-nonces).", nil, func() float64 { return float64(n.max) }),
+		gauge("balidx_replay_cache_shares", "Pairs reserved by the shares of the clients in force.", nil, func() float64 {
+			total := 0
+			for _, e := range g.signer.clients.Load().byID {
+				total += e.nonces.max
+			}
+			return float64(total)
+		}),
+	}
 }
 
 // reload installs a new clients file, unless the replay cache cannot hold

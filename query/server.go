@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.qconns = newConnLimits("query", cfg.MaxConns, cfg.MaxConnsPerIP, trusted)
 	s.aconns = newConnLimits("admin", maxAdminConns, 0, nil)
-	for _, c := range append(s.qconns.collectors(), s.aconns.collectors()...) {
+	for _, c := range slices.Concat(s.qconns.collectors(), s.aconns.collectors(), s.guard.collectors()) {
 		if err := cfg.Registry.Register(c); err != nil {
 			return nil, err
 		}
