@@ -4,25 +4,18 @@
 package query
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 	"unsafe"
 
 	"github.com/balidx/balidx/events"
-	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -370,68 +363,6 @@ func writeJSON(c echo.Context, body []byte) error {
 	return err
 }
 
-// parseQuery reads a balance route's query string strictly: token
-// (repeatable), limit and cursor — and address, once, where withAddress —
-// and nothing else; an unknown or repeated parameter, or a malformed
-// query, is refused naming it, rather than ignored (a caller asking for
-// something this node does not do must not get an answer that looks like
-// it did).
-func parseQuery(raw string, withAddress bool) (page, string, error) {
-	if raw == "" { // the common case, without parsing a map
-		return defaultPage, "", nil
-	}
-	q, err := url.ParseQuery(raw)
-	if err != nil {
-		return defaultPage, "", invalidRequest("malformed query string")
-	}
-	for k, vs := range q {
-		switch {
-		case k == "token":
-		case k == "limit" || k == "cursor" || (k == "address" && withAddress):
-			if len(vs) > 1 {
-				return defaultPage, "", invalidRequest(fmt.Sprintf("parameter %s given %d times", quoteParam(k), len(vs)))
-			}
-		default:
-			return defaultPage, "", invalidRequest(fmt.Sprintf("unknown parameter %s", quoteParam(k)))
-		}
-	}
-	p := defaultPage
-	if v := q.Get("limit"); v != "" || q.Has("limit") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxPageLimit {
-			return p, "", invalidRequest(fmt.Sprintf("limit must be 1..%d", MaxPageLimit))
-		}
-		p.limit = n
-	}
-	if v := q.Get("cursor"); v != "" {
-		a, _, ok := parseAddress(v)
-		if !ok {
-			return p, "", invalidRequest("cursor must be a next_cursor of an earlier answer")
-		}
-		p.after, p.cursor = a, true
-	}
-	tokens := q["token"]
-	if len(tokens) > MaxTokenFilter {
-		return p, "", invalidRequest(fmt.Sprintf("at most %d token parameters", MaxTokenFilter))
-	}
-	for _, t := range tokens {
-		a, _, ok := parseAddress(t)
-		if !ok {
-			return p, "", invalidRequest("token must be a contract address")
-		}
-		p.only = append(p.only, a)
-	}
-	return p, q.Get("address"), nil
-}
-
-// quoteParam names a parameter in a message: quoted, at most 32 bytes.
-func quoteParam(k string) string {
-	if len(k) > 32 {
-		k = k[:32] + "…"
-	}
-	return strconv.Quote(k)
-}
-
 func (s *Server) checkStaleness(v *view) error {
 	if s.cfg.MaxStaleness > 0 && s.age(v) > s.cfg.MaxStaleness {
 		return errStale
@@ -441,195 +372,4 @@ func (s *Server) checkStaleness(v *view) error {
 
 func (s *Server) age(v *view) time.Duration {
 	return s.cfg.Now().Sub(time.Unix(int64(v.meta.Trusted.Timestamp), 0))
-}
-
-// postBalances answers up to MaxBatchAddresses addresses at one block.
-func (s *Server) postBalances(c echo.Context) error {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxBatchBody))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return errTooLarge
-	}
-	if err != nil {
-		return invalidRequest("body could not be read")
-	}
-	req, err := parseBatch(body)
-	if err != nil {
-		return err
-	}
-	p, _, err := parseQuery(c.Request().URL.RawQuery, false)
-	if err != nil {
-		return err
-	}
-	res, err := s.snap.batch(req)
-	if err != nil {
-		return err
-	}
-	countReads(c, res.reads)
-	if res.view == nil {
-		return errUnavailable
-	}
-	if err := s.checkStaleness(res.view); err != nil {
-		return err
-	}
-	b := make([]byte, 0, 256*len(req))
-	b = append(b, '{')
-	b = appendHeader(b, res.view.meta.ChainID, res.view.block)
-	b = append(b, `,"balances":[`...)
-	for i, raw := range req {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		switch r := res.entries[i]; {
-		case !r.valid:
-			b = appendEntryError(b, raw, errInvalidAddress)
-		case !r.balances.Known && !res.view.meta.CoverageFull:
-			b = appendEntryError(b, r.address.Hex(), errNotIndexed)
-		default:
-			b = append(b, `{"address":"`...)
-			b = append(b, r.address.Hex()...)
-			b = append(b, `",`...)
-			b = appendBalances(b, &r.balances, p)
-			b = append(b, '}')
-		}
-	}
-	b = append(b, "]}"...)
-	return c.JSONBlob(http.StatusOK, b)
-}
-
-// parseBatch reads {"addresses": [...]}: that one key, spelt so, once;
-// at most MaxBatchAddresses strings; nothing after the object. JSON
-// decoding into a struct would take "ADDRESSES", a duplicate key (the last
-// wins) and ignore nothing less: the body is walked token by token instead.
-func parseBatch(body []byte) ([]string, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errBatchShape
-	}
-	var addrs []string
-	seen := false
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, errBatchShape
-		}
-		key, _ := tok.(string)
-		if key != "addresses" {
-			return nil, invalidRequest(fmt.Sprintf("unknown key %s: the body is {\"addresses\": [\"0x…\", …]}", quoteParam(key)))
-		}
-		if seen {
-			return nil, invalidRequest(`key "addresses" given twice`)
-		}
-		seen = true
-		if err := dec.Decode(&addrs); err != nil {
-			return nil, errBatchShape
-		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, errBatchShape
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, invalidRequest("body must hold one JSON object")
-	}
-	if len(addrs) == 0 {
-		return nil, invalidRequest("addresses is empty")
-	}
-	if len(addrs) > MaxBatchAddresses {
-		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Message: fmt.Sprintf("at most %d addresses per batch", MaxBatchAddresses)}
-	}
-	return addrs, nil
-}
-
-var errBatchShape = invalidRequest(`body must be {"addresses": ["0x…", …]}`)
-
-// etagMatches is If-None-Match's weak comparison (RFC 9110 §13.1.2): "*",
-// or a list of entity tags one of which is etag, with or without W/.
-func etagMatches(inm, etag string) bool {
-	if inm == etag {
-		return true // the usual case: one tag, as sent back
-	}
-	for len(inm) > 0 {
-		var tag string
-		tag, inm, _ = strings.Cut(inm, ",")
-		tag = strings.TrimSpace(tag)
-		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
-			return true
-		}
-	}
-	return false
-}
-
-func appendEntryError(b []byte, address string, e *Error) []byte {
-	if len(address) > addressLen {
-		address = address[:addressLen] + "…"
-	}
-	var one struct {
-		Address string `json:"address"`
-		Error   struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	one.Address = address
-	one.Error.Code, one.Error.Message = e.Code, e.Message
-	j, _ := json.Marshal(one)
-	return append(b, j...)
-}
-
-// batchEntry is one address of a batch.
-type batchEntry struct {
-	valid    bool
-	address  common.Address
-	balances storage.Balances
-}
-
-type batchResult struct {
-	view    *view
-	entries []batchEntry
-	reads   int // addresses read from bbolt
-}
-
-// batch reads every valid address of raw in one transaction. Addresses the
-// Bloom filter has never seen are not read, unless the store has committed a
-// block the filter does not reflect yet; then all are read.
-func (s *Snapshot) batch(raw []string) (batchResult, error) {
-	res := batchResult{entries: make([]batchEntry, len(raw))}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	cur := s.view.Load()
-	if cur == nil {
-		return res, nil
-	}
-	var known, all []common.Address
-	var knownIdx, allIdx []int
-	for i, r := range raw {
-		a, _, ok := parseAddress(r)
-		res.entries[i] = batchEntry{valid: ok, address: a}
-		if !ok {
-			continue
-		}
-		all, allIdx = append(all, a), append(allIdx, i)
-		if s.bloom.Test(a[:]) {
-			known, knownIdx = append(known, a), append(knownIdx, i)
-		}
-	}
-	out := make([]storage.Balances, len(all))
-	v, err := s.readMany(known, out[:len(known)])
-	if err != nil {
-		return res, err
-	}
-	idx := knownIdx
-	res.reads = len(known)
-	if v.meta.Trusted.Number != cur.meta.Trusted.Number {
-		if v, err = s.readMany(all, out); err != nil {
-			return res, err
-		}
-		idx = allIdx
-		res.reads += len(all)
-	}
-	for j, i := range idx {
-		res.entries[i].balances = out[j]
-	}
-	res.view = v
-	return res, nil
 }
