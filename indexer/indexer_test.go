@@ -21,6 +21,7 @@ import (
 	"github.com/holiman/uint256"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func mustJetStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream, *events.StatusBoard) {
@@ -339,37 +340,17 @@ func TestDeltasMatchChain(t *testing.T) {
 // histogramCount reads how many observations a histogram of reg holds.
 func histogramCount(tb testing.TB, reg *prometheus.Registry, name string) uint64 {
 	tb.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
-		}
-	}
-	tb.Fatalf("no metric %s", name)
-	return 0
+	return family(tb, reg, name)[0].GetHistogram().GetSampleCount()
 }
 
-// counter reads a counter's value from reg.
+// counter reads a counter's value from reg, summed over its labels.
 func counter(tb testing.TB, reg *prometheus.Registry, name string) float64 {
 	tb.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
+	sum := 0.0
+	for _, m := range family(tb, reg, name) {
+		sum += m.GetCounter().GetValue()
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			sum := 0.0
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-			return sum
-		}
-	}
-	tb.Fatalf("no metric %s", name)
-	return 0
+	return sum
 }
 
 var errNotYet = errorString("not yet")
@@ -478,15 +459,21 @@ func TestStartBlock(t *testing.T) {
 
 func gauge(tb testing.TB, reg *prometheus.Registry, name string) float64 {
 	tb.Helper()
+	return family(tb, reg, name)[0].GetGauge().GetValue()
+}
+
+// family is the metrics of the family name in reg.
+func family(tb testing.TB, reg *prometheus.Registry, name string) []*dto.Metric {
+	tb.Helper()
 	families, err := reg.Gather()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for _, f := range families {
 		if f.GetName() == name {
-			return f.GetMetric()[0].GetGauge().GetValue()
+			return f.GetMetric()
 		}
 	}
 	tb.Fatalf("no metric %s", name)
-	return 0
+	return nil
 }
