@@ -353,6 +353,49 @@ func counter(tb testing.TB, reg *prometheus.Registry, name string) float64 {
 	return sum
 }
 
+// Tokens that cannot be kept exact are withheld, each for its reason, and
+// the indexer goes on publishing everything else: a rebase that would need
+// more holders re-read than the ceiling, balances that grow with time, a
+// token whose balanceOf does not exist.
+func TestTokensWithheld(t *testing.T) {
+	ctx := context.Background()
+	demo := mustDemo(t)
+	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Confirmations: 1}, MaxRefresh: 3})
+	broken, err := demo.Deploy(ctx, devchain.Deployment(devchain.BrokenToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps(t, demo, 3)
+	if err := demo.Call(ctx, broken, devchain.TokenCall("transfer", demo.Accounts[1], big.NewInt(5))); err != nil {
+		t.Fatal(err)
+	}
+	if err := demo.Rebase(ctx, 10); err != nil { // the rebasing token has 8 holders: over the ceiling of 3
+		t.Fatal(err)
+	}
+	head := steps(t, demo, 3)
+	waitPublished(t, stream, head-1)
+	withheld := map[common.Address]events.Reason{}
+	since := map[common.Address]uint64{}
+	for _, d := range eventstest.Deltas(t, stream) {
+		for _, w := range d.Withheld {
+			withheld[w.Asset], since[w.Asset] = w.Reason, d.Number
+		}
+		for _, c := range d.Changes {
+			if n, ok := since[c.Asset]; ok && d.Number >= n {
+				t.Fatalf("block %d: a change of %s, withheld since block %d", d.Number, c.Asset, n)
+			}
+		}
+	}
+	want := map[common.Address]events.Reason{
+		demo.Odd[devchain.InterestToken]: events.TimeDependent,
+		demo.Odd[devchain.RebaseToken]:   events.TooManyHolders,
+		broken:                           events.Unreadable,
+	}
+	if fmt.Sprint(withheld) != fmt.Sprint(want) {
+		t.Fatalf("withheld %v, want %v", withheld, want)
+	}
+}
+
 var errNotYet = errorString("not yet")
 
 type errorString string

@@ -44,6 +44,8 @@ var (
 	quietBin string
 	//go:embed contracts/QuietMintToken.abi
 	quietABIJSON string
+	//go:embed contracts/BrokenToken.bin
+	brokenBin string
 
 	tokenABI     = mustABI(tokenABIJSON)
 	splitterABI  = mustABI(splitterABIJSON)
@@ -58,13 +60,14 @@ const (
 	CollectorToken = "CollectorToken" // fees credited to a collector no log names
 	InterestToken  = "InterestToken"  // balances grow with block.timestamp: withheld
 	QuietMintToken = "QuietMintToken" // mints without a Transfer log
+	BrokenToken    = "BrokenToken"    // logs transfers, has no balanceOf: withheld (not in the demo's traffic)
 )
 
 // Deployment is the creation code of one of the demo's odd tokens
 // (RebaseToken, CollectorToken, InterestToken, QuietMintToken); args are
 // the constructor's (CollectorToken: fee in basis points, collector).
 func Deployment(contract string, args ...any) []byte {
-	code := map[string]string{RebaseToken: rebaseBin, CollectorToken: collectorBin, InterestToken: interestBin, QuietMintToken: quietBin}[contract]
+	code := map[string]string{RebaseToken: rebaseBin, CollectorToken: collectorBin, InterestToken: interestBin, QuietMintToken: quietBin, BrokenToken: brokenBin}[contract]
 	if code == "" {
 		panic("devchain: no contract " + contract)
 	}
@@ -248,6 +251,18 @@ func (d *Demo) Holders() []common.Address {
 		}
 	}
 	return out
+}
+
+// Deploy submits code's creation by the owner (the first account), in the
+// next block, and returns the contract's address.
+func (d *Demo) Deploy(ctx context.Context, code []byte) (common.Address, error) {
+	addr := crypto.CreateAddress(d.Accounts[0], d.nonces[0])
+	return addr, d.send(ctx, 0, nil, nil, code, 2_000_000)
+}
+
+// Call submits a call of contract to by the owner, in the next block.
+func (d *Demo) Call(ctx context.Context, to common.Address, data []byte) error {
+	return d.send(ctx, 0, &to, nil, data, 400_000)
 }
 
 // Rebase submits a rebase of RebaseToken by bps basis points, in the next block.

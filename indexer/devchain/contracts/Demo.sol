@@ -195,3 +195,14 @@ contract QuietMintToken {
         return true;
     }
 }
+
+// BrokenToken logs ERC-20 transfers but has no balanceOf: its balances are
+// unreadable, and it must be withheld, never guessed.
+contract BrokenToken {
+    event Transfer(address indexed from, address indexed to, uint256 value);
+
+    function transfer(address to, uint256 amount) external returns (bool) {
+        emit Transfer(msg.sender, to, amount);
+        return true;
+    }
+}

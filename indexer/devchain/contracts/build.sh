@@ -8,7 +8,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 npm install --silent --prefix "$work" solc@0.8.28 >/dev/null
 "$work/node_modules/.bin/solcjs" --bin --abi --optimize -o "$work/out" Demo.sol
-for c in Token Splitter RebaseToken CollectorToken InterestToken QuietMintToken; do
+for c in Token Splitter RebaseToken CollectorToken InterestToken QuietMintToken BrokenToken; do
   cp "$work/out/Demo_sol_$c.bin" "$c.bin"
   cp "$work/out/Demo_sol_$c.abi" "$c.abi"
 done
