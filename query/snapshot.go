@@ -1,17 +1,12 @@
 package query
 
 import (
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
-	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/storage"
 	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/dgraph-io/ristretto/v2"
@@ -92,146 +87,6 @@ func newBlockInfo(m storage.Meta) *blockInfo {
 	b = strconv.AppendUint(b, m.Trusted.Timestamp, 10)
 	b = append(b, '}')
 	return &blockInfo{number: m.Trusted.Number, json: b}
-}
-
-// entry is one address's answer as the cache holds it: a single allocation
-// without pointers, which the collector marks without reading it (with a
-// million cached accounts, scanning entries of pointers took it seconds of
-// CPU a cycle). Entries are never modified. Layout:
-//
-//	[0, 8)   the block the balances were read at, little-endian
-//	[8, 16)  a hash of the balances, for the ETag
-//	[16]     flags: entryKnown, entryAddressed
-//	[17, 21) the length of the body
-//	[21, 23) the number of withheld tokens
-//	then the address in EIP-55 (addressLen bytes) when entryAddressed; the
-//	body of the default page ("native":…,"tokens":[…],"next_cursor":…);
-//	and the balances, for other pages: native (32 bytes big-endian), each
-//	withheld token's contract (20), reason code (1, its index in
-//	events.Reasons) and first block (8), then each token's contract (20)
-//	and amount (32).
-type entry []byte
-
-const (
-	entryKnown     = 1 << iota // the snapshot has the account
-	entryAddressed             // the address is stored (not in a view's unknown entry)
-	entryHeader    = 23
-	nativeLen      = 32
-	tokenLen       = common.AddressLength + 32
-	withheldLen    = common.AddressLength + 1 + 8
-)
-
-func (e entry) readAt() uint64 { return binary.LittleEndian.Uint64(e) }
-func (e entry) tag() uint64    { return binary.LittleEndian.Uint64(e[8:]) }
-func (e entry) known() bool    { return e[16]&entryKnown != 0 }
-
-// address is the EIP-55 address, or "" in a view's unknown entry.
-func (e entry) address() string {
-	if e[16]&entryAddressed == 0 {
-		return ""
-	}
-	return unsafe.String(&e[entryHeader], addressLen)
-}
-
-func (e entry) bodyStart() int {
-	if e[16]&entryAddressed == 0 {
-		return entryHeader
-	}
-	return entryHeader + addressLen
-}
-
-// body is the default page's rendering.
-func (e entry) body() []byte {
-	i := e.bodyStart()
-	return e[i : i+int(binary.LittleEndian.Uint32(e[17:]))]
-}
-
-// balances decodes the balances, for a page other than the default.
-func (e entry) balances() storage.Balances {
-	i := e.bodyStart() + int(binary.LittleEndian.Uint32(e[17:]))
-	b := storage.Balances{Known: e.known()}
-	b.Native.SetBytes32(e[i : i+nativeLen])
-	i += nativeLen
-	if n := int(binary.LittleEndian.Uint16(e[21:])); n > 0 {
-		b.Withheld = make([]storage.WithheldToken, n)
-		for j := range b.Withheld {
-			w := e[i+j*withheldLen:]
-			b.Withheld[j] = storage.WithheldToken{
-				Contract: common.Address(w[:common.AddressLength]),
-				Reason:   events.Reasons[w[common.AddressLength]],
-				Since:    binary.BigEndian.Uint64(w[common.AddressLength+1:]),
-			}
-		}
-		i += n * withheldLen
-	}
-	rest := e[i:]
-	b.Tokens = make([]storage.TokenBalance, len(rest)/tokenLen)
-	for j := range b.Tokens {
-		t := rest[j*tokenLen:]
-		b.Tokens[j].Contract = common.Address(t[:common.AddressLength])
-		b.Tokens[j].Amount.SetBytes32(t[common.AddressLength:tokenLen])
-	}
-	return b
-}
-
-func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
-	body := appendBalances(nil, &b, defaultPage)
-	addressed := a != (common.Address{})
-	size := entryHeader + len(body) + nativeLen + withheldLen*len(b.Withheld) + tokenLen*len(b.Tokens)
-	if addressed {
-		size += addressLen
-	}
-	e := make(entry, entryHeader, size)
-	binary.LittleEndian.PutUint64(e, readAt)
-	if b.Known {
-		e[16] |= entryKnown
-	}
-	if addressed {
-		e[16] |= entryAddressed
-		e = appendEIP55(e, a)
-	}
-	binary.LittleEndian.PutUint32(e[17:], uint32(len(body)))
-	binary.LittleEndian.PutUint16(e[21:], uint16(len(b.Withheld))) // at most one per token the account holds
-	e = append(e, body...)
-	balancesAt := len(e)
-	nb := b.Native.Bytes32()
-	e = append(e, nb[:]...)
-	for _, w := range b.Withheld {
-		e = append(e, w.Contract[:]...)
-		e = append(e, byte(slices.Index(events.Reasons, w.Reason)))
-		e = binary.BigEndian.AppendUint64(e, w.Since)
-	}
-	for _, t := range b.Tokens {
-		tb := t.Amount.Bytes32()
-		e = append(e, t.Contract[:]...)
-		e = append(e, tb[:]...)
-	}
-	h := fnv.New64a()
-	h.Write(e[balancesAt:]) // the ETag's hash is of the balances in binary
-	binary.LittleEndian.PutUint64(e[8:], h.Sum64())
-	return e
-}
-
-// cost is what an entry holds in the cache: its bytes and the cache's own
-// item for it.
-func (e entry) cost() int64 { return int64(cap(e)) + cacheItemBytes }
-
-// cacheItemBytes is ristretto's stored item (key hashes, value, expiry)
-// and its share of the policy's bookkeeping, per entry.
-const cacheItemBytes = 96
-
-// etagValue is an answer's ETag header value: allocated for the request,
-// as net/http writes the header after the handler has returned.
-type etagValue struct {
-	header [1]string
-	text   [maxETagLen]byte
-}
-
-// etagHeader is the ETag of balances hashed to tag, answered at block number.
-func etagHeader(number, tag uint64) []string {
-	v := new(etagValue)
-	v.header[0] = unsafe.String(&v.text[0], len(appendETag(v.text[:0], number, tag)))
-	return v.header[:] // its capacity is its length: an append never writes into it
 }
 
 // DefaultCacheBytes bounds the cache unless SnapshotConfig says otherwise.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
@@ -22,7 +23,8 @@ import (
 
 // TestCrashLoop (make crash) kills `balidx run` — indexer, applier and the
 // embedded NATS server in one process — with SIGKILL at random moments while
-// a real geth makes blocks full of transfers, restarts it every time, and
+// a real geth makes blocks full of transfers (ETH, a rebasing token and a
+// token paying fees to a collector), restarts it every time, and
 // then checks that nothing was lost or applied twice: the snapshot equals a
 // clean rebuild from the stream, and every balance equals the chain.
 func TestCrashLoop(t *testing.T) {
@@ -38,13 +40,49 @@ func TestCrashLoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rc, eth, dev := dialGeth(t, ws)
+	// Two odd tokens: a rebasing one (every holder re-read at a rebase) and
+	// one whose fees go to a collector no log names.
+	collector := common.HexToAddress("0x00000000000000000000000000000000C011EC70")
+	sender := newDevSender(t, rc, eth, dev)
+	deploy := func(code []byte) common.Address {
+		h := sender.send(t, map[string]any{"data": hexutil.Bytes(code), "gas": hexutil.Uint64(2_000_000)})
+		var addr common.Address
+		checkFor(t, 30*time.Second, func() error {
+			r, err := eth.TransactionReceipt(ctx, h)
+			if err == nil {
+				addr = r.ContractAddress
+			}
+			return err
+		})
+		return addr
+	}
+	rebase := deploy(devchain.Deployment(devchain.RebaseToken))
+	collecting := deploy(devchain.Deployment(devchain.CollectorToken, big.NewInt(250), collector))
+	holders := []common.Address{dev, collector}
+	for i := range 300 {
+		holders = append(holders, common.BigToAddress(big.NewInt(int64(i)+1<<45)))
+	}
 	traffic := make(chan struct{})
 	go func() { // transfers to a few hundred accounts while balidx dies and comes back
 		defer close(traffic)
 		rng := rand.New(rand.NewPCG(7, 7))
-		for ctx.Err() == nil {
-			to := common.BigToAddress(big.NewInt(int64(rng.IntN(300)) + 1<<45))
-			tx := map[string]any{"from": dev, "to": to, "value": (*hexutil.Big)(big.NewInt(int64(1 + rng.IntN(1e9))))}
+		call := func(to common.Address, data []byte) map[string]any {
+			return map[string]any{"from": dev, "to": to, "data": hexutil.Bytes(data), "gas": hexutil.Uint64(400_000)}
+		}
+		for i := 0; ctx.Err() == nil; i++ {
+			to := holders[2+rng.IntN(300)]
+			amount := big.NewInt(int64(1 + rng.IntN(1e9)))
+			tx := map[string]any{"from": dev, "to": to, "value": (*hexutil.Big)(amount)}
+			switch i % 5 {
+			case 1:
+				tx = call(rebase, devchain.TokenCall("mint", to, amount))
+			case 2:
+				tx = call(collecting, devchain.TokenCall("mint", dev, amount))
+			case 3:
+				tx = call(collecting, devchain.TokenCall("transfer", to, amount))
+			case 4:
+				tx = call(rebase, devchain.RebaseCall(int64(rng.IntN(200))-50))
+			}
 			_ = rc.CallContext(ctx, nil, "eth_sendTransaction", tx)
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -95,7 +133,7 @@ func TestCrashLoop(t *testing.T) {
 		}
 		return nil
 	})
-	checkEveryBalance(t, chainView{eth: eth, rpc: rc}, httpAddr, st)
+	checkEveryBalance(t, chainView{eth: eth, rpc: rc, tokens: []common.Address{rebase, collecting}, holders: holders}, httpAddr, st)
 	_ = cmd.Process.Signal(os.Interrupt)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("balidx after the crash loop: %v\n%s", err, logs.String())
