@@ -61,7 +61,9 @@ func (s *Server) postBalances(c echo.Context) error {
 			b = append(b, '}')
 		}
 	}
-	b = append(b, "]}"...)
+	b = append(b, ']')
+	b = appendWithheld(b, res.view.withheld, p)
+	b = append(b, '}')
 	return c.JSONBlob(http.StatusOK, b)
 }
 

@@ -3,10 +3,8 @@ package query
 import (
 	"encoding/binary"
 	"hash/fnv"
-	"slices"
 	"unsafe"
 
-	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 )
@@ -20,22 +18,18 @@ import (
 //	[8, 16)  a hash of the balances, for the ETag
 //	[16]     flags: entryKnown, entryAddressed
 //	[17, 21) the length of the body
-//	[21, 23) the number of withheld tokens
 //	then the address in EIP-55 (addressLen bytes) when entryAddressed; the
 //	body of the default page ("native":…,"tokens":[…],"next_cursor":…);
-//	and the balances, for other pages: native (32 bytes big-endian), each
-//	withheld token's contract (20), reason code (1, its index in
-//	events.Reasons) and first block (8), then each token's contract (20)
-//	and amount (32).
+//	and the balances, for other pages: native (32 bytes big-endian), then
+//	each token's contract (20) and amount (32).
 type entry []byte
 
 const (
 	entryKnown     = 1 << iota // the snapshot has the account
 	entryAddressed             // the address is stored (not in a view's unknown entry)
-	entryHeader    = 23
+	entryHeader    = 21
 	nativeLen      = 32
 	tokenLen       = common.AddressLength + 32
-	withheldLen    = common.AddressLength + 1 + 8
 )
 
 func (e entry) readAt() uint64 { return binary.LittleEndian.Uint64(e) }
@@ -68,20 +62,7 @@ func (e entry) balances() storage.Balances {
 	i := e.bodyStart() + int(binary.LittleEndian.Uint32(e[17:]))
 	b := storage.Balances{Known: e.known()}
 	b.Native.SetBytes32(e[i : i+nativeLen])
-	i += nativeLen
-	if n := int(binary.LittleEndian.Uint16(e[21:])); n > 0 {
-		b.Withheld = make([]storage.WithheldToken, n)
-		for j := range b.Withheld {
-			w := e[i+j*withheldLen:]
-			b.Withheld[j] = storage.WithheldToken{
-				Contract: common.Address(w[:common.AddressLength]),
-				Reason:   events.Reasons[w[common.AddressLength]],
-				Since:    binary.BigEndian.Uint64(w[common.AddressLength+1:]),
-			}
-		}
-		i += n * withheldLen
-	}
-	rest := e[i:]
+	rest := e[i+nativeLen:]
 	b.Tokens = make([]storage.TokenBalance, len(rest)/tokenLen)
 	for j := range b.Tokens {
 		t := rest[j*tokenLen:]
@@ -94,7 +75,7 @@ func (e entry) balances() storage.Balances {
 func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
 	body := appendBalances(nil, &b, defaultPage)
 	addressed := a != (common.Address{})
-	size := entryHeader + len(body) + nativeLen + withheldLen*len(b.Withheld) + tokenLen*len(b.Tokens)
+	size := entryHeader + len(body) + nativeLen + tokenLen*len(b.Tokens)
 	if addressed {
 		size += addressLen
 	}
@@ -108,16 +89,10 @@ func newEntry(a common.Address, b storage.Balances, readAt uint64) entry {
 		e = appendEIP55(e, a)
 	}
 	binary.LittleEndian.PutUint32(e[17:], uint32(len(body)))
-	binary.LittleEndian.PutUint16(e[21:], uint16(len(b.Withheld))) // at most one per token the account holds
 	e = append(e, body...)
 	balancesAt := len(e)
 	nb := b.Native.Bytes32()
 	e = append(e, nb[:]...)
-	for _, w := range b.Withheld {
-		e = append(e, w.Contract[:]...)
-		e = append(e, byte(slices.Index(events.Reasons, w.Reason)))
-		e = binary.BigEndian.AppendUint64(e, w.Since)
-	}
 	for _, t := range b.Tokens {
 		tb := t.Amount.Bytes32()
 		e = append(e, t.Contract[:]...)

@@ -52,12 +52,12 @@ func appendBalances(b []byte, bal *storage.Balances, p page) []byte {
 	}
 	b = append(b, `],"next_cursor":"`...)
 	b = append(b, next...)
-	b = append(b, '"')
-	return appendWithheld(b, bal.Withheld, p)
+	return append(b, '"')
 }
 
-// appendWithheld renders ,"withheld":[…] when the account holds withheld
-// tokens (of the page's filter): amounts the service will not vouch for.
+// appendWithheld renders ,"withheld":[…]: every token (of the page's
+// filter) whose amounts the service does not serve, for any account —
+// nothing when none is.
 func appendWithheld(b []byte, ws []storage.WithheldToken, p page) []byte {
 	n := 0
 	for i := range ws {

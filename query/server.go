@@ -326,9 +326,11 @@ func (s *Server) answerBalance(c echo.Context, raw string, p page) error {
 	b = append(b, ',')
 	if p.isDefault() {
 		b = append(b, e.body()...)
+		b = append(b, v.withheldJSON...)
 	} else {
 		bal := e.balances()
 		b = appendBalances(b, &bal, p)
+		b = appendWithheld(b, v.withheld, p)
 	}
 	b = append(b, '}')
 	err = writeJSON(c, b)

@@ -1,8 +1,10 @@
 package query
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -61,9 +63,33 @@ type view struct {
 	meta    storage.Meta
 	block   *blockInfo
 	unknown entry // the answer for an address never seen (Bloom negative)
-	// withheld lists the withheld tokens at the published view, for
-	// /v1/status; a view made for one answer (fill, readMany) leaves it nil.
-	withheld []storage.WithheldToken
+	// withheld lists the tokens whose amounts are not served at this
+	// block (or, in a view made for one answer, a list read later: a
+	// token once withheld stays so, and more is never less honest);
+	// withheldJSON is its rendering for answers of the default page.
+	withheld     []storage.WithheldToken
+	withheldJSON []byte
+}
+
+func (v *view) setWithheld(list []storage.WithheldToken) {
+	v.withheld, v.withheldJSON = list, appendWithheld(nil, list, defaultPage)
+}
+
+// viewAt is the view for an answer read at m: the published one when it
+// stands at m, else a new one with the withheld tokens read now.
+func (s *Snapshot) viewAt(m storage.Meta) (*view, error) {
+	if v := s.view.Load(); v != nil && v.meta.Trusted.Number == m.Trusted.Number {
+		return v, nil
+	}
+	v := newView(m)
+	if m.Withheld > 0 {
+		_, list, err := s.store.Withheld()
+		if err != nil {
+			return nil, err
+		}
+		v.setWithheld(list)
+	}
+	return v, nil
 }
 
 func newView(m storage.Meta) *view {
@@ -129,9 +155,11 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 	}
 	if m.HasTrusted {
 		v := newView(m)
-		if _, v.withheld, err = cfg.Store.Withheld(); err != nil {
+		_, list, err := cfg.Store.Withheld()
+		if err != nil {
 			return nil, err
 		}
+		v.setWithheld(list)
 		s.view.Store(v)
 	}
 	return s, nil
@@ -159,16 +187,12 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 	}
 	v := newView(res.Meta)
 	if prev := s.view.Load(); prev != nil {
-		v.withheld = prev.withheld
+		v.withheld, v.withheldJSON = prev.withheld, prev.withheldJSON
 	}
 	if len(res.NewlyWithheld) > 0 {
-		// The applier calls OnApplied before its next commit: the list
-		// read now is the one at res.Meta's block.
-		_, withheld, err := s.store.Withheld()
-		if err != nil {
-			s.log.Error("withheld tokens not listed in the status", "err", err)
-		}
-		v.withheld = withheld
+		list := slices.Concat(v.withheld, res.NewlyWithheld)
+		slices.SortFunc(list, func(x, y storage.WithheldToken) int { return bytes.Compare(x.Contract[:], y.Contract[:]) })
+		v.setWithheld(list) // in contract order, as Store.Withheld lists them
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -258,7 +282,8 @@ func (s *Snapshot) fill(a common.Address) (entry, *view, error) {
 	if v == nil || v.meta.Trusted.Number != m.Trusted.Number {
 		// The store committed a block OnApplied has not published yet:
 		// answer at the block read, and cache nothing.
-		return e, newView(m), nil
+		v, err := s.viewAt(m)
+		return e, v, err
 	}
 	s.cache.Set(string(a[:]), e, e.cost())
 	return e, v, nil
@@ -271,7 +296,7 @@ func (s *Snapshot) readMany(accounts []common.Address, out []storage.Balances) (
 	if err != nil {
 		return nil, err
 	}
-	return newView(m), nil
+	return s.viewAt(m)
 }
 
 // current is the published view, or nil before the first block.

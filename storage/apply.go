@@ -32,7 +32,7 @@ type Applied struct {
 	Changes  int              // changes applied
 	// NewlyWithheld lists the tokens withheld by this commit: every
 	// answer holding one of them changed.
-	NewlyWithheld []common.Address
+	NewlyWithheld []WithheldToken
 }
 
 // Apply applies blocks, in order, in one transaction that also stores the
@@ -84,7 +84,7 @@ type applyTx struct {
 	digest              uint256.Int
 	seen                map[common.Address]struct{}
 	accounts            []common.Address
-	newlyWithheld       []common.Address
+	newlyWithheld       []WithheldToken
 }
 
 func (a *applyTx) block(b *Block) error {
@@ -187,7 +187,7 @@ func (a *applyTx) withhold(b *Block, token common.Address, reason events.Reason)
 		return fmt.Errorf("block %d: withhold %s: %w", b.Number, token.Hex(), err)
 	}
 	a.m.Withheld++
-	a.newlyWithheld = append(a.newlyWithheld, token)
+	a.newlyWithheld = append(a.newlyWithheld, WithheldToken{Contract: token, Reason: reason, Since: b.Number})
 	return nil
 }
 

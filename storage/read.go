@@ -22,9 +22,6 @@ type Balances struct {
 	Known  bool // the snapshot has an entry for the account
 	Native uint256.Int
 	Tokens []TokenBalance // non-zero only, ordered by contract address; withheld tokens left out
-	// Withheld lists the withheld tokens of which the snapshot holds an
-	// amount for the account (the amount is not served), by contract.
-	Withheld []WithheldToken
 }
 
 // WithheldToken is a token whose balances are not served.
@@ -36,7 +33,9 @@ type WithheldToken struct {
 
 // Read fills out[i] with the balances of accounts[i], all in one read
 // transaction, and returns the Meta of that transaction: every amount is
-// exactly true at m.Trusted. It returns ErrNoSnapshot before the first block.
+// exactly true at m.Trusted. Withheld tokens are left out (a list of them
+// read at or after m.Trusted names them all: a token, once withheld, stays
+// so). It returns ErrNoSnapshot before the first block.
 func (s *Store) Read(accounts []common.Address, out []Balances) (m Meta, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		m = readMeta(tx.Bucket(bucketMeta))
@@ -57,7 +56,7 @@ func (s *Store) Read(accounts []common.Address, out []Balances) (m Meta, err err
 }
 
 func readAccount(c *bolt.Cursor, withheld *bolt.Bucket, account common.Address, out *Balances) {
-	*out = Balances{Tokens: out.Tokens[:0], Withheld: out.Withheld[:0]}
+	*out = Balances{Tokens: out.Tokens[:0]}
 	for k, v := c.Seek(account[:]); k != nil && bytes.HasPrefix(k, account[:]); k, v = c.Next() {
 		out.Known = true
 		if bytes.Equal(k[20:], zeroAddress[:]) {
@@ -67,11 +66,8 @@ func readAccount(c *bolt.Cursor, withheld *bolt.Bucket, account common.Address, 
 		if len(v) == 0 {
 			continue
 		}
-		if withheld != nil {
-			if w := withheld.Get(k[20:]); w != nil {
-				out.Withheld = append(out.Withheld, decodeWithheld(k[20:], w))
-				continue
-			}
+		if withheld != nil && withheld.Get(k[20:]) != nil {
+			continue // not served: Store.Withheld lists it
 		}
 		var t TokenBalance
 		copy(t.Contract[:], k[20:])

@@ -340,6 +340,13 @@ func checkEveryBalance(tb testing.TB, chain chainView, addr string, st query.Sta
 		if ans.Block.Number < st.Trusted.Number || chain.canonicalHash(tb, ans.Block.Number).Hex() != ans.Block.Hash {
 			tb.Fatalf("batch answered at block %d %s: not canonical, or older than the status", ans.Block.Number, ans.Block.Hash)
 		}
+		listed := map[common.Address]events.Reason{}
+		for _, w := range ans.Withheld {
+			listed[common.HexToAddress(w.Contract)] = w.Reason
+		}
+		if fmt.Sprint(listed) != fmt.Sprint(withheld) {
+			tb.Errorf("batch at block %d lists withheld %v, the status %v", ans.Block.Number, listed, withheld)
+		}
 		at := new(big.Int).SetUint64(ans.Block.Number)
 		for i, a := range batch {
 			got := ans.Balances[i]
@@ -359,11 +366,6 @@ func checkEveryBalance(tb testing.TB, chain chainView, addr string, st query.Sta
 			served := map[common.Address]string{}
 			for _, t := range got.Tokens {
 				served[common.HexToAddress(t.Contract)] = t.Amount
-			}
-			for _, w := range got.Withheld {
-				if c := common.HexToAddress(w.Contract); withheld[c] != w.Reason {
-					tb.Errorf("%s: token %s listed withheld for %q, the status says %q", a.Hex(), w.Contract, w.Reason, withheld[c])
-				}
 			}
 			for _, tok := range chain.tokens {
 				if withheld[tok] != "" {
@@ -451,14 +453,14 @@ type batchAnswer struct {
 			Contract string `json:"contract"`
 			Amount   string `json:"amount"`
 		} `json:"tokens"`
-		Withheld []struct {
-			Contract string        `json:"contract"`
-			Reason   events.Reason `json:"reason"`
-		} `json:"withheld"`
 		Error *struct {
 			Code string `json:"code"`
 		} `json:"error"`
 	} `json:"balances"`
+	Withheld []struct {
+		Contract string        `json:"contract"`
+		Reason   events.Reason `json:"reason"`
+	} `json:"withheld"`
 }
 
 func getJSON(url string, into any) error {
