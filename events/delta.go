@@ -10,9 +10,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
-	"github.com/holiman/uint256"
 )
 
 // Version is the BlockDelta format version this build writes. Version 2
@@ -35,28 +34,6 @@ const (
 	MaxMessageBytes = 512 << 10
 )
 
-// NativeAsset is the asset of the chain's own coin; every other asset is
-// named by its ERC-20 contract address.
-var NativeAsset = common.Address{}
-
-// Block names a block.
-type Block struct {
-	Number     uint64      `json:"number"`
-	Hash       common.Hash `json:"hash"`
-	ParentHash common.Hash `json:"parent_hash"`
-	Timestamp  uint64      `json:"timestamp"`
-}
-
-// Change is one balance that changed in a block: the amount held by Account
-// of Asset before the block (Pre) and after it (Post). Absolute amounts make
-// applying idempotent and let the applier check Pre against what it holds.
-type Change struct {
-	Account common.Address
-	Asset   common.Address // NativeAsset or an ERC-20 contract
-	Pre     uint256.Int
-	Post    uint256.Int
-}
-
 // BlockDelta is one message on the stream: a part of the changes of one
 // trusted block. A block with more than MaxChangesPerPart changes is split in
 // Parts messages with Part = 1..Parts, published consecutively; the block
@@ -64,59 +41,20 @@ type Change struct {
 type BlockDelta struct {
 	Version int    `json:"version"`
 	ChainID uint64 `json:"chain_id"`
-	Block
+	balidx.Block
 	// From, on a correction published by `balidx replay`, is the published
 	// block the correction starts from: it applies to a snapshot whose
 	// trusted block is exactly From, its pre amounts are that snapshot's,
 	// and it takes the snapshot to this block — across a reorg deeper than
 	// the trust policy. Absent on every ordinary delta.
-	From    *BlockRef `json:"from,omitempty"`
-	Part    int       `json:"part"`
-	Parts   int       `json:"parts"`
-	Changes []Change  `json:"changes"`
+	From    *balidx.BlockRef `json:"from,omitempty"`
+	Part    int              `json:"part"`
+	Parts   int              `json:"parts"`
+	Changes []balidx.Change  `json:"changes"`
 	// Withheld, on a block's first part, lists the tokens whose balances
 	// are withheld from this block on: the indexer cannot keep them exact
 	// (Reason says why) and publishes no more changes of them.
-	Withheld []Withheld `json:"withheld,omitempty"`
-}
-
-// Withheld names a token whose balances are not served, and why.
-type Withheld struct {
-	Asset  common.Address `json:"asset"`
-	Reason Reason         `json:"reason"`
-}
-
-// Reason says why a token's balances are withheld.
-type Reason string
-
-// The reasons a token is withheld (FORMAT.md, API.md).
-const (
-	// TimeDependent: balanceOf reads the block's environment (its time,
-	// number, …) or native balances, so that balances change with no
-	// storage write the indexer could see (interest-bearing tokens).
-	TimeDependent Reason = "time_dependent"
-	// TooManyHolders: a change of state every holder's balance depends on
-	// (a rebase) would need more holders re-read than the refresh ceiling.
-	TooManyHolders Reason = "too_many_holders"
-	// Unreadable: balanceOf reverted or did not answer one 32-byte word.
-	Unreadable Reason = "unreadable"
-	// UnsupportedLayout: balanceOf reads holder storage the indexer cannot
-	// attribute to a holder (a slot derived from the holder through more
-	// than one mapping level).
-	UnsupportedLayout Reason = "unsupported_layout"
-	// Inconsistent: the applier found a change whose pre amount disagrees
-	// with its snapshot, so earlier amounts of the token were not exact.
-	// Set by the applier, never published.
-	Inconsistent Reason = "inconsistent"
-)
-
-// Reasons lists every Reason, in a fixed order (storage codes index it).
-var Reasons = []Reason{TimeDependent, TooManyHolders, Unreadable, UnsupportedLayout, Inconsistent}
-
-// BlockRef names a block.
-type BlockRef struct {
-	Number uint64      `json:"number"`
-	Hash   common.Hash `json:"hash"`
+	Withheld []balidx.Withheld `json:"withheld,omitempty"`
 }
 
 // MsgID is the JetStream message id of a part, derived from (chain id,
@@ -135,7 +73,7 @@ func (d *BlockDelta) MsgID() string {
 // MaxChangesPerPart changes, withheld on the first. A block without changes
 // still yields one part: every trusted block is published, so that
 // continuity can be checked.
-func Split(chainID uint64, b Block, changes []Change, withheld []Withheld) []BlockDelta {
+func Split(chainID uint64, b balidx.Block, changes []balidx.Change, withheld []balidx.Withheld) []BlockDelta {
 	parts := (len(changes) + MaxChangesPerPart - 1) / MaxChangesPerPart
 	if parts == 0 {
 		parts = 1
@@ -148,18 +86,6 @@ func Split(chainID uint64, b Block, changes []Change, withheld []Withheld) []Blo
 	}
 	out[0].Withheld = withheld
 	return out
-}
-
-// SortChanges orders changes by account then asset, the order a block's
-// changes are published in: the same block always splits into the same
-// parts, and applying them inserts keys in order.
-func SortChanges(cs []Change) {
-	slices.SortFunc(cs, func(x, y Change) int {
-		if c := bytes.Compare(x.Account[:], y.Account[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(x.Asset[:], y.Asset[:])
-	})
 }
 
 // Encode returns the JSON encoding of d.
@@ -231,72 +157,9 @@ func (d *BlockDelta) validate() error {
 		return fmt.Errorf("%w: block %d part %d has %d changes (max %d)", ErrTooLarge, d.Number, d.Part, len(d.Changes), MaxChangesPerPart)
 	}
 	for _, w := range d.Withheld {
-		if w.Asset == NativeAsset || !slices.Contains(Reasons, w.Reason) || w.Reason == Inconsistent {
+		if w.Asset == balidx.NativeAsset || !slices.Contains(balidx.Reasons, w.Reason) || w.Reason == balidx.Inconsistent {
 			return fmt.Errorf("%w: block %d withholds asset %s for reason %q", ErrInvalidDelta, d.Number, w.Asset.Hex(), w.Reason)
 		}
-	}
-	return nil
-}
-
-type changeJSON struct {
-	Account common.Address `json:"account"`
-	Asset   string         `json:"asset"`
-	Pre     string         `json:"pre"`
-	Post    string         `json:"post"`
-}
-
-const nativeName = "native"
-
-// MarshalJSON writes amounts as base-10 strings and the native asset as "native".
-func (c Change) MarshalJSON() ([]byte, error) {
-	asset := nativeName
-	if c.Asset != NativeAsset {
-		asset = hexutil.Encode(c.Asset[:])
-	}
-	return json.Marshal(changeJSON{Account: c.Account, Asset: asset, Pre: c.Pre.Dec(), Post: c.Post.Dec()})
-}
-
-// UnmarshalJSON reads what MarshalJSON writes and nothing looser: amounts
-// must be base-10 without sign or leading zeros, assets "native" or an address.
-func (c *Change) UnmarshalJSON(b []byte) error {
-	var j changeJSON
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
-		return err
-	}
-	c.Account = j.Account
-	switch {
-	case j.Asset == nativeName:
-		c.Asset = NativeAsset
-	case common.IsHexAddress(j.Asset) && len(j.Asset) == 42:
-		c.Asset = common.HexToAddress(j.Asset)
-		if c.Asset == NativeAsset {
-			return fmt.Errorf("asset %q: the zero address is not a token", j.Asset)
-		}
-	default:
-		return fmt.Errorf("asset %q: want %q or a 0x-prefixed address", j.Asset, nativeName)
-	}
-	if err := parseAmount(&c.Pre, j.Pre); err != nil {
-		return fmt.Errorf("pre: %w", err)
-	}
-	if err := parseAmount(&c.Post, j.Post); err != nil {
-		return fmt.Errorf("post: %w", err)
-	}
-	return nil
-}
-
-func parseAmount(z *uint256.Int, s string) error {
-	if s == "" || len(s) > 78 || (len(s) > 1 && s[0] == '0') {
-		return fmt.Errorf("amount %q is not a canonical base-10 uint256", s)
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return fmt.Errorf("amount %q is not base-10", s)
-		}
-	}
-	if err := z.SetFromDecimal(s); err != nil {
-		return fmt.Errorf("amount %q: %w", s, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 )
@@ -19,16 +20,16 @@ func sampleDelta() BlockDelta {
 	max := new(uint256.Int).SetAllOne()
 	return BlockDelta{
 		Version: Version, ChainID: 1337,
-		Block: Block{
+		Block: balidx.Block{
 			Number:     42,
 			Hash:       common.HexToHash("0x00000000000000000000000000000000000000000000000000000000000000aa"),
 			ParentHash: common.HexToHash("0x00000000000000000000000000000000000000000000000000000000000000a9"),
 			Timestamp:  1700000000,
 		},
 		Part: 1, Parts: 1,
-		Withheld: []Withheld{{Asset: common.HexToAddress("0x00000000000000000000000000000000000000e1"), Reason: TimeDependent}},
-		Changes: []Change{
-			{Account: common.HexToAddress("0x742d35Cc6634C0532925a3b844Bc454e4438f44e"), Asset: NativeAsset, Pre: *uint256.NewInt(1000), Post: *uint256.NewInt(0)},
+		Withheld: []balidx.Withheld{{Asset: common.HexToAddress("0x00000000000000000000000000000000000000e1"), Reason: balidx.TimeDependent}},
+		Changes: []balidx.Change{
+			{Account: common.HexToAddress("0x742d35Cc6634C0532925a3b844Bc454e4438f44e"), Asset: balidx.NativeAsset, Pre: *uint256.NewInt(1000), Post: *uint256.NewInt(0)},
 			{Account: common.HexToAddress("0x00000000000000000000000000000000000000ff"), Asset: common.HexToAddress("0x5FbDB2315678afecb367f032d93F642f64180aa3"), Pre: *uint256.NewInt(0), Post: *max},
 		},
 	}
@@ -65,7 +66,7 @@ func checkGolden(t *testing.T, name string, d *BlockDelta) *BlockDelta {
 func TestGolden(t *testing.T) {
 	d := sampleDelta()
 	back := checkGolden(t, "delta-v2.golden.json", &d)
-	if back.Number != d.Number || back.Hash != d.Hash || len(back.Changes) != 2 || back.Changes[1].Post != d.Changes[1].Post || back.Changes[0].Asset != NativeAsset || back.From != nil ||
+	if back.Number != d.Number || back.Hash != d.Hash || len(back.Changes) != 2 || back.Changes[1].Post != d.Changes[1].Post || back.Changes[0].Asset != balidx.NativeAsset || back.From != nil ||
 		len(back.Withheld) != 1 || back.Withheld[0] != d.Withheld[0] {
 		t.Fatalf("round trip: got %+v, want %+v", back, d)
 	}
@@ -91,7 +92,7 @@ func TestReadsVersion1(t *testing.T) {
 
 func TestGoldenCorrection(t *testing.T) {
 	d := sampleDelta()
-	d.From = &BlockRef{Number: 44, Hash: common.HexToHash("0x00000000000000000000000000000000000000000000000000000000000000ac")}
+	d.From = &balidx.BlockRef{Number: 44, Hash: common.HexToHash("0x00000000000000000000000000000000000000000000000000000000000000ac")}
 	back := checkGolden(t, "correction-v2.golden.json", &d)
 	if back.From == nil || *back.From != *d.From {
 		t.Fatalf("round trip: %+v", back)
@@ -144,8 +145,8 @@ func TestDecodeRefuses(t *testing.T) {
 }
 
 func TestSplit(t *testing.T) {
-	changes := make([]Change, 2*MaxChangesPerPart+1)
-	parts := Split(1, Block{Number: 7, Hash: common.Hash{1}}, changes, nil)
+	changes := make([]balidx.Change, 2*MaxChangesPerPart+1)
+	parts := Split(1, balidx.Block{Number: 7, Hash: common.Hash{1}}, changes, nil)
 	if len(parts) != 3 {
 		t.Fatalf("got %d parts, want 3", len(parts))
 	}
@@ -162,18 +163,18 @@ func TestSplit(t *testing.T) {
 	if total != len(changes) {
 		t.Fatalf("got %d changes, want %d", total, len(changes))
 	}
-	if empty := Split(1, Block{Number: 8, Hash: common.Hash{2}}, nil, nil); len(empty) != 1 || empty[0].Parts != 1 {
+	if empty := Split(1, balidx.Block{Number: 8, Hash: common.Hash{2}}, nil, nil); len(empty) != 1 || empty[0].Parts != 1 {
 		t.Fatalf("empty block: got %+v, want one part", empty)
 	}
 }
 
 func TestFullPartFitsMessageLimit(t *testing.T) {
 	max := new(uint256.Int).SetAllOne()
-	changes := make([]Change, MaxChangesPerPart)
+	changes := make([]balidx.Change, MaxChangesPerPart)
 	for i := range changes {
-		changes[i] = Change{Account: common.Address{0xff}, Asset: common.Address{0xee}, Pre: *max, Post: *max}
+		changes[i] = balidx.Change{Account: common.Address{0xff}, Asset: common.Address{0xee}, Pre: *max, Post: *max}
 	}
-	p := Split(1, Block{Number: 1, Hash: common.Hash{1}}, changes, nil)[0]
+	p := Split(1, balidx.Block{Number: 1, Hash: common.Hash{1}}, changes, nil)[0]
 	if _, err := Encode(&p); err != nil {
 		t.Fatalf("a full part of maximal amounts must fit: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -40,13 +41,13 @@ func TestPublishDedupAndConflict(t *testing.T) {
 	if err != nil || last != nil {
 		t.Fatalf("empty stream: got %v, %v", last, err)
 	}
-	b1 := Split(5, Block{Number: 1, Hash: common.Hash{1}}, nil, nil)
+	b1 := Split(5, balidx.Block{Number: 1, Hash: common.Hash{1}}, nil, nil)
 	if err := p.Publish(ctx, b1); err != nil {
 		t.Fatal(err)
 	}
 	// A second publisher that missed block 1 must not append after it.
 	stale := &Publisher{js: js, stream: s, subject: Subject(5), lastSeq: 0}
-	b2 := Split(5, Block{Number: 2, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, nil, nil)
+	b2 := Split(5, balidx.Block{Number: 2, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, nil, nil)
 	if err := stale.Publish(ctx, b2); !errors.Is(err, ErrPublishConflict) {
 		t.Fatalf("stale publisher: got %v, want ErrPublishConflict", err)
 	}
@@ -99,7 +100,7 @@ func TestStatusBoard(t *testing.T) {
 	if s, err := b.Get(ctx, 9); err != nil || s != nil {
 		t.Fatalf("empty board: got %v, %v", s, err)
 	}
-	want := IndexerStatus{ChainID: 9, Head: 12, Policy: Policy{Confirmations: 3}, TrustViolation: &TrustViolation{Number: 10}}
+	want := balidx.IndexerStatus{ChainID: 9, Head: 12, Policy: balidx.Policy{Confirmations: 3}, TrustViolation: &balidx.TrustViolation{Number: 10}}
 	if err := b.Put(ctx, want); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func TestStatusWatchEndedWhileStarting(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := b.Watch(ctx, 9, func(IndexerStatus) { t.Error("a status from an ended watch") }); err != nil {
+	if err := b.Watch(ctx, 9, func(balidx.IndexerStatus) { t.Error("a status from an ended watch") }); err != nil {
 		t.Fatalf("got %v, want nil", err)
 	}
 }

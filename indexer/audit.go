@@ -6,7 +6,8 @@ import (
 	"math/big"
 	"sync"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/ethereum/go-ethereum/common"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
@@ -14,7 +15,7 @@ import (
 
 // Holding is one balance the snapshot claims.
 type Holding struct {
-	Account, Asset common.Address // Asset: events.NativeAsset or a token
+	Account, Asset common.Address // Asset: balidx.NativeAsset or a token
 	Amount         *big.Int
 }
 
@@ -96,7 +97,7 @@ func auditBatch(ctx context.Context, cfg AuditConfig, batch []Holding) ([]Mismat
 	var tokens []TokenQuery
 	var tokenIdx []int
 	for i, h := range batch {
-		if h.Asset == events.NativeAsset {
+		if h.Asset == balidx.NativeAsset {
 			natives, nativeIdx = append(natives, h.Account), append(nativeIdx, i)
 		} else {
 			tokens, tokenIdx = append(tokens, TokenQuery{Token: h.Asset, Holder: h.Account}), append(tokenIdx, i)
@@ -128,7 +129,7 @@ func auditBatch(ctx context.Context, cfg AuditConfig, batch []Holding) ([]Mismat
 	for i, h := range batch {
 		if chain[i].Cmp(h.Amount) != 0 {
 			asset := "native"
-			if h.Asset != events.NativeAsset {
+			if h.Asset != balidx.NativeAsset {
 				asset = h.Asset.Hex()
 			}
 			out = append(out, Mismatch{Account: h.Account.Hex(), Asset: asset, Ours: h.Amount.String(), Chain: chain[i].String()})

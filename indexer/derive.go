@@ -7,7 +7,8 @@ import (
 	"math/big"
 	"slices"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/ethereum/go-ethereum/common"
 )
 
@@ -34,7 +35,7 @@ type amounts struct{ pre, post *big.Int }
 // changes returns every balance that block h changed, sorted by account then
 // asset, so that the same block always derives the same parts, and the
 // tokens withheld from this block on.
-func (d *deriver) changes(ctx context.Context, h *Header) ([]events.Change, []events.Withheld, error) {
+func (d *deriver) changes(ctx context.Context, h *Header) ([]balidx.Change, []balidx.Withheld, error) {
 	native, changed, err := d.native(ctx, h)
 	if err != nil {
 		return nil, nil, fmt.Errorf("block %d native balances: %w", h.Number, err)
@@ -43,12 +44,12 @@ func (d *deriver) changes(ctx context.Context, h *Header) ([]events.Change, []ev
 	if err != nil {
 		return nil, nil, fmt.Errorf("block %d token balances: %w", h.Number, err)
 	}
-	out := make([]events.Change, 0, len(native)+len(tokens))
+	out := make([]balidx.Change, 0, len(native)+len(tokens))
 	add := func(account, asset common.Address, a *amounts) error {
 		if a.pre.Cmp(a.post) == 0 {
 			return nil
 		}
-		c := events.Change{Account: account, Asset: asset}
+		c := balidx.Change{Account: account, Asset: asset}
 		if c.Pre.SetFromBig(a.pre) || c.Post.SetFromBig(a.post) || a.pre.Sign() < 0 || a.post.Sign() < 0 {
 			return fmt.Errorf("%w: block %d: amount of %s out of uint256 range", ErrBadAnswer, h.Number, account.Hex())
 		}
@@ -56,7 +57,7 @@ func (d *deriver) changes(ctx context.Context, h *Header) ([]events.Change, []ev
 		return nil
 	}
 	for account, a := range native {
-		if err := add(account, events.NativeAsset, a); err != nil {
+		if err := add(account, balidx.NativeAsset, a); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -65,7 +66,7 @@ func (d *deriver) changes(ctx context.Context, h *Header) ([]events.Change, []ev
 			return nil, nil, err
 		}
 	}
-	events.SortChanges(out)
+	balidx.SortChanges(out)
 	return out, withheld, nil
 }
 

@@ -9,7 +9,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core"
@@ -25,7 +26,7 @@ const maxGenesisFile = 1 << 30
 //
 // Token balances written into genesis storage are not seeded: nothing names
 // their holders. They appear once a Transfer log names them.
-func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header) ([]events.Change, error) {
+func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header) ([]balidx.Change, error) {
 	alloc := map[common.Address]*big.Int{}
 	if file != "" {
 		g, err := readGenesis(file)
@@ -46,18 +47,18 @@ func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header
 			return nil, err
 		}
 	}
-	var changes []events.Change
+	var changes []balidx.Change
 	for a, bal := range alloc {
 		if bal.Sign() == 0 {
 			continue
 		}
-		c := events.Change{Account: a, Asset: events.NativeAsset}
+		c := balidx.Change{Account: a, Asset: balidx.NativeAsset}
 		if bal.Sign() < 0 || c.Post.SetFromBig(bal) {
 			return nil, fmt.Errorf("%w: genesis balance of %s out of range", ErrBadAnswer, a.Hex())
 		}
 		changes = append(changes, c)
 	}
-	events.SortChanges(changes) // deterministic parts, and sequential inserts into bbolt
+	balidx.SortChanges(changes) // deterministic parts, and sequential inserts into bbolt
 	return changes, nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/events"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/rpc"
@@ -24,7 +26,7 @@ type Config struct {
 	Stream jetstream.Stream
 	Board  *events.StatusBoard
 	// Policy: Confirmations (head − number ≥ N), or Tag "safe"/"finalized".
-	Policy events.Policy
+	Policy balidx.Policy
 	// StartBlock is where an empty stream starts. 0 seeds the genesis
 	// allocation (from GenesisFile, else listed by the node): full coverage.
 	StartBlock  uint64
@@ -51,7 +53,7 @@ type Indexer struct {
 	metrics *metrics
 
 	mu     sync.Mutex
-	status events.IndexerStatus
+	status balidx.IndexerStatus
 }
 
 // New checks the node (chain id, debug API, trust tag) and returns an Indexer.
@@ -102,7 +104,7 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 		return nil, err
 	}
 	ix := &Indexer{cfg: cfg, chainID: chainID, derive: deriver{node: cfg.Node, log: cfg.Log, maxRefresh: cfg.MaxRefresh}, metrics: m}
-	ix.status = events.IndexerStatus{ChainID: chainID, Policy: cfg.Policy}
+	ix.status = balidx.IndexerStatus{ChainID: chainID, Policy: cfg.Policy}
 	return ix, nil
 }
 
@@ -110,7 +112,7 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 func (ix *Indexer) ChainID() uint64 { return ix.chainID }
 
 // Status is the indexer's current status.
-func (ix *Indexer) Status() events.IndexerStatus {
+func (ix *Indexer) Status() balidx.IndexerStatus {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	return ix.status
@@ -281,8 +283,8 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 		}
 	}
 	start := ix.cfg.Now()
-	var changes []events.Change
-	var withheld []events.Withheld
+	var changes []balidx.Change
+	var withheld []balidx.Withheld
 	before := ix.derive.stats
 	if cur.next == 0 {
 		changes, err = genesisChanges(ctx, ix.cfg.Node, ix.cfg.GenesisFile, h)
@@ -293,7 +295,7 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 	if err != nil {
 		return false, err
 	}
-	block := events.Block{Number: uint64(h.Number), Hash: h.Hash, ParentHash: h.ParentHash, Timestamp: uint64(h.Timestamp)}
+	block := balidx.Block{Number: uint64(h.Number), Hash: h.Hash, ParentHash: h.ParentHash, Timestamp: uint64(h.Timestamp)}
 	parts := events.Split(ix.chainID, block, changes, withheld)
 	if cur.skipParts > 0 {
 		if cur.skipParts > len(parts) {
@@ -350,7 +352,7 @@ func (ix *Indexer) confirmMismatch(ctx context.Context, h *Header, cur *cursor) 
 }
 
 func (ix *Indexer) violation(ctx context.Context, h *Header, published common.Hash, what string) (bool, error) {
-	v := &events.TrustViolation{
+	v := &balidx.TrustViolation{
 		Number: uint64(h.Number), Hash: h.Hash.Hex(), ParentHash: h.ParentHash.Hex(),
 		PublishedHash: published.Hex(), DetectedAt: ix.cfg.Now().UTC(),
 	}

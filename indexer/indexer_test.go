@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/events/eventstest"
 	"github.com/balidx/balidx/indexer"
@@ -63,7 +65,7 @@ func checkFor(tb testing.TB, total time.Duration, cond func() error) {
 // startIndexer runs an indexer on demo's chain until the test ends.
 func startIndexer(tb testing.TB, demo *devchain.Demo, confirmations uint64) (*indexer.Indexer, jetstream.Stream, *events.StatusBoard) {
 	tb.Helper()
-	return startIndexerWith(tb, demo, indexer.Config{Policy: events.Policy{Confirmations: confirmations}})
+	return startIndexerWith(tb, demo, indexer.Config{Policy: balidx.Policy{Confirmations: confirmations}})
 }
 
 // startIndexerWith runs an indexer configured by cfg (node, NATS and logs
@@ -164,7 +166,7 @@ func TestShallowReorgIsNotPublished(t *testing.T) {
 func TestDeepReorgIsATrustViolation(t *testing.T) {
 	demo := mustDemo(t)
 	reg := prometheus.NewRegistry()
-	ix, stream, board := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Confirmations: 1}, Metrics: reg})
+	ix, stream, board := startIndexerWith(t, demo, indexer.Config{Policy: balidx.Policy{Confirmations: 1}, Metrics: reg})
 	head := steps(t, demo, 10)
 	published := waitPublished(t, stream, head-1)
 	if err := demo.Chain.Fork(hashAt(t, demo, head-4)); err != nil { // replaces head-3 … head
@@ -218,7 +220,7 @@ func TestDeltasMatchChain(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ix, err := indexer.New(ctx, indexer.Config{
 		Node: indexer.NewNode(demo.Chain.RPC), JS: js, Stream: stream, Board: board,
-		Policy: events.Policy{Confirmations: 2}, PollInterval: 50 * time.Millisecond,
+		Policy: balidx.Policy{Confirmations: 2}, PollInterval: 50 * time.Millisecond,
 		Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 		Metrics: reg,
 	})
@@ -264,7 +266,7 @@ func TestDeltasMatchChain(t *testing.T) {
 
 	type key struct{ account, asset common.Address }
 	got := map[key]uint256.Int{}
-	withheld := map[common.Address]events.Reason{}
+	withheld := map[common.Address]balidx.Reason{}
 	quietOwner := key{demo.Accounts[0], demo.Odd[devchain.QuietMintToken]}
 	for _, d := range eventstest.Deltas(t, stream) {
 		for _, c := range d.Changes {
@@ -284,7 +286,7 @@ func TestDeltasMatchChain(t *testing.T) {
 			k := key{c.Account, c.Asset}
 			// A token holder's first word may be non-zero: a holder of the
 			// quiet token is first seen at its first logged transfer.
-			if have, seen := got[k]; (seen || c.Asset == events.NativeAsset) && have != c.Pre {
+			if have, seen := got[k]; (seen || c.Asset == balidx.NativeAsset) && have != c.Pre {
 				t.Fatalf("block %d %s/%s: pre %s, previous post %s", d.Number, c.Account, c.Asset, c.Pre.Dec(), have.Dec())
 			}
 			if withheld[c.Asset] != "" {
@@ -293,7 +295,7 @@ func TestDeltasMatchChain(t *testing.T) {
 			got[k] = c.Post
 		}
 	}
-	if want := map[common.Address]events.Reason{demo.Odd[devchain.InterestToken]: events.TimeDependent}; fmt.Sprint(withheld) != fmt.Sprint(want) {
+	if want := map[common.Address]balidx.Reason{demo.Odd[devchain.InterestToken]: balidx.TimeDependent}; fmt.Sprint(withheld) != fmt.Sprint(want) {
 		t.Fatalf("withheld %v, want %v", withheld, want)
 	}
 	at := new(big.Int).SetUint64(last.Number)
@@ -307,7 +309,7 @@ func TestDeltasMatchChain(t *testing.T) {
 	tokens := 0
 	for k, v := range got {
 		var want *big.Int
-		if k.asset == events.NativeAsset {
+		if k.asset == balidx.NativeAsset {
 			want, err = demo.Chain.Client.BalanceAt(context.Background(), k.account, at)
 		} else {
 			tokens++
@@ -360,7 +362,7 @@ func counter(tb testing.TB, reg *prometheus.Registry, name string) float64 {
 func TestTokensWithheld(t *testing.T) {
 	ctx := context.Background()
 	demo := mustDemo(t)
-	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Confirmations: 1}, MaxRefresh: 3})
+	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: balidx.Policy{Confirmations: 1}, MaxRefresh: 3})
 	broken, err := demo.Deploy(ctx, devchain.Deployment(devchain.BrokenToken))
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +376,7 @@ func TestTokensWithheld(t *testing.T) {
 	}
 	head := steps(t, demo, 3)
 	waitPublished(t, stream, head-1)
-	withheld := map[common.Address]events.Reason{}
+	withheld := map[common.Address]balidx.Reason{}
 	since := map[common.Address]uint64{}
 	for _, d := range eventstest.Deltas(t, stream) {
 		for _, w := range d.Withheld {
@@ -386,10 +388,10 @@ func TestTokensWithheld(t *testing.T) {
 			}
 		}
 	}
-	want := map[common.Address]events.Reason{
-		demo.Odd[devchain.InterestToken]: events.TimeDependent,
-		demo.Odd[devchain.RebaseToken]:   events.TooManyHolders,
-		broken:                           events.Unreadable,
+	want := map[common.Address]balidx.Reason{
+		demo.Odd[devchain.InterestToken]: balidx.TimeDependent,
+		demo.Odd[devchain.RebaseToken]:   balidx.TooManyHolders,
+		broken:                           balidx.Unreadable,
 	}
 	if fmt.Sprint(withheld) != fmt.Sprint(want) {
 		t.Fatalf("withheld %v, want %v", withheld, want)
@@ -406,7 +408,7 @@ func (e errorString) Error() string { return string(e) }
 // block (the simulated beacon finalizes every 32 blocks) and no further.
 func TestTrustFinalized(t *testing.T) {
 	demo := mustDemo(t)
-	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Tag: "finalized"}})
+	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: balidx.Policy{Tag: "finalized"}})
 	steps(t, demo, 40)
 	fin, err := demo.Chain.Client.HeaderByNumber(context.Background(), big.NewInt(-3)) // rpc.FinalizedBlockNumber
 	if err != nil {
@@ -430,7 +432,7 @@ func TestGenesisFile(t *testing.T) {
 	if err := os.WriteFile(good, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Confirmations: 1}, GenesisFile: good})
+	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: balidx.Policy{Confirmations: 1}, GenesisFile: good})
 	steps(t, demo, 1)
 	waitPublished(t, stream, 2)
 	genesis := eventstest.Deltas(t, stream)[0]
@@ -465,7 +467,7 @@ func TestGenesisFile(t *testing.T) {
 	defer cancel()
 	js, s, board := mustJetStream(t)
 	ix, err := indexer.New(ctx, indexer.Config{Node: indexer.NewNode(demo.Chain.RPC), JS: js, Stream: s, Board: board,
-		Policy: events.Policy{Confirmations: 1}, GenesisFile: bad, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Policy: balidx.Policy{Confirmations: 1}, GenesisFile: bad, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +481,7 @@ func TestGenesisFile(t *testing.T) {
 func TestStartBlock(t *testing.T) {
 	demo := mustDemo(t)
 	steps(t, demo, 5)
-	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: events.Policy{Confirmations: 1}, StartBlock: 4})
+	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: balidx.Policy{Confirmations: 1}, StartBlock: 4})
 	head := steps(t, demo, 2)
 	waitPublished(t, stream, head-1)
 	first := eventstest.Deltas(t, stream)[0]
@@ -487,7 +489,7 @@ func TestStartBlock(t *testing.T) {
 		t.Fatalf("first published block %d, want 4", first.Number)
 	}
 	for _, c := range first.Changes {
-		if c.Asset != events.NativeAsset {
+		if c.Asset != balidx.NativeAsset {
 			continue
 		}
 		want, err := demo.Chain.Client.BalanceAt(context.Background(), c.Account, big.NewInt(3))

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"slices"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/vm"
 	"github.com/ethereum/go-ethereum/crypto"
@@ -53,7 +53,7 @@ type profile struct {
 
 // profile traces balanceOf(holder) on token at block h and says what it
 // depends on, or why the token must be withheld.
-func (d *deriver) profile(ctx context.Context, h *Header, t, holder common.Address) (*profile, events.Reason, error) {
+func (d *deriver) profile(ctx context.Context, h *Header, t, holder common.Address) (*profile, balidx.Reason, error) {
 	d.stats.profiles++
 	f, err := d.node.TraceBalanceOf(ctx, t, holder, h.Hash)
 	var answered rpc.Error
@@ -64,12 +64,12 @@ func (d *deriver) profile(ctx context.Context, h *Header, t, holder common.Addre
 		// The node has the tracer (CheckTracers) but could not trace this
 		// call (an execution timeout…): one token must not stop the rest.
 		d.log.Warn("balanceOf could not be traced", "block", uint64(h.Number), "token", t.Hex(), "err", err)
-		return nil, events.Unreadable, nil
+		return nil, balidx.Unreadable, nil
 	case err != nil:
 		return nil, "", err
 	}
 	if f.Error != "" || len(f.Output) != 32 {
-		return nil, events.Unreadable, nil
+		return nil, balidx.Unreadable, nil
 	}
 	pre := make(map[common.Hash][]byte, len(f.Keccak))
 	for _, p := range f.Keccak {
@@ -77,11 +77,11 @@ func (d *deriver) profile(ctx context.Context, h *Header, t, holder common.Addre
 	}
 	key := common.BytesToHash(holder[:])
 	p := &profile{shared: map[storageSlot]bool{}, accounts: map[common.Address]bool{}}
-	var walk func(f *callFrame, storage common.Address) events.Reason
-	walk = func(f *callFrame, storage common.Address) events.Reason {
+	var walk func(f *callFrame, storage common.Address) balidx.Reason
+	walk = func(f *callFrame, storage common.Address) balidx.Reason {
 		for op := range f.UsedOpcodes {
 			if environmentOpcodes[vm.OpCode(op)] {
-				return events.TimeDependent
+				return balidx.TimeDependent
 			}
 		}
 		for slot := range f.AccessedSlots.Reads {
@@ -91,7 +91,7 @@ func (d *deriver) profile(ctx context.Context, h *Header, t, holder common.Addre
 			case slotShared:
 				p.shared[storageSlot{storage, slot}] = true
 			case slotNested:
-				return events.UnsupportedLayout
+				return balidx.UnsupportedLayout
 			case slotOfHolder:
 				hs.account = storage
 				if !slices.Contains(p.holderSlots, hs) {

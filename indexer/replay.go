@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"math/big"
 
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/events"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/rpc"
@@ -24,7 +26,7 @@ type ReplayConfig struct {
 	// still be on the chain as published.
 	From uint64
 	// Policy says which blocks of the chain are trusted now.
-	Policy events.Policy
+	Policy balidx.Policy
 	// MaxRefresh: as Config.MaxRefresh, which it must equal.
 	MaxRefresh int
 	Log        *slog.Logger
@@ -32,9 +34,9 @@ type ReplayConfig struct {
 
 // ReplayResult says what Replay found and did.
 type ReplayResult struct {
-	Published events.BlockRef  // the last block on the stream before the replay
-	Fork      *events.BlockRef // the first published block the chain no longer has
-	Target    events.BlockRef  // the block the correction takes snapshots to
+	Published balidx.BlockRef  // the last block on the stream before the replay
+	Fork      *balidx.BlockRef // the first published block the chain no longer has
+	Target    balidx.BlockRef  // the block the correction takes snapshots to
 	Changes   int              // balances corrected
 	Corrected bool             // a correction was published
 }
@@ -65,7 +67,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	if last.Part < last.Parts {
 		return res, fmt.Errorf("block %d is only partly published: start the indexer to finish it, then replay", last.Number)
 	}
-	res.Published = events.BlockRef{Number: last.Number, Hash: last.Hash}
+	res.Published = balidx.BlockRef{Number: last.Number, Hash: last.Hash}
 	if cfg.From > last.Number {
 		return res, fmt.Errorf("--from %d is after the last published block %d", cfg.From, last.Number)
 	}
@@ -92,7 +94,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 			return res, err
 		}
 		if h == nil || h.Hash != hist.hashes[n] {
-			res.Fork = &events.BlockRef{Number: n, Hash: hist.hashes[n]}
+			res.Fork = &balidx.BlockRef{Number: n, Hash: hist.hashes[n]}
 			break
 		}
 	}
@@ -115,7 +117,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	if err != nil || target == nil {
 		return res, fmt.Errorf("target block: %v", err)
 	}
-	res.Target = events.BlockRef{Number: uint64(target.Number), Hash: target.Hash}
+	res.Target = balidx.BlockRef{Number: uint64(target.Number), Hash: target.Hash}
 
 	// Every balance touched since From, on the stream or on the chain.
 	keys := hist.touched
@@ -159,7 +161,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	if res.Fork == nil && len(corrections) == 0 {
 		return res, nil // the stream and the chain agree: nothing to publish
 	}
-	block := events.Block{Number: uint64(target.Number), Hash: target.Hash, ParentHash: target.ParentHash, Timestamp: uint64(target.Timestamp)}
+	block := balidx.Block{Number: uint64(target.Number), Hash: target.Hash, ParentHash: target.ParentHash, Timestamp: uint64(target.Timestamp)}
 	parts := events.Split(chainID, block, corrections, nil)
 	for i := range parts {
 		parts[i].From = &res.Published
@@ -257,8 +259,8 @@ func eachDelta(ctx context.Context, s jetstream.Stream, chainID uint64, fn func(
 // must be derived from the book as it stood before it.
 type bookLoader struct {
 	book     *tokenBook
-	changes  []events.Change
-	withheld []events.Withheld
+	changes  []balidx.Change
+	withheld []balidx.Withheld
 }
 
 func (l *bookLoader) add(d *events.BlockDelta) {
@@ -284,11 +286,11 @@ func loadTokenBook(ctx context.Context, s jetstream.Stream, chainID uint64) (*to
 
 // correctionsAt reads every key's amount on the chain at block at and
 // returns a change (pre: the stream's, post: the chain's) where they differ.
-func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[assetKey]struct{}, stream map[assetKey]uint256.Int) ([]events.Change, error) {
+func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[assetKey]struct{}, stream map[assetKey]uint256.Int) ([]balidx.Change, error) {
 	var natives []common.Address
 	var tokens []TokenQuery
 	for k := range keys {
-		if k.asset == events.NativeAsset {
+		if k.asset == balidx.NativeAsset {
 			natives = append(natives, k.account)
 		} else {
 			tokens = append(tokens, TokenQuery{Token: k.asset, Holder: k.account})
@@ -301,7 +303,7 @@ func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[ass
 			return nil, err
 		}
 		for i, a := range natives {
-			chain[assetKey{a, events.NativeAsset}] = bals[i]
+			chain[assetKey{a, balidx.NativeAsset}] = bals[i]
 		}
 	}
 	if len(tokens) > 0 {
@@ -320,9 +322,9 @@ func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[ass
 			}
 		}
 	}
-	var out []events.Change
+	var out []balidx.Change
 	for k, v := range chain {
-		c := events.Change{Account: k.account, Asset: k.asset, Pre: stream[k]}
+		c := balidx.Change{Account: k.account, Asset: k.asset, Pre: stream[k]}
 		if v.Sign() < 0 || c.Post.SetFromBig(v) {
 			return nil, fmt.Errorf("%w: amount of %s out of range", ErrBadAnswer, k.account.Hex())
 		}
@@ -330,6 +332,6 @@ func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[ass
 			out = append(out, c)
 		}
 	}
-	events.SortChanges(out)
+	balidx.SortChanges(out)
 	return out, nil
 }

@@ -9,7 +9,8 @@ import (
 	"math/big"
 	"slices"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 )
@@ -62,7 +63,7 @@ type storageSlot struct {
 // token is what the indexer knows of one ERC-20.
 type token struct {
 	holders  map[common.Address]struct{} // every holder published
-	withheld events.Reason               // "" while it is served
+	withheld balidx.Reason               // "" while it is served
 	profile  *profile                    // nil until traced (again)
 	fixed    map[common.Hash]struct{}    // changed slots of the token's own storage that are no holder's
 	// owners maps the own slots of known holders (up to
@@ -106,9 +107,9 @@ func (b *tokenBook) get(t common.Address) *token {
 }
 
 // record adds what one whole published block says to the book.
-func (b *tokenBook) record(changes []events.Change, withheld []events.Withheld) {
+func (b *tokenBook) record(changes []balidx.Change, withheld []balidx.Withheld) {
 	for _, c := range changes {
-		if c.Asset == events.NativeAsset {
+		if c.Asset == balidx.NativeAsset {
 			continue
 		}
 		tok := b.get(c.Asset)
@@ -136,13 +137,13 @@ type blockTokens struct {
 	changed  map[common.Address]map[common.Hash]struct{} // from the prestate diff
 	named    map[common.Address][]common.Address         // token → holders of its Transfer logs, in log order
 	pre      map[common.Hash][]byte                      // the block's KECCAK256 preimages, fetched at most once
-	withheld []events.Withheld
+	withheld []balidx.Withheld
 }
 
 // tokens returns the balances of every holder whose balance of a token
 // may have changed in block h, read with balanceOf at the block and at its
 // parent, and the tokens withheld from this block on.
-func (d *deriver) tokens(ctx context.Context, h *Header, changed map[common.Address]map[common.Hash]struct{}) (map[TokenQuery]*amounts, []events.Withheld, error) {
+func (d *deriver) tokens(ctx context.Context, h *Header, changed map[common.Address]map[common.Hash]struct{}) (map[TokenQuery]*amounts, []balidx.Withheld, error) {
 	logs, err := d.node.TransferLogs(ctx, h.Hash)
 	if err != nil {
 		return nil, nil, err
@@ -193,7 +194,7 @@ func (d *deriver) tokens(ctx context.Context, h *Header, changed map[common.Addr
 		return nil, nil, err
 	}
 	for _, t := range unreadable {
-		bt.withhold(t, events.Unreadable)
+		bt.withhold(t, balidx.Unreadable)
 		for q := range out {
 			if q.Token == t {
 				delete(out, q)
@@ -203,16 +204,16 @@ func (d *deriver) tokens(ctx context.Context, h *Header, changed map[common.Addr
 	return out, bt.withheld, nil
 }
 
-func (bt *blockTokens) withhold(t common.Address, reason events.Reason) {
-	if !slices.ContainsFunc(bt.withheld, func(w events.Withheld) bool { return w.Asset == t }) {
-		bt.withheld = append(bt.withheld, events.Withheld{Asset: t, Reason: reason})
+func (bt *blockTokens) withhold(t common.Address, reason balidx.Reason) {
+	if !slices.ContainsFunc(bt.withheld, func(w balidx.Withheld) bool { return w.Asset == t }) {
+		bt.withheld = append(bt.withheld, balidx.Withheld{Asset: t, Reason: reason})
 		bt.d.log.Warn("token withheld: its balances are no longer served", "block", uint64(bt.h.Number), "token", t.Hex(), "reason", reason)
 	}
 }
 
 // holders returns the holders of t whose balance may have changed in the
 // block, or the reason t must be withheld from it on.
-func (bt *blockTokens) holders(ctx context.Context, t common.Address) ([]common.Address, events.Reason, error) {
+func (bt *blockTokens) holders(ctx context.Context, t common.Address) ([]common.Address, balidx.Reason, error) {
 	tok := bt.d.book.get(t)
 	if tok.profile == nil {
 		p, reason, err := bt.d.profile(ctx, bt.h, t, bt.sampleHolder(t, tok))
@@ -280,7 +281,7 @@ func (bt *blockTokens) holders(ctx context.Context, t common.Address) ([]common.
 			set[a] = struct{}{}
 		}
 		if len(set) > bt.d.maxRefresh {
-			return nil, events.TooManyHolders, nil
+			return nil, balidx.TooManyHolders, nil
 		}
 		bt.d.stats.refreshes++
 		bt.d.stats.refreshedHolders += len(set)

@@ -9,7 +9,8 @@ import (
 	"math/big"
 	"testing"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
@@ -65,7 +66,7 @@ type rebaseChain struct {
 	from    common.Address
 	nonce   uint64
 	token   common.Address
-	holders []events.Change // one per holder, for the book
+	holders []balidx.Change // one per holder, for the book
 }
 
 func mustRebaseChain(tb testing.TB, holders int) *rebaseChain {
@@ -86,7 +87,7 @@ func mustRebaseChain(tb testing.TB, holders int) *rebaseChain {
 	for i := range holders {
 		h := common.BigToAddress(big.NewInt(int64(i) + 1<<32))
 		r.send(tb, &r.token, devchain.TokenCall("mint", h, amount))
-		r.holders = append(r.holders, events.Change{Account: h, Asset: r.token})
+		r.holders = append(r.holders, balidx.Change{Account: h, Asset: r.token})
 		if i%200 == 199 {
 			r.commitAll(tb)
 		}

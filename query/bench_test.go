@@ -12,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
@@ -86,16 +87,16 @@ func signedGet(path string, i int) *http.Request {
 func BenchmarkBalanceSignedHotSet(b *testing.B) {
 	const hotSetAccounts = 100_000
 	s := benchServer(b, false)
-	changes := make([]events.Change, 0, 2*hotSetAccounts)
+	changes := make([]balidx.Change, 0, 2*hotSetAccounts)
 	hot := make([]common.Address, hotSetAccounts)
 	for i := range hot {
 		hot[i] = common.BigToAddress(new(big.Int).Lsh(big.NewInt(int64(i)+1), 100))
 		changes = append(changes,
-			events.Change{Account: hot[i], Asset: events.NativeAsset, Post: *uint256.NewInt(uint64(i) + 1)},
-			events.Change{Account: hot[i], Asset: tokA, Post: *uint256.NewInt(7)})
+			balidx.Change{Account: hot[i], Asset: balidx.NativeAsset, Post: *uint256.NewInt(uint64(i) + 1)},
+			balidx.Change{Account: hot[i], Asset: tokA, Post: *uint256.NewInt(7)})
 	}
-	events.SortChanges(changes)
-	res, err := s.snap.store.Apply([]storage.Block{{ChainID: 1, LastSeq: 3, Block: events.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
+	balidx.SortChanges(changes)
+	res, err := s.snap.store.Apply([]storage.Block{{ChainID: 1, LastSeq: 3, Block: balidx.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -203,12 +204,12 @@ func BenchmarkBloomRebuild(b *testing.B) {
 	}
 	defer store.Close()
 	const n = 200_000
-	changes := make([]events.Change, n)
+	changes := make([]balidx.Change, n)
 	for i := range changes {
 		changes[i].Account = common.BigToAddress(big.NewInt(int64(i) + 1<<40))
 		changes[i].Post = *uint256.NewInt(1)
 	}
-	if _, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: events.Block{Hash: common.Hash{1}}, Changes: changes}}); err != nil {
+	if _, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: balidx.Block{Hash: common.Hash{1}}, Changes: changes}}); err != nil {
 		b.Fatal(err)
 	}
 	s := &Snapshot{store: store}

@@ -5,7 +5,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
@@ -48,8 +49,8 @@ func TestAnswersAreTrueAtTheirBlock(t *testing.T) {
 	for n := uint64(2); n <= last; n++ {
 		post := *uint256.NewInt(10 * n)
 		res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: n + 1,
-			Block:   events.Block{Number: n, Hash: common.Hash{byte(n + 1), 1}, ParentHash: parentOf(n)},
-			Changes: []events.Change{{Account: holder, Asset: events.NativeAsset, Pre: pre, Post: post}}}})
+			Block:   balidx.Block{Number: n, Hash: common.Hash{byte(n + 1), 1}, ParentHash: parentOf(n)},
+			Changes: []balidx.Change{{Account: holder, Asset: balidx.NativeAsset, Pre: pre, Post: post}}}})
 		if err != nil {
 			t.Fatal(err)
 		}

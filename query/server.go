@@ -15,7 +15,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +38,7 @@ type Config struct {
 	Snapshot  *Snapshot
 	// IndexerStatus returns the indexer's last word (head, policy, trust
 	// violation), or nil when none has arrived.
-	IndexerStatus func() *events.IndexerStatus
+	IndexerStatus func() *balidx.IndexerStatus
 	// StaleAfter: status says stale when the trusted block is older; default 2m.
 	StaleAfter time.Duration
 	// MaxStaleness, if set, makes balance answers 503 when the trusted block
@@ -100,7 +100,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.StaleAfter = 2 * time.Minute
 	}
 	if cfg.IndexerStatus == nil {
-		cfg.IndexerStatus = func() *events.IndexerStatus { return nil }
+		cfg.IndexerStatus = func() *balidx.IndexerStatus { return nil }
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()

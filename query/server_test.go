@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
@@ -46,11 +47,11 @@ func mustServer(tb testing.TB, first uint64, cfg Config) (*Server, *Snapshot) {
 	if first != ^uint64(0) {
 		u := func(v uint64) uint256.Int { return *uint256.NewInt(v) }
 		blocks := []storage.Block{
-			{ChainID: 1, Block: events.Block{Number: first, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 1,
-				Changes: []events.Change{{Account: holder, Asset: events.NativeAsset, Post: u(5)}}},
-			{ChainID: 1, Block: events.Block{Number: first + 1, Hash: common.Hash{2}, ParentHash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 2,
-				Changes: []events.Change{
-					{Account: holder, Asset: events.NativeAsset, Pre: u(5), Post: u(1000)},
+			{ChainID: 1, Block: balidx.Block{Number: first, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 1,
+				Changes: []balidx.Change{{Account: holder, Asset: balidx.NativeAsset, Post: u(5)}}},
+			{ChainID: 1, Block: balidx.Block{Number: first + 1, Hash: common.Hash{2}, ParentHash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 2,
+				Changes: []balidx.Change{
+					{Account: holder, Asset: balidx.NativeAsset, Pre: u(5), Post: u(1000)},
 					{Account: holder, Asset: tokA, Post: u(1)}, {Account: holder, Asset: tokB, Post: u(2)}, {Account: holder, Asset: tokC, Post: u(3)},
 				}},
 		}
@@ -375,8 +376,8 @@ func TestUnknownAddressesNeverReachTheSnapshot(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	ix := &events.IndexerStatus{ChainID: 1, Head: 13, Policy: events.Policy{Confirmations: 12}}
-	s, _ := mustServer(t, 0, Config{IndexerStatus: func() *events.IndexerStatus { return ix }})
+	ix := &balidx.IndexerStatus{ChainID: 1, Head: 13, Policy: balidx.Policy{Confirmations: 12}}
+	s, _ := mustServer(t, 0, Config{IndexerStatus: func() *balidx.IndexerStatus { return ix }})
 	a := do(t, s, "GET", "/v1/status", "")
 	if a.status != 200 || a.body["lag_blocks"] != float64(12) || a.body["trust_violation"] != nil {
 		t.Fatalf("got %s", a.raw)
@@ -402,8 +403,8 @@ func TestWithheldTokens(t *testing.T) {
 	if a := do(t, s, "GET", target, ""); a.status != 200 || len(a.body["tokens"].([]any)) != 3 || a.body["withheld"] != nil {
 		t.Fatalf("before: got %s", a.raw) // and now cached
 	}
-	res, err := snap.store.Apply([]storage.Block{{ChainID: 1, Block: events.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 3,
-		Withheld: []events.Withheld{{Asset: tokB, Reason: events.TimeDependent}}}})
+	res, err := snap.store.Apply([]storage.Block{{ChainID: 1, Block: balidx.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 3,
+		Withheld: []balidx.Withheld{{Asset: tokB, Reason: balidx.TimeDependent}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
 	"github.com/labstack/echo/v4"
 )
 
@@ -13,19 +13,19 @@ type Status struct {
 	ChainID        uint64                 `json:"chain_id"`
 	Trusted        StatusBlock            `json:"trusted"`
 	Head           *StatusHead            `json:"head"`
-	Policy         events.Policy          `json:"policy"`
+	Policy         balidx.Policy          `json:"policy"`
 	LagBlocks      uint64                 `json:"lag_blocks"`
 	Coverage       StatusCoverage         `json:"coverage"`
 	Snapshot       StatusSnapshot         `json:"snapshot"`
 	Stale          bool                   `json:"stale"`
-	TrustViolation *events.TrustViolation `json:"trust_violation"`
+	TrustViolation *balidx.TrustViolation `json:"trust_violation"`
 	WithheldTokens []StatusWithheld       `json:"withheld_tokens"`
 }
 
 // StatusWithheld is a token whose balances are not served.
 type StatusWithheld struct {
 	Contract   string        `json:"contract"`
-	Reason     events.Reason `json:"reason"`
+	Reason     balidx.Reason `json:"reason"`
 	SinceBlock uint64        `json:"since_block"`
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/events/eventstest"
 	"github.com/ethereum/go-ethereum/common"
@@ -22,17 +24,17 @@ func publishBlocks(tb testing.TB, js jetstream.JetStream, s jetstream.Stream, fr
 		tb.Fatal(err)
 	}
 	for n := from; n <= to; n++ {
-		var changes []events.Change
+		var changes []balidx.Change
 		if n == 0 {
 			for i := range events.MaxChangesPerPart + 10 {
-				c := events.Change{Asset: events.NativeAsset, Post: u(uint64(i + 1))}
+				c := balidx.Change{Asset: balidx.NativeAsset, Post: u(uint64(i + 1))}
 				c.Account[0], c.Account[1] = byte(i>>8)+1, byte(i)
 				changes = append(changes, c)
 			}
 		} else {
-			changes = []events.Change{{Account: alice, Asset: events.NativeAsset, Pre: u(n - 1), Post: u(n)}}
+			changes = []balidx.Change{{Account: alice, Asset: balidx.NativeAsset, Pre: u(n - 1), Post: u(n)}}
 		}
-		b := events.Block{Number: n, Hash: common.Hash{byte(n + 1)}, ParentHash: common.Hash{byte(n)}}
+		b := balidx.Block{Number: n, Hash: common.Hash{byte(n + 1)}, ParentHash: common.Hash{byte(n)}}
 		if err := pub.Publish(ctx, events.Split(1, b, changes, nil)); err != nil {
 			tb.Fatal(err)
 		}
@@ -149,15 +151,15 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 			}
 		}, ErrPoisonedStream},
 		{"pre disagrees", func(tb testing.TB, js jetstream.JetStream) {
-			d := events.Split(1, events.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}},
-				[]events.Change{{Account: alice, Asset: events.NativeAsset, Pre: u(999), Post: u(1)}}, nil)
+			d := events.Split(1, balidx.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}},
+				[]balidx.Change{{Account: alice, Asset: balidx.NativeAsset, Pre: u(999), Post: u(1)}}, nil)
 			data, _ := events.Encode(&d[0])
 			if _, err := js.Publish(context.Background(), events.Subject(1), data); err != nil {
 				tb.Fatal(err)
 			}
 		}, ErrPreMismatch},
 		{"gap", func(tb testing.TB, js jetstream.JetStream) {
-			d := events.Split(1, events.Block{Number: 5, Hash: common.Hash{6}, ParentHash: common.Hash{5}}, nil, nil)
+			d := events.Split(1, balidx.Block{Number: 5, Hash: common.Hash{6}, ParentHash: common.Hash{5}}, nil, nil)
 			data, _ := events.Encode(&d[0])
 			if _, err := js.Publish(context.Background(), events.Subject(1), data); err != nil {
 				tb.Fatal(err)

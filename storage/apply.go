@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 	bolt "go.etcd.io/bbolt"
@@ -15,12 +16,12 @@ import (
 // sequence of its last part.
 type Block struct {
 	ChainID uint64
-	events.Block
+	balidx.Block
 	// From is set on a correction (events.BlockDelta.From): it applies only
 	// to a snapshot whose trusted block is exactly From.
-	From     *events.BlockRef
-	Changes  []events.Change
-	Withheld []events.Withheld
+	From     *balidx.BlockRef
+	Changes  []balidx.Change
+	Withheld []balidx.Withheld
 	LastSeq  uint64
 }
 
@@ -120,12 +121,12 @@ func (a *applyTx) block(b *Block) error {
 	return nil
 }
 
-func (a *applyTx) change(b *Block, c *events.Change) error {
+func (a *applyTx) change(b *Block, c *balidx.Change) error {
 	key := balanceKey(c.Account, c.Asset)
 	v := a.bal.Get(key)
 	var have uint256.Int
 	have.SetBytes(v)
-	isToken := c.Asset != events.NativeAsset
+	isToken := c.Asset != balidx.NativeAsset
 	// A native entry that is absent is zero when the snapshot covers the
 	// whole chain; under partial coverage it is unknown, and the change's
 	// pre is the first word we have on it. A token's holders are known only
@@ -140,7 +141,7 @@ func (a *applyTx) change(b *Block, c *events.Change) error {
 		// it, and go on applying everything else (its post included, so
 		// that every replica's snapshot and digest stay the same).
 		if a.withheld.Get(c.Asset[:]) == nil {
-			if err := a.withhold(b, c.Asset, events.Inconsistent); err != nil {
+			if err := a.withhold(b, c.Asset, balidx.Inconsistent); err != nil {
 				return err
 			}
 		}
@@ -172,11 +173,11 @@ func (a *applyTx) change(b *Block, c *events.Change) error {
 }
 
 // withhold marks token as withheld from block b on, unless it already is.
-func (a *applyTx) withhold(b *Block, token common.Address, reason events.Reason) error {
+func (a *applyTx) withhold(b *Block, token common.Address, reason balidx.Reason) error {
 	if a.withheld.Get(token[:]) != nil {
 		return nil
 	}
-	code := slices.Index(events.Reasons, reason)
+	code := slices.Index(balidx.Reasons, reason)
 	if code < 0 {
 		return fmt.Errorf("block %d withholds %s for an unknown reason %q (events.Decode admits none)", b.Number, token.Hex(), reason)
 	}
@@ -219,7 +220,7 @@ func b2u(b bool) uint64 {
 }
 
 func assetName(a common.Address) string {
-	if a == events.NativeAsset {
+	if a == balidx.NativeAsset {
 		return "native"
 	}
 	return a.Hex()

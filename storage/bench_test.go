@@ -5,7 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 )
@@ -36,12 +37,12 @@ func benchmarkApply(b *testing.B, blocksPerBatch int) {
 	const accounts, perBlock = 100_000, 1000
 	s := mustStore(b, 1)
 	cur := make([]uint256.Int, accounts)
-	genesis := make([]events.Change, accounts)
+	genesis := make([]balidx.Change, accounts)
 	for i := range genesis {
 		cur[i] = *uint256.NewInt(1_000_000)
-		genesis[i] = events.Change{Account: benchAccount(i), Asset: events.NativeAsset, Post: cur[i]}
+		genesis[i] = balidx.Change{Account: benchAccount(i), Asset: balidx.NativeAsset, Post: cur[i]}
 	}
-	if _, err := s.Apply([]Block{{ChainID: 1, Block: events.Block{Number: 0, Hash: hashOf(0)}, Changes: genesis, LastSeq: 1}}); err != nil {
+	if _, err := s.Apply([]Block{{ChainID: 1, Block: balidx.Block{Number: 0, Hash: hashOf(0)}, Changes: genesis, LastSeq: 1}}); err != nil {
 		b.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
@@ -54,7 +55,7 @@ func benchmarkApply(b *testing.B, blocksPerBatch int) {
 			number++
 			seq++
 			touched := map[int]bool{}
-			changes := make([]events.Change, 0, perBlock)
+			changes := make([]balidx.Change, 0, perBlock)
 			for len(changes) < perBlock {
 				i := rng.IntN(accounts)
 				if touched[i] {
@@ -62,11 +63,11 @@ func benchmarkApply(b *testing.B, blocksPerBatch int) {
 				}
 				touched[i] = true
 				post := *uint256.NewInt(rng.Uint64N(1 << 40))
-				changes = append(changes, events.Change{Account: benchAccount(i), Asset: events.NativeAsset, Pre: cur[i], Post: post})
+				changes = append(changes, balidx.Change{Account: benchAccount(i), Asset: balidx.NativeAsset, Pre: cur[i], Post: post})
 				cur[i] = post
 			}
-			events.SortChanges(changes) // as published
-			batch[k] = Block{ChainID: 1, Block: events.Block{Number: number, Hash: hashOf(number), ParentHash: hashOf(number - 1)}, Changes: changes, LastSeq: seq}
+			balidx.SortChanges(changes) // as published
+			batch[k] = Block{ChainID: 1, Block: balidx.Block{Number: number, Hash: hashOf(number), ParentHash: hashOf(number - 1)}, Changes: changes, LastSeq: seq}
 		}
 		b.StartTimer()
 		if _, err := s.Apply(batch); err != nil {

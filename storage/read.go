@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"io"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 	bolt "go.etcd.io/bbolt"
@@ -27,7 +27,7 @@ type Balances struct {
 // WithheldToken is a token whose balances are not served.
 type WithheldToken struct {
 	Contract common.Address
-	Reason   events.Reason
+	Reason   balidx.Reason
 	Since    uint64 // the first block at which it is withheld
 }
 
@@ -77,9 +77,9 @@ func readAccount(c *bolt.Cursor, withheld *bolt.Bucket, account common.Address, 
 }
 
 func decodeWithheld(contract, v []byte) WithheldToken {
-	w := WithheldToken{Contract: common.BytesToAddress(contract), Reason: events.Inconsistent} // a value withhold did not write: the token stays withheld
-	if len(v) == 9 && int(v[0]) < len(events.Reasons) {
-		w.Reason = events.Reasons[v[0]]
+	w := WithheldToken{Contract: common.BytesToAddress(contract), Reason: balidx.Inconsistent} // a value withhold did not write: the token stays withheld
+	if len(v) == 9 && int(v[0]) < len(balidx.Reasons) {
+		w.Reason = balidx.Reasons[v[0]]
 		w.Since = binary.BigEndian.Uint64(v[1:])
 	}
 	return w

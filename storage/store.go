@@ -12,7 +12,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 	bolt "go.etcd.io/bbolt"
@@ -25,7 +25,7 @@ var (
 	bucketMeta     = []byte("meta")
 	bucketBalances = []byte("balances")
 	// bucketWithheld holds the withheld tokens: contract → reason code (one
-	// byte, the index in events.Reasons) ‖ the block it is withheld from.
+	// byte, the index in balidx.Reasons) ‖ the block it is withheld from.
 	bucketWithheld = []byte("withheld")
 
 	keyFormat        = []byte("format")
@@ -59,7 +59,7 @@ type Store struct {
 // Meta describes the snapshot at one trusted block.
 type Meta struct {
 	ChainID       uint64
-	Trusted       events.Block
+	Trusted       balidx.Block
 	HasTrusted    bool   // false until the first block is applied
 	StreamSeq     uint64 // stream sequence of the last applied part
 	CoverageFrom  uint64 // first block indexed
@@ -211,7 +211,7 @@ func readMeta(b *bolt.Bucket) Meta {
 
 const blockLen = 8 + 32 + 32 + 8
 
-func encodeBlock(b events.Block) []byte {
+func encodeBlock(b balidx.Block) []byte {
 	v := make([]byte, blockLen)
 	binary.BigEndian.PutUint64(v, b.Number)
 	copy(v[8:], b.Hash[:])
@@ -220,8 +220,8 @@ func encodeBlock(b events.Block) []byte {
 	return v
 }
 
-func decodeBlock(v []byte) events.Block {
-	var b events.Block
+func decodeBlock(v []byte) balidx.Block {
+	var b balidx.Block
 	b.Number = binary.BigEndian.Uint64(v)
 	copy(b.Hash[:], v[8:40])
 	copy(b.ParentHash[:], v[40:72])

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 )
@@ -33,8 +34,8 @@ var (
 
 func u(v uint64) uint256.Int { return *uint256.NewInt(v) }
 
-func blk(n uint64, seq uint64, changes ...events.Change) Block {
-	return Block{ChainID: 1, Block: events.Block{Number: n, Hash: common.Hash{byte(n + 1)}, ParentHash: common.Hash{byte(n)}}, Changes: changes, LastSeq: seq}
+func blk(n uint64, seq uint64, changes ...balidx.Change) Block {
+	return Block{ChainID: 1, Block: balidx.Block{Number: n, Hash: common.Hash{byte(n + 1)}, ParentHash: common.Hash{byte(n)}}, Changes: changes, LastSeq: seq}
 }
 
 func TestApplyAndRead(t *testing.T) {
@@ -42,11 +43,11 @@ func TestApplyAndRead(t *testing.T) {
 	if _, err := s.Read([]common.Address{alice}, make([]Balances, 1)); !errors.Is(err, ErrNoSnapshot) {
 		t.Fatalf("read before any block: got %v, want ErrNoSnapshot", err)
 	}
-	genesis := blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)})
+	genesis := blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)})
 	b1 := blk(1, 2,
-		events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(100), Post: u(40)},
-		events.Change{Account: bob, Asset: events.NativeAsset, Pre: u(0), Post: u(60)},
-		events.Change{Account: bob, Asset: tokA, Pre: u(0), Post: u(7)},
+		balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(100), Post: u(40)},
+		balidx.Change{Account: bob, Asset: balidx.NativeAsset, Pre: u(0), Post: u(60)},
+		balidx.Change{Account: bob, Asset: tokA, Pre: u(0), Post: u(7)},
 	)
 	res, err := s.Apply([]Block{genesis, b1})
 	if err != nil {
@@ -71,7 +72,7 @@ func TestApplyAndRead(t *testing.T) {
 	}
 
 	// Burning the token to zero drops it from answers and the count.
-	b2 := blk(2, 3, events.Change{Account: bob, Asset: tokA, Pre: u(7), Post: u(0)})
+	b2 := blk(2, 3, balidx.Change{Account: bob, Asset: tokA, Pre: u(7), Post: u(0)})
 	res2, err := s.Apply([]Block{b2})
 	if err != nil {
 		t.Fatal(err)
@@ -87,16 +88,16 @@ func TestApplyRefuses(t *testing.T) {
 		next Block
 		want error
 	}{
-		{"pre mismatch", blk(1, 2, events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(99), Post: u(1)}), ErrPreMismatch},
-		{"unknown account with non-zero pre under full coverage", blk(1, 2, events.Change{Account: bob, Asset: events.NativeAsset, Pre: u(5), Post: u(1)}), ErrPreMismatch},
+		{"pre mismatch", blk(1, 2, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(99), Post: u(1)}), ErrPreMismatch},
+		{"unknown account with non-zero pre under full coverage", blk(1, 2, balidx.Change{Account: bob, Asset: balidx.NativeAsset, Pre: u(5), Post: u(1)}), ErrPreMismatch},
 		{"gap", blk(2, 2), ErrDiscontinuity},
-		{"wrong parent", Block{ChainID: 1, Block: events.Block{Number: 1, Hash: common.Hash{9}, ParentHash: common.Hash{7}}, LastSeq: 2}, ErrDiscontinuity},
-		{"other chain", Block{ChainID: 2, Block: events.Block{Number: 1, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, LastSeq: 2}, ErrForeignSnapshot},
+		{"wrong parent", Block{ChainID: 1, Block: balidx.Block{Number: 1, Hash: common.Hash{9}, ParentHash: common.Hash{7}}, LastSeq: 2}, ErrDiscontinuity},
+		{"other chain", Block{ChainID: 2, Block: balidx.Block{Number: 1, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, LastSeq: 2}, ErrForeignSnapshot},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := mustStore(t, 1)
-			first, err := s.Apply([]Block{blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)})})
+			first, err := s.Apply([]Block{blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)})})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -113,14 +114,14 @@ func TestApplyRefuses(t *testing.T) {
 
 func TestPartialCoverageAcceptsFirstWord(t *testing.T) {
 	s := mustStore(t, 1)
-	res, err := s.Apply([]Block{blk(5, 1, events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(70), Post: u(50)})})
+	res, err := s.Apply([]Block{blk(5, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(70), Post: u(50)})})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Meta.CoverageFull || res.Meta.CoverageFrom != 5 {
 		t.Fatalf("got coverage %+v, want partial from 5", res.Meta)
 	}
-	if _, err := s.Apply([]Block{blk(6, 2, events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(70), Post: u(1)})}); !errors.Is(err, ErrPreMismatch) {
+	if _, err := s.Apply([]Block{blk(6, 2, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(70), Post: u(1)})}); !errors.Is(err, ErrPreMismatch) {
 		t.Fatalf("a known account is checked even under partial coverage: got %v", err)
 	}
 }
@@ -130,13 +131,13 @@ func TestPartialCoverageAcceptsFirstWord(t *testing.T) {
 func TestDigestDependsOnlyOnBalances(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	accounts := []common.Address{alice, bob, {3}, {4}}
-	assets := []common.Address{events.NativeAsset, tokA}
+	assets := []common.Address{balidx.NativeAsset, tokA}
 	final := map[[2]common.Address]uint256.Int{}
 	history := func(s *Store, steps int) Meta {
 		cur := map[[2]common.Address]uint256.Int{}
 		var blocks []Block
 		for n := 0; n < steps; n++ {
-			var changes []events.Change
+			var changes []balidx.Change
 			for _, acc := range accounts {
 				for _, as := range assets {
 					k := [2]common.Address{acc, as}
@@ -144,7 +145,7 @@ func TestDigestDependsOnlyOnBalances(t *testing.T) {
 					if n == steps-1 {
 						post = final[k]
 					}
-					changes = append(changes, events.Change{Account: acc, Asset: as, Pre: cur[k], Post: post})
+					changes = append(changes, balidx.Change{Account: acc, Asset: as, Pre: cur[k], Post: post})
 					cur[k] = post
 				}
 			}
@@ -196,8 +197,8 @@ func TestOpenRefuses(t *testing.T) {
 func TestCopyAndReadOnly(t *testing.T) {
 	s := mustStore(t, 1)
 	res, err := s.Apply([]Block{
-		blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)}, events.Change{Account: bob, Asset: tokA, Post: u(3)}),
-		blk(1, 2, events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(100), Post: u(0)}),
+		blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)}, balidx.Change{Account: bob, Asset: tokA, Post: u(3)}),
+		blk(1, 2, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(100), Post: u(0)}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -239,16 +240,16 @@ func TestCopyAndReadOnly(t *testing.T) {
 // trusted block to another branch, and later blocks continue from it.
 func TestApplyCorrection(t *testing.T) {
 	s := mustStore(t, 1)
-	if _, err := s.Apply([]Block{blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)}), blk(1, 2)}); err != nil {
+	if _, err := s.Apply([]Block{blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)}), blk(1, 2)}); err != nil {
 		t.Fatal(err)
 	}
-	other := events.Block{Number: 1, Hash: common.Hash{0xee}, ParentHash: common.Hash{1}}
-	wrongFrom := Block{ChainID: 1, Block: other, From: &events.BlockRef{Number: 1, Hash: common.Hash{9}}, LastSeq: 3}
+	other := balidx.Block{Number: 1, Hash: common.Hash{0xee}, ParentHash: common.Hash{1}}
+	wrongFrom := Block{ChainID: 1, Block: other, From: &balidx.BlockRef{Number: 1, Hash: common.Hash{9}}, LastSeq: 3}
 	if _, err := s.Apply([]Block{wrongFrom}); !errors.Is(err, ErrDiscontinuity) {
 		t.Fatalf("correction from another block: got %v", err)
 	}
-	fix := Block{ChainID: 1, Block: other, From: &events.BlockRef{Number: 1, Hash: common.Hash{2}}, LastSeq: 3,
-		Changes: []events.Change{{Account: alice, Asset: events.NativeAsset, Pre: u(100), Post: u(7)}}}
+	fix := Block{ChainID: 1, Block: other, From: &balidx.BlockRef{Number: 1, Hash: common.Hash{2}}, LastSeq: 3,
+		Changes: []balidx.Change{{Account: alice, Asset: balidx.NativeAsset, Pre: u(100), Post: u(7)}}}
 	res, err := s.Apply([]Block{fix})
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +257,7 @@ func TestApplyCorrection(t *testing.T) {
 	if res.Meta.Trusted.Hash != other.Hash {
 		t.Fatalf("trusted %+v after the correction", res.Meta.Trusted)
 	}
-	next := Block{ChainID: 1, Block: events.Block{Number: 2, Hash: common.Hash{0xef}, ParentHash: other.Hash}, LastSeq: 4}
+	next := Block{ChainID: 1, Block: balidx.Block{Number: 2, Hash: common.Hash{0xef}, ParentHash: other.Hash}, LastSeq: 4}
 	if _, err := s.Apply([]Block{next}); err != nil {
 		t.Fatalf("the block after the correction: %v", err)
 	}
@@ -266,7 +267,7 @@ func TestApplyCorrection(t *testing.T) {
 // remap of the file would, until they end.
 func TestCommitDoesNotWaitForReads(t *testing.T) {
 	s := mustStore(t, 1)
-	if _, err := s.Apply([]Block{blk(0, 1, events.Change{Account: alice, Asset: events.NativeAsset, Post: u(1)})}); err != nil {
+	if _, err := s.Apply([]Block{blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(1)})}); err != nil {
 		t.Fatal(err)
 	}
 	read, err := s.db.Begin(false)
@@ -274,9 +275,9 @@ func TestCommitDoesNotWaitForReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer read.Rollback()
-	changes := make([]events.Change, 50_000) // ~5 MB: far past bbolt's first mapping (32 KiB)
+	changes := make([]balidx.Change, 50_000) // ~5 MB: far past bbolt's first mapping (32 KiB)
 	for i := range changes {
-		changes[i] = events.Change{Account: common.BigToAddress(big.NewInt(int64(i) + 1<<40)), Asset: events.NativeAsset, Post: u(1)}
+		changes[i] = balidx.Change{Account: common.BigToAddress(big.NewInt(int64(i) + 1<<40)), Asset: balidx.NativeAsset, Post: u(1)}
 	}
 	applied := make(chan error, 1)
 	go func() {
@@ -301,31 +302,31 @@ func TestTokenDisagreementWithholdsTheToken(t *testing.T) {
 	s := mustStore(t, 1)
 	tokB := common.HexToAddress("0x00000000000000000000000000000000000000bb")
 	if _, err := s.Apply([]Block{blk(0, 1,
-		events.Change{Account: alice, Asset: events.NativeAsset, Post: u(100)},
-		events.Change{Account: alice, Asset: tokA, Post: u(10)},
-		events.Change{Account: alice, Asset: tokB, Post: u(3)},
+		balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)},
+		balidx.Change{Account: alice, Asset: tokA, Post: u(10)},
+		balidx.Change{Account: alice, Asset: tokB, Post: u(3)},
 	)}); err != nil {
 		t.Fatal(err)
 	}
 	// A first word on a token holder is accepted even under full coverage:
 	// the indexer knows a token's holders only from when it first saw it.
 	b1 := blk(1, 2,
-		events.Change{Account: bob, Asset: tokA, Pre: u(5), Post: u(6)},
-		events.Change{Account: alice, Asset: tokA, Pre: u(9), Post: u(8)}, // the snapshot holds 10
-		events.Change{Account: alice, Asset: events.NativeAsset, Pre: u(100), Post: u(90)},
+		balidx.Change{Account: bob, Asset: tokA, Pre: u(5), Post: u(6)},
+		balidx.Change{Account: alice, Asset: tokA, Pre: u(9), Post: u(8)}, // the snapshot holds 10
+		balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(100), Post: u(90)},
 	)
 	res, err := s.Apply([]Block{b1})
 	if err != nil {
 		t.Fatalf("a token disagreement stopped the applier: %v", err)
 	}
-	if len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0] != (WithheldToken{Contract: tokA, Reason: events.Inconsistent, Since: 1}) || res.Meta.Withheld != 1 {
+	if len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0] != (WithheldToken{Contract: tokA, Reason: balidx.Inconsistent, Since: 1}) || res.Meta.Withheld != 1 {
 		t.Fatalf("got withheld %v (count %d), want [%s]", res.NewlyWithheld, res.Meta.Withheld, tokA.Hex())
 	}
 	out := make([]Balances, 2)
 	if _, err := s.Read([]common.Address{alice, bob}, out); err != nil {
 		t.Fatal(err)
 	}
-	wantW := WithheldToken{Contract: tokA, Reason: events.Inconsistent, Since: 1}
+	wantW := WithheldToken{Contract: tokA, Reason: balidx.Inconsistent, Since: 1}
 	if out[0].Native != u(90) || len(out[0].Tokens) != 1 || out[0].Tokens[0].Contract != tokB {
 		t.Fatalf("alice: got %+v, want native 90 and token B only (A withheld)", out[0])
 	}
@@ -334,13 +335,13 @@ func TestTokenDisagreementWithholdsTheToken(t *testing.T) {
 	}
 	// A withheld token's later changes apply without a check; a token
 	// withheld by the indexer is listed with its reason from its block.
-	b2 := blk(2, 3, events.Change{Account: alice, Asset: tokA, Pre: u(1), Post: u(2)})
-	b2.Withheld = []events.Withheld{{Asset: tokB, Reason: events.TimeDependent}}
+	b2 := blk(2, 3, balidx.Change{Account: alice, Asset: tokA, Pre: u(1), Post: u(2)})
+	b2.Withheld = []balidx.Withheld{{Asset: tokB, Reason: balidx.TimeDependent}}
 	if res, err = s.Apply([]Block{b2}); err != nil || len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0].Contract != tokB {
 		t.Fatalf("got %+v, %v", res, err)
 	}
 	_, all, err := s.Withheld()
-	want := []WithheldToken{wantW, {Contract: tokB, Reason: events.TimeDependent, Since: 2}}
+	want := []WithheldToken{wantW, {Contract: tokB, Reason: balidx.TimeDependent, Since: 2}}
 	if err != nil || fmt.Sprint(all) != fmt.Sprint(want) {
 		t.Fatalf("got %+v, %v, want %+v", all, err, want)
 	}

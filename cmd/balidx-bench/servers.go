@@ -17,7 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
@@ -148,13 +149,13 @@ func buildStore(file string, accounts []account) error {
 		return err
 	}
 	token := common.HexToAddress("0x00000000000000000000000000000000000000aa")
-	changes := make([]events.Change, 0, 2*len(accounts))
+	changes := make([]balidx.Change, 0, 2*len(accounts))
 	for _, a := range accounts {
-		changes = append(changes, events.Change{Account: a.addr, Asset: events.NativeAsset, Post: *uint256.NewInt(a.balance)})
-		changes = append(changes, events.Change{Account: a.addr, Asset: token, Post: *uint256.NewInt(7)})
+		changes = append(changes, balidx.Change{Account: a.addr, Asset: balidx.NativeAsset, Post: *uint256.NewInt(a.balance)})
+		changes = append(changes, balidx.Change{Account: a.addr, Asset: token, Post: *uint256.NewInt(7)})
 	}
-	events.SortChanges(changes) // sequential inserts: minutes → seconds for 1M accounts
-	if _, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: events.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}}); err != nil {
+	balidx.SortChanges(changes) // sequential inserts: minutes → seconds for 1M accounts
+	if _, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: balidx.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}}); err != nil {
 		store.Close()
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/holiman/uint256"
 	bolt "go.etcd.io/bbolt"
@@ -43,7 +43,7 @@ func TestAudit(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	// The interest-bearing token is listed as withheld, not as matches.
-	if len(rep.Withheld) != 1 || rep.Withheld[0].Contract != demo.Odd[devchain.InterestToken].Hex() || rep.Withheld[0].Reason != events.TimeDependent {
+	if len(rep.Withheld) != 1 || rep.Withheld[0].Contract != demo.Odd[devchain.InterestToken].Hex() || rep.Withheld[0].Reason != balidx.TimeDependent {
 		t.Fatalf("withheld %+v, want the interest-bearing token, time_dependent", rep.Withheld)
 	}
 

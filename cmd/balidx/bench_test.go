@@ -50,7 +50,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 }
 
-func waitTrusted(tb testing.TB, b *balidx, n uint64, poll time.Duration) {
+func waitTrusted(tb testing.TB, b *instance, n uint64, poll time.Duration) {
 	tb.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {

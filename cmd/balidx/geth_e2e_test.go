@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
@@ -117,7 +117,7 @@ func TestGethE2E(t *testing.T) {
 		t.Fatalf("coverage %+v: want full (genesis listed by the node)", st.Coverage)
 	}
 	checkEveryBalance(t, chainView{eth: eth, rpc: rc, tokens: []common.Address{token, feeToken, rebase, collecting, interest, quiet},
-		withheld: map[common.Address]events.Reason{interest: events.TimeDependent}, holders: holders}, b.http, st)
+		withheld: map[common.Address]balidx.Reason{interest: balidx.TimeDependent}, holders: holders}, b.http, st)
 }
 
 // dialGeth connects to geth at ws (closed when the test ends) and returns

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
@@ -148,7 +149,7 @@ func TestIndexerAndQueryApart(t *testing.T) {
 }
 
 // checkCommands runs `balidx get` (signed) and `balidx status` against b.
-func checkCommands(tb testing.TB, b *balidx, address string, st query.Status) {
+func checkCommands(tb testing.TB, b *instance, address string, st query.Status) {
 	tb.Helper()
 	env := map[string]string{"BALIDX_HTTP": b.http, "BALIDX_CLIENT_ID": "tester", "BALIDX_CLIENT_SECRET": testSecret}
 	var out bytes.Buffer
@@ -176,7 +177,7 @@ func checkCommands(tb testing.TB, b *balidx, address string, st query.Status) {
 	}
 }
 
-type balidx struct {
+type instance struct {
 	http, admin string
 	cancel      func()
 	done        chan error
@@ -185,9 +186,9 @@ type balidx struct {
 
 // startBalidx calls run with the given command and free loopback ports,
 // and waits for /healthz.
-func startBalidx(tb testing.TB, cmd string, args ...string) *balidx {
+func startBalidx(tb testing.TB, cmd string, args ...string) *instance {
 	tb.Helper()
-	b := &balidx{http: freeAddr(tb), admin: freeAddr(tb), done: make(chan error, 1), stderr: &syncBuffer{}}
+	b := &instance{http: freeAddr(tb), admin: freeAddr(tb), done: make(chan error, 1), stderr: &syncBuffer{}}
 	args = append([]string{cmd, "--http", b.http, "--admin", b.admin, "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}, args...)
 	if cmd != "indexer" {
 		args = append(args, "--clients", testClientsFile(tb))
@@ -208,7 +209,7 @@ func startBalidx(tb testing.TB, cmd string, args ...string) *balidx {
 }
 
 // checkRunning fails the test at once if balidx has exited.
-func (b *balidx) checkRunning(tb testing.TB) {
+func (b *instance) checkRunning(tb testing.TB) {
 	tb.Helper()
 	select {
 	case err := <-b.done:
@@ -231,7 +232,7 @@ func testClientsFile(tb testing.TB) string {
 
 const testSecret = "a-test-secret-that-is-long-enough-0123456789"
 
-func (b *balidx) stop(tb testing.TB) {
+func (b *instance) stop(tb testing.TB) {
 	tb.Helper()
 	b.cancel()
 	if err := <-b.done; err != nil {
@@ -260,7 +261,7 @@ func rebaseLast(tb testing.TB, demo *devchain.Demo, confirmations int) {
 }
 
 // waitCaughtUp waits until the served trusted block is head − confirmations.
-func (b *balidx) waitCaughtUp(tb testing.TB, demo *devchain.Demo, confirmations uint64) query.Status {
+func (b *instance) waitCaughtUp(tb testing.TB, demo *devchain.Demo, confirmations uint64) query.Status {
 	tb.Helper()
 	head, err := demo.Chain.Client.BlockNumber(context.Background())
 	if err != nil {
@@ -286,7 +287,7 @@ type chainView struct {
 	rpc    *rpc.Client
 	tokens []common.Address
 	// withheld: the tokens that must be withheld, with the reason.
-	withheld map[common.Address]events.Reason
+	withheld map[common.Address]balidx.Reason
 	// holders: token holders that may have no account in the state (no
 	// coin, no nonce), to check besides the accounts the node lists.
 	holders []common.Address
@@ -294,7 +295,7 @@ type chainView struct {
 
 func demoView(demo *devchain.Demo) chainView {
 	return chainView{eth: demo.Chain.Client, rpc: demo.Chain.RPC, tokens: demo.Tokens(),
-		withheld: map[common.Address]events.Reason{demo.Odd[devchain.InterestToken]: events.TimeDependent},
+		withheld: map[common.Address]balidx.Reason{demo.Odd[devchain.InterestToken]: balidx.TimeDependent},
 		holders:  demo.Holders()}
 }
 
@@ -306,7 +307,7 @@ func demoView(demo *devchain.Demo) chainView {
 func checkEveryBalance(tb testing.TB, chain chainView, addr string, st query.Status) {
 	tb.Helper()
 	ctx := context.Background()
-	withheld := map[common.Address]events.Reason{}
+	withheld := map[common.Address]balidx.Reason{}
 	for _, w := range st.WithheldTokens {
 		withheld[common.HexToAddress(w.Contract)] = w.Reason
 	}
@@ -340,7 +341,7 @@ func checkEveryBalance(tb testing.TB, chain chainView, addr string, st query.Sta
 		if ans.Block.Number < st.Trusted.Number || chain.canonicalHash(tb, ans.Block.Number).Hex() != ans.Block.Hash {
 			tb.Fatalf("batch answered at block %d %s: not canonical, or older than the status", ans.Block.Number, ans.Block.Hash)
 		}
-		listed := map[common.Address]events.Reason{}
+		listed := map[common.Address]balidx.Reason{}
 		for _, w := range ans.Withheld {
 			listed[common.HexToAddress(w.Contract)] = w.Reason
 		}
@@ -459,7 +460,7 @@ type batchAnswer struct {
 	} `json:"balances"`
 	Withheld []struct {
 		Contract string        `json:"contract"`
-		Reason   events.Reason `json:"reason"`
+		Reason   balidx.Reason `json:"reason"`
 	} `json:"withheld"`
 }
 

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/indexer"
 )
 
@@ -33,7 +33,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	if *rpcURL == "" || !hasFlag(fs, "from") {
 		return errors.New("usage: balidx replay --rpc URL --from A [--data DIR | --nats URL]")
 	}
-	policy := events.Policy{Confirmations: *confirmations, Tag: *trust}
+	policy := balidx.Policy{Confirmations: *confirmations, Tag: *trust}
 	if *trust != "" {
 		policy.Confirmations = 0
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/indexer/devchain"
@@ -80,7 +81,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		}
 		ix, err := indexer.New(ctx, indexer.Config{
 			Node: node, JS: js, Stream: stream, Board: board,
-			Policy:     events.Policy{Confirmations: cfg.Confirmations, Tag: cfg.Trust},
+			Policy:     balidx.Policy{Confirmations: cfg.Confirmations, Tag: cfg.Trust},
 			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, MaxRefresh: cfg.MaxRefresh, Log: log.With("part", "indexer"), Metrics: reg,
 		})
 		if err != nil {
@@ -125,9 +126,9 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		if err != nil {
 			return err
 		}
-		var ixStatus atomic.Pointer[events.IndexerStatus]
+		var ixStatus atomic.Pointer[balidx.IndexerStatus]
 		g.Go(func() error {
-			return board.Watch(ctx, chainID, func(s events.IndexerStatus) { ixStatus.Store(&s) })
+			return board.Watch(ctx, chainID, func(s balidx.IndexerStatus) { ixStatus.Store(&s) })
 		})
 		origins, _ := query.ParseOrigins(cfg.CORSOrigins) // validated in config
 		proxies, _ := parseCIDRs(cfg.TrustProxies)

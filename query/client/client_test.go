@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
+
 	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/query/client"
 	"github.com/balidx/balidx/storage"
@@ -30,8 +31,8 @@ func mustNode(tb testing.TB) string {
 	}
 	tb.Cleanup(func() { store.Close() })
 	res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1,
-		Block:   events.Block{Number: 0, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())},
-		Changes: []events.Change{{Account: holder, Asset: events.NativeAsset, Post: *uint256.NewInt(42)}}}})
+		Block:   balidx.Block{Number: 0, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())},
+		Changes: []balidx.Change{{Account: holder, Asset: balidx.NativeAsset, Post: *uint256.NewInt(42)}}}})
 	if err != nil {
 		tb.Fatal(err)
 	}
