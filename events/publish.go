@@ -20,11 +20,11 @@ type Publisher struct {
 	lastSeq uint64
 }
 
-// NewPublisher returns a publisher for chainID on stream s, positioned after
+// newPublisher returns a publisher for chainID on stream s, positioned after
 // the last message the subject holds.
-func NewPublisher(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, chainID uint64) (*Publisher, *BlockDelta, error) {
+func newPublisher(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, chainID uint64) (*Publisher, *BlockDelta, error) {
 	p := &Publisher{js: js, stream: s, subject: Subject(chainID)}
-	last, seq, err := LastDelta(ctx, s, chainID)
+	last, seq, err := lastDelta(ctx, s, chainID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -32,9 +32,9 @@ func NewPublisher(ctx context.Context, js jetstream.JetStream, s jetstream.Strea
 	return p, last, nil
 }
 
-// LastDelta returns the last part published for chainID and its stream
+// lastDelta returns the last part published for chainID and its stream
 // sequence, or (nil, 0, nil) on an empty stream.
-func LastDelta(ctx context.Context, s jetstream.Stream, chainID uint64) (*BlockDelta, uint64, error) {
+func lastDelta(ctx context.Context, s jetstream.Stream, chainID uint64) (*BlockDelta, uint64, error) {
 	m, err := s.GetLastMsgForSubject(ctx, Subject(chainID))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, 0, nil
@@ -86,7 +86,7 @@ func (p *Publisher) Publish(ctx context.Context, parts []BlockDelta) error {
 // storedAsLast returns the stream sequence of part if it is the subject's last
 // message, or 0.
 func (p *Publisher) storedAsLast(ctx context.Context, part *BlockDelta) (uint64, error) {
-	last, seq, err := LastDelta(ctx, p.stream, part.ChainID)
+	last, seq, err := lastDelta(ctx, p.stream, part.ChainID)
 	if err != nil || last == nil {
 		return 0, err
 	}

@@ -8,36 +8,25 @@ import (
 
 	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-func mustJetStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream) {
+// mustLog opens a log on an embedded server in a temporary directory,
+// closed when the test ends.
+func mustLog(tb testing.TB) *Log {
 	tb.Helper()
-	srv, err := StartEmbedded(EmbeddedConfig{StoreDir: tb.TempDir()})
+	l, err := Open(context.Background(), Config{DataDir: tb.TempDir(), Listen: "127.0.0.1:0", Name: tb.Name()})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(srv.Close)
-	nc, err := Connect(srv.URL(), "test")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := EnsureStream(context.Background(), js, StreamConfig{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return js, s
+	tb.Cleanup(l.Close)
+	return l
 }
 
 func TestPublishDedupAndConflict(t *testing.T) {
 	ctx := context.Background()
-	js, s := mustJetStream(t)
-	p, last, err := NewPublisher(ctx, js, s, 5)
+	l := mustLog(t)
+	js, s := l.js, l.stream
+	p, last, err := l.Publisher(ctx, 5)
 	if err != nil || last != nil {
 		t.Fatalf("empty stream: got %v, %v", last, err)
 	}
@@ -66,14 +55,14 @@ func TestPublishDedupAndConflict(t *testing.T) {
 	if info.State.Msgs != 2 {
 		t.Fatalf("stream holds %d messages, want 2", info.State.Msgs)
 	}
-	got, seq, err := LastDelta(ctx, s, 5)
+	got, seq, err := l.Last(ctx, 5)
 	if err != nil || got.Number != 2 || seq != 2 {
 		t.Fatalf("last delta: got %+v seq %d err %v, want block 2 at seq 2", got, seq, err)
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	msgs, err := Consume(cctx, s, ConsumeConfig{ChainID: 5, FromSeq: 2})
+	msgs, err := l.Consume(cctx, 5, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +81,7 @@ func TestPublishDedupAndConflict(t *testing.T) {
 
 func TestStatusBoard(t *testing.T) {
 	ctx := context.Background()
-	js, _ := mustJetStream(t)
-	b, err := NewStatusBoard(ctx, js, 1)
+	b, err := mustLog(t).StatusBoard(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +101,7 @@ func TestStatusBoard(t *testing.T) {
 // A watch ended while it starts ends as one ended later does: without an
 // error (a process stopped early must not report a failure).
 func TestStatusWatchEndedWhileStarting(t *testing.T) {
-	js, _ := mustJetStream(t)
-	b, err := NewStatusBoard(context.Background(), js, 1)
+	b, err := mustLog(t).StatusBoard(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

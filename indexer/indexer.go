@@ -15,15 +15,13 @@ import (
 	"github.com/balidx/balidx/events"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/rpc"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures an Indexer.
 type Config struct {
 	Node   *Node
-	JS     jetstream.JetStream
-	Stream jetstream.Stream
+	Events *events.Log // where deltas are published
 	Board  *events.StatusBoard
 	// Policy: Confirmations (head − number ≥ N), or Tag "safe"/"finalized".
 	Policy balidx.Policy
@@ -58,8 +56,8 @@ type Indexer struct {
 
 // New checks the node (chain id, debug API, trust tag) and returns an Indexer.
 func New(ctx context.Context, cfg Config) (*Indexer, error) {
-	if cfg.Node == nil || cfg.JS == nil || cfg.Stream == nil || cfg.Board == nil {
-		return nil, errors.New("indexer: node, jetstream, stream and status board are required")
+	if cfg.Node == nil || cfg.Events == nil || cfg.Board == nil {
+		return nil, errors.New("indexer: node, log and status board are required")
 	}
 	switch cfg.Policy.Tag {
 	case "", "safe", "finalized":
@@ -145,11 +143,11 @@ type cursor struct {
 // chain); a trust violation stops publishing but not Run, so that it stays
 // visible in the status.
 func (ix *Indexer) Run(ctx context.Context) error {
-	pub, last, err := events.NewPublisher(ctx, ix.cfg.JS, ix.cfg.Stream, ix.chainID)
+	pub, last, err := ix.cfg.Events.Publisher(ctx, ix.chainID)
 	if err != nil {
 		return err
 	}
-	if ix.derive.book, err = loadTokenBook(ctx, ix.cfg.Stream, ix.chainID); err != nil {
+	if ix.derive.book, err = loadTokenBook(ctx, ix.cfg.Events, ix.chainID); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}

@@ -21,19 +21,19 @@ import (
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
 
-func mustJetStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream, *events.StatusBoard) {
+// mustLog opens the event log and its status board until the test ends.
+func mustLog(tb testing.TB) (*events.Log, *events.StatusBoard) {
 	tb.Helper()
-	js, s := eventstest.MustJetStream(tb)
-	b, err := events.NewStatusBoard(context.Background(), js, 1)
+	l := eventstest.MustLog(tb)
+	b, err := l.StatusBoard(context.Background())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return js, s, b
+	return l, b
 }
 
 func mustDemo(tb testing.TB) *devchain.Demo {
@@ -63,18 +63,18 @@ func checkFor(tb testing.TB, total time.Duration, cond func() error) {
 }
 
 // startIndexer runs an indexer on demo's chain until the test ends.
-func startIndexer(tb testing.TB, demo *devchain.Demo, confirmations uint64) (*indexer.Indexer, jetstream.Stream, *events.StatusBoard) {
+func startIndexer(tb testing.TB, demo *devchain.Demo, confirmations uint64) (*indexer.Indexer, *events.Log, *events.StatusBoard) {
 	tb.Helper()
 	return startIndexerWith(tb, demo, indexer.Config{Policy: balidx.Policy{Confirmations: confirmations}})
 }
 
 // startIndexerWith runs an indexer configured by cfg (node, NATS and logs
 // filled in) until the test ends.
-func startIndexerWith(tb testing.TB, demo *devchain.Demo, cfg indexer.Config) (*indexer.Indexer, jetstream.Stream, *events.StatusBoard) {
+func startIndexerWith(tb testing.TB, demo *devchain.Demo, cfg indexer.Config) (*indexer.Indexer, *events.Log, *events.StatusBoard) {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	js, stream, board := mustJetStream(tb)
-	cfg.Node, cfg.JS, cfg.Stream, cfg.Board = indexer.NewNode(demo.Chain.RPC), js, stream, board
+	stream, board := mustLog(tb)
+	cfg.Node, cfg.Events, cfg.Board = indexer.NewNode(demo.Chain.RPC), stream, board
 	cfg.PollInterval = 20 * time.Millisecond
 	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ix, err := indexer.New(ctx, cfg)
@@ -94,12 +94,12 @@ func startIndexerWith(tb testing.TB, demo *devchain.Demo, cfg indexer.Config) (*
 }
 
 // waitPublished waits until the stream's last block is number n.
-func waitPublished(tb testing.TB, stream jetstream.Stream, n uint64) *events.BlockDelta {
+func waitPublished(tb testing.TB, stream *events.Log, n uint64) *events.BlockDelta {
 	tb.Helper()
 	var last *events.BlockDelta
 	checkFor(tb, 30*time.Second, func() error {
 		var err error
-		if last, _, err = events.LastDelta(context.Background(), stream, devchain.ChainID); err != nil {
+		if last, _, err = stream.Last(context.Background(), devchain.ChainID); err != nil {
 			return err
 		}
 		if last == nil || last.Number != n {
@@ -151,7 +151,7 @@ func TestShallowReorgIsNotPublished(t *testing.T) {
 		t.Fatal("no new head")
 	}
 	waitPublished(t, stream, newHead-3)
-	for _, d := range eventstest.Deltas(t, stream) {
+	for _, d := range eventstest.Deltas(t, stream, devchain.ChainID) {
 		if want := hashAt(t, demo, d.Number); d.Hash != want {
 			t.Fatalf("published block %d %s is not canonical (%s)", d.Number, d.Hash, want)
 		}
@@ -200,7 +200,7 @@ func TestDeepReorgIsATrustViolation(t *testing.T) {
 		}
 		return nil
 	})
-	last, _, err := events.LastDelta(context.Background(), stream, devchain.ChainID)
+	last, _, err := stream.Last(context.Background(), devchain.ChainID)
 	if err != nil || last.Number != published.Number || last.Hash != published.Hash {
 		t.Fatalf("after the violation the stream ends with %+v, want block %d %s", last, published.Number, published.Hash)
 	}
@@ -216,10 +216,10 @@ func TestDeltasMatchChain(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	demo := mustDemo(t)
-	js, stream, board := mustJetStream(t)
+	stream, board := mustLog(t)
 	reg := prometheus.NewRegistry()
 	ix, err := indexer.New(ctx, indexer.Config{
-		Node: indexer.NewNode(demo.Chain.RPC), JS: js, Stream: stream, Board: board,
+		Node: indexer.NewNode(demo.Chain.RPC), Events: stream, Board: board,
 		Policy: balidx.Policy{Confirmations: 2}, PollInterval: 50 * time.Millisecond,
 		Log:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 		Metrics: reg,
@@ -250,7 +250,7 @@ func TestDeltasMatchChain(t *testing.T) {
 	steps(t, demo, 2) // confirm it
 	var last *events.BlockDelta
 	checkFor(t, 30*time.Second, func() error {
-		last, _, err = events.LastDelta(ctx, stream, devchain.ChainID)
+		last, _, err = stream.Last(ctx, devchain.ChainID)
 		if err != nil {
 			return err
 		}
@@ -268,7 +268,7 @@ func TestDeltasMatchChain(t *testing.T) {
 	got := map[key]uint256.Int{}
 	withheld := map[common.Address]balidx.Reason{}
 	quietOwner := key{demo.Accounts[0], demo.Odd[devchain.QuietMintToken]}
-	for _, d := range eventstest.Deltas(t, stream) {
+	for _, d := range eventstest.Deltas(t, stream, devchain.ChainID) {
 		for _, c := range d.Changes {
 			if _, seen := got[quietOwner]; !seen && (key{c.Account, c.Asset}) == quietOwner {
 				// First seen long after it started holding: the first word is
@@ -378,7 +378,7 @@ func TestTokensWithheld(t *testing.T) {
 	waitPublished(t, stream, head-1)
 	withheld := map[common.Address]balidx.Reason{}
 	since := map[common.Address]uint64{}
-	for _, d := range eventstest.Deltas(t, stream) {
+	for _, d := range eventstest.Deltas(t, stream, devchain.ChainID) {
 		for _, w := range d.Withheld {
 			withheld[w.Asset], since[w.Asset] = w.Reason, d.Number
 		}
@@ -435,7 +435,7 @@ func TestGenesisFile(t *testing.T) {
 	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: balidx.Policy{Confirmations: 1}, GenesisFile: good})
 	steps(t, demo, 1)
 	waitPublished(t, stream, 2)
-	genesis := eventstest.Deltas(t, stream)[0]
+	genesis := eventstest.Deltas(t, stream, devchain.ChainID)[0]
 	want := 0
 	for a, acc := range demo.Chain.Genesis().Alloc {
 		if acc.Balance == nil || acc.Balance.Sign() == 0 {
@@ -465,8 +465,8 @@ func TestGenesisFile(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	js, s, board := mustJetStream(t)
-	ix, err := indexer.New(ctx, indexer.Config{Node: indexer.NewNode(demo.Chain.RPC), JS: js, Stream: s, Board: board,
+	s, board := mustLog(t)
+	ix, err := indexer.New(ctx, indexer.Config{Node: indexer.NewNode(demo.Chain.RPC), Events: s, Board: board,
 		Policy: balidx.Policy{Confirmations: 1}, GenesisFile: bad, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -484,7 +484,7 @@ func TestStartBlock(t *testing.T) {
 	_, stream, _ := startIndexerWith(t, demo, indexer.Config{Policy: balidx.Policy{Confirmations: 1}, StartBlock: 4})
 	head := steps(t, demo, 2)
 	waitPublished(t, stream, head-1)
-	first := eventstest.Deltas(t, stream)[0]
+	first := eventstest.Deltas(t, stream, devchain.ChainID)[0]
 	if first.Number != 4 {
 		t.Fatalf("first published block %d, want 4", first.Number)
 	}

@@ -13,15 +13,13 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/rpc"
 	"github.com/holiman/uint256"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ReplayConfig configures Replay. The indexer of the chain must be stopped:
 // the publisher's precondition refuses to interleave with it anyway.
 type ReplayConfig struct {
 	Node   *Node
-	JS     jetstream.JetStream
-	Stream jetstream.Stream
+	Events *events.Log
 	// From is the first block to re-derive. Every block before it must
 	// still be on the chain as published.
 	From uint64
@@ -57,7 +55,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	if err != nil {
 		return res, err
 	}
-	pub, last, err := events.NewPublisher(ctx, cfg.JS, cfg.Stream, chainID)
+	pub, last, err := cfg.Events.Publisher(ctx, chainID)
 	if err != nil {
 		return res, err
 	}
@@ -71,7 +69,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	if cfg.From > last.Number {
 		return res, fmt.Errorf("--from %d is after the last published block %d", cfg.From, last.Number)
 	}
-	hist, err := readHistory(ctx, cfg.Stream, chainID, cfg.From)
+	hist, err := readHistory(ctx, cfg.Events, chainID, cfg.From)
 	if err != nil {
 		return res, err
 	}
@@ -189,11 +187,11 @@ type history struct {
 
 // readHistory reads the chain's whole subject of the stream; its book
 // holds what the blocks before from say of tokens.
-func readHistory(ctx context.Context, s jetstream.Stream, chainID, from uint64) (*history, error) {
+func readHistory(ctx context.Context, l *events.Log, chainID, from uint64) (*history, error) {
 	h := &history{hashes: map[uint64]common.Hash{}, amounts: map[assetKey]uint256.Int{}, touched: map[assetKey]struct{}{}, withheld: map[common.Address]bool{}}
 	books := bookLoader{book: newTokenBook()}
 	first := true
-	err := eachDelta(ctx, s, chainID, func(d *events.BlockDelta) error {
+	err := l.Each(ctx, chainID, func(d *events.BlockDelta) error {
 		if first {
 			h.firstBlock, first = d.Number, false
 		}
@@ -225,35 +223,6 @@ func readHistory(ctx context.Context, s jetstream.Stream, chainID, from uint64) 
 	return h, err
 }
 
-// eachDelta calls fn with every message of the chain on the stream, in
-// stream order.
-func eachDelta(ctx context.Context, s jetstream.Stream, chainID uint64, fn func(*events.BlockDelta) error) error {
-	info, err := s.Info(ctx)
-	if err != nil {
-		return err
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if m.Subject != events.Subject(chainID) {
-			continue
-		}
-		d, err := events.Decode(m.Data)
-		if err != nil {
-			return fmt.Errorf("stream seq %d: %w", seq, err)
-		}
-		if err := fn(d); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // bookLoader records whole blocks into a book as their parts are read: a
 // block whose last parts are not on the stream yet is derived again, and
 // must be derived from the book as it stood before it.
@@ -275,9 +244,9 @@ func (l *bookLoader) add(d *events.BlockDelta) {
 
 // loadTokenBook reads what the stream says of tokens: every holder
 // published, every token withheld.
-func loadTokenBook(ctx context.Context, s jetstream.Stream, chainID uint64) (*tokenBook, error) {
+func loadTokenBook(ctx context.Context, log *events.Log, chainID uint64) (*tokenBook, error) {
 	l := bookLoader{book: newTokenBook()}
-	err := eachDelta(ctx, s, chainID, func(d *events.BlockDelta) error {
+	err := log.Each(ctx, chainID, func(d *events.BlockDelta) error {
 		l.add(d)
 		return nil
 	})

@@ -6,14 +6,13 @@ import (
 	"fmt"
 
 	"github.com/balidx/balidx/events"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ApplierConfig configures an Applier.
 type ApplierConfig struct {
 	Store   *Store
-	Stream  jetstream.Stream
+	Events  *events.Log
 	ChainID uint64
 	// MaxBatchChanges bounds one catch-up transaction; default 50,000.
 	// Live, a transaction holds what has arrived: usually one block.
@@ -38,8 +37,8 @@ type Applier struct {
 
 // NewApplier validates cfg.
 func NewApplier(cfg ApplierConfig) (*Applier, error) {
-	if cfg.Store == nil || cfg.Stream == nil || cfg.ChainID == 0 {
-		return nil, fmt.Errorf("applier: store, stream and chain id are required")
+	if cfg.Store == nil || cfg.Events == nil || cfg.ChainID == 0 {
+		return nil, fmt.Errorf("applier: store, event log and chain id are required")
 	}
 	if cfg.MaxBatchChanges == 0 {
 		cfg.MaxBatchChanges = 50_000
@@ -95,7 +94,7 @@ func (a *Applier) Run(ctx context.Context) error {
 func (a *Applier) consume(ctx context.Context, from uint64, committed *uint64) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	msgs, err := events.Consume(ctx, a.cfg.Stream, events.ConsumeConfig{ChainID: a.cfg.ChainID, FromSeq: from})
+	msgs, err := a.cfg.Events.Consume(ctx, a.cfg.ChainID, from)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting

@@ -16,10 +16,10 @@ import (
 
 // publishBlocks publishes blocks from..to; block 0 spans two parts, and
 // every later block moves alice's balance from n-1 to n.
-func publishBlocks(tb testing.TB, js jetstream.JetStream, s jetstream.Stream, from, to uint64) {
+func publishBlocks(tb testing.TB, l *events.Log, from, to uint64) {
 	tb.Helper()
 	ctx := context.Background()
-	pub, _, err := events.NewPublisher(ctx, js, s, 1)
+	pub, _, err := l.Publisher(ctx, 1)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -43,8 +43,9 @@ func publishBlocks(tb testing.TB, js jetstream.JetStream, s jetstream.Stream, fr
 
 // runApplier runs until the snapshot trusts block want and every message on
 // the stream has been acknowledged (or fails).
-func runApplier(tb testing.TB, store *Store, s jetstream.Stream, fromSeq uint64, want uint64) {
+func runApplier(tb testing.TB, store *Store, l *events.Log, fromSeq uint64, want uint64) {
 	tb.Helper()
+	s := l.Stream()
 	info, err := s.Info(context.Background())
 	if err != nil {
 		tb.Fatal(err)
@@ -52,7 +53,7 @@ func runApplier(tb testing.TB, store *Store, s jetstream.Stream, fromSeq uint64,
 	lastSeq := info.State.LastSeq
 	earlier := consumerNames(tb, s) // ephemeral consumers of earlier runs linger a while
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := NewApplier(ApplierConfig{Store: store, Stream: s, ChainID: 1, FromSeq: fromSeq})
+	a, err := NewApplier(ApplierConfig{Store: store, Events: l, ChainID: 1, FromSeq: fromSeq})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -114,18 +115,18 @@ func consumerNames(tb testing.TB, s jetstream.Stream) map[string]bool {
 }
 
 func TestApplierMultiPartRestartAndRedelivery(t *testing.T) {
-	js, s := eventstest.MustJetStream(t)
+	l := eventstest.MustLog(t)
 	store := mustStore(t, 1)
-	publishBlocks(t, js, s, 0, 3)
-	runApplier(t, store, s, 0, 3)
+	publishBlocks(t, l, 0, 3)
+	runApplier(t, store, l, 0, 3)
 	m, _ := store.Meta()
 	if m.StreamSeq != 5 || !m.CoverageFull || m.Accounts != events.MaxChangesPerPart+10+1 {
 		t.Fatalf("after blocks 0..3 (block 0 in 2 parts): got %+v", m)
 	}
 
 	// Restart: only what is new is applied, from the stored position.
-	publishBlocks(t, js, s, 4, 5)
-	runApplier(t, store, s, 0, 5)
+	publishBlocks(t, l, 4, 5)
+	runApplier(t, store, l, 0, 5)
 	m5, _ := store.Meta()
 	out := make([]Balances, 1)
 	if _, err := store.Read([]common.Address{alice}, out); err != nil || out[0].Native != u(5) {
@@ -133,7 +134,7 @@ func TestApplierMultiPartRestartAndRedelivery(t *testing.T) {
 	}
 
 	// Every message delivered again changes nothing.
-	runApplier(t, store, s, 1, 5)
+	runApplier(t, store, l, 1, 5)
 	if again, _ := store.Meta(); again != m5 {
 		t.Fatalf("redelivery changed the snapshot: got %+v, want %+v", again, m5)
 	}
@@ -168,13 +169,13 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			js, s := eventstest.MustJetStream(t)
+			l := eventstest.MustLog(t)
 			store := mustStore(t, 1)
-			publishBlocks(t, js, s, 0, 1)
-			runApplier(t, store, s, 0, 1)
+			publishBlocks(t, l, 0, 1)
+			runApplier(t, store, l, 0, 1)
 			before, _ := store.Meta()
-			tt.publish(t, js)
-			a, err := NewApplier(ApplierConfig{Store: store, Stream: s, ChainID: 1})
+			tt.publish(t, l.JetStream())
+			a, err := NewApplier(ApplierConfig{Store: store, Events: l, ChainID: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -193,12 +194,13 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 // The server loses the applier's consumer: the applier starts a new one
 // after its last commit and goes on.
 func TestApplierSurvivesALostConsumer(t *testing.T) {
-	js, s := eventstest.MustJetStream(t)
+	l := eventstest.MustLog(t)
+	s := l.Stream()
 	store := mustStore(t, 1)
-	publishBlocks(t, js, s, 0, 2)
+	publishBlocks(t, l, 0, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, err := NewApplier(ApplierConfig{Store: store, Stream: s, ChainID: 1})
+	a, err := NewApplier(ApplierConfig{Store: store, Events: l, ChainID: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +230,7 @@ func TestApplierSurvivesALostConsumer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	publishBlocks(t, js, s, 3, 4)
+	publishBlocks(t, l, 3, 4)
 	waitTrusted(4)
 	cancel()
 	if err := <-done; err != nil {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/balidx/balidx/indexer/devchain"
@@ -47,19 +45,4 @@ func printDemo(w io.Writer, demo *devchain.Demo, srv *query.Server) {
 	fmt.Fprintf(w, "Interest token:   %s (grows with block time: withheld, see /v1/status)\n\n", demo.Odd[devchain.InterestToken].Hex())
 	fmt.Fprintf(w, "Try:\n  curl -s %s/v1/balances/%s\n  curl -s %s/v1/status\n  curl -s http://%s/metrics | grep balidx_\n\n",
 		base, demo.Accounts[0].Hex(), base, srv.AdminAddr())
-}
-
-func splitHostPort(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("port %q", p)
-	}
-	if port == 0 {
-		port = -1 // nats-server's "pick a free port"
-	}
-	return host, port, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -571,4 +572,17 @@ func TestNATSOutage(t *testing.T) {
 	steps(t, demo, 3)
 	st := b.waitCaughtUp(t, demo, 1)
 	checkEveryBalance(t, demoView(demo), b.http, st)
+}
+
+// splitHostPort splits a loopback address of freeAddr.
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q", p)
+	}
+	return host, port, nil
 }

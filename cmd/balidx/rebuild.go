@@ -12,7 +12,6 @@ import (
 
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/storage"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // rebuild builds a fresh snapshot from the whole stream into a new file,
@@ -54,9 +53,8 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	defer nl.close()
-	stream := nl.stream
-	last, lastSeq, err := events.LastDelta(ctx, stream, *chainID)
+	defer nl.Close()
+	last, lastSeq, err := nl.Last(ctx, *chainID)
 	if err != nil {
 		return err
 	}
@@ -72,7 +70,7 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	m, err := applyUpTo(ctx, store, stream, *chainID, lastSeq, stderr)
+	m, err := applyUpTo(ctx, store, nl, *chainID, lastSeq, stderr)
 	store.Close()
 	if err != nil {
 		os.Remove(fresh)
@@ -98,10 +96,10 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 }
 
 // applyUpTo applies the stream into store until stream sequence lastSeq.
-func applyUpTo(ctx context.Context, store *storage.Store, stream jetstream.Stream, chainID, lastSeq uint64, progress io.Writer) (storage.Meta, error) {
+func applyUpTo(ctx context.Context, store *storage.Store, l *events.Log, chainID, lastSeq uint64, progress io.Writer) (storage.Meta, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a, err := storage.NewApplier(storage.ApplierConfig{Store: store, Stream: stream, ChainID: chainID})
+	a, err := storage.NewApplier(storage.ApplierConfig{Store: store, Events: l, ChainID: chainID})
 	if err != nil {
 		return storage.Meta{}, err
 	}

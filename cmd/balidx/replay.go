@@ -41,13 +41,13 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	defer nl.close()
+	defer nl.Close()
 	node, err := indexer.Dial(ctx, *rpcURL)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
-	res, err := indexer.Replay(ctx, indexer.ReplayConfig{Node: node, JS: nl.js, Stream: nl.stream, From: *from, Policy: policy, MaxRefresh: *maxRefresh, Log: newLogger("warn", stderr)})
+	res, err := indexer.Replay(ctx, indexer.ReplayConfig{Node: node, Events: nl, From: *from, Policy: policy, MaxRefresh: *maxRefresh, Log: newLogger("warn", stderr)})
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/storage"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -55,9 +54,8 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	defer nl.close()
-	js, stream := nl.js, nl.stream
-	board, err := events.NewStatusBoard(ctx, js, cfg.Replicas)
+	defer nl.Close()
+	board, err := nl.StatusBoard(ctx)
 	if err != nil {
 		return err
 	}
@@ -80,7 +78,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			defer node.Close()
 		}
 		ix, err := indexer.New(ctx, indexer.Config{
-			Node: node, JS: js, Stream: stream, Board: board,
+			Node: node, Events: nl, Board: board,
 			Policy:     balidx.Policy{Confirmations: cfg.Confirmations, Tag: cfg.Trust},
 			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, MaxRefresh: cfg.MaxRefresh, Log: log.With("part", "indexer"), Metrics: reg,
 		})
@@ -122,7 +120,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			return err
 		}
 		defer snap.Close()
-		applier, err := storage.NewApplier(storage.ApplierConfig{Store: store, Stream: stream, ChainID: chainID, OnApplied: snap.OnApplied, Metrics: reg})
+		applier, err := storage.NewApplier(storage.ApplierConfig{Store: store, Events: nl, ChainID: chainID, OnApplied: snap.OnApplied, Metrics: reg})
 		if err != nil {
 			return err
 		}
@@ -223,51 +221,15 @@ func reloadOn(ctx context.Context, signals <-chan os.Signal, path string, srv *q
 	}
 }
 
-// natsLog is a connection to the stream, and the embedded server if one was
-// started for it.
-type natsLog struct {
-	js     jetstream.JetStream
-	stream jetstream.Stream
-	close  func()
-}
-
-// openLog connects to url, or with an empty url starts the embedded server
-// on DATA/nats listening on listen, and opens the stream.
-func openLog(ctx context.Context, url, data, listen string, replicas int, name string, log *slog.Logger) (*natsLog, error) {
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	if url == "" {
-		host, port, err := splitHostPort(listen)
-		if err != nil {
-			return nil, fmt.Errorf("--nats-listen: %w", err)
-		}
-		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: filepath.Join(data, "nats"), Host: host, Port: port})
-		if err != nil {
-			return nil, fmt.Errorf("%w (is another balidx using %s?)", err, data)
-		}
-		closers = append(closers, srv.Close)
-		url = srv.URL()
-		log.Info("embedded NATS with JetStream started", "url", url)
-	}
-	nc, err := events.Connect(url, name)
+// openLog opens the event log: on the servers at url, or with an empty url
+// on an embedded server storing in DATA/nats and listening on listen.
+func openLog(ctx context.Context, url, data, listen string, replicas int, name string, log *slog.Logger) (*events.Log, error) {
+	l, err := events.Open(ctx, events.Config{URL: url, DataDir: data, Listen: listen, Replicas: replicas, Name: name})
 	if err != nil {
-		closeAll()
 		return nil, err
 	}
-	closers = append(closers, nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		closeAll()
-		return nil, err
+	if l.Embedded() {
+		log.Info("embedded NATS with JetStream started", "url", l.URL())
 	}
-	stream, err := events.EnsureStream(ctx, js, events.StreamConfig{Replicas: replicas})
-	if err != nil {
-		closeAll()
-		return nil, err
-	}
-	return &natsLog{js: js, stream: stream, close: closeAll}, nil
+	return l, nil
 }

@@ -1,5 +1,5 @@
-// Package eventstest starts what tests of the pipeline need from NATS: an
-// embedded server with JetStream on a random port and balidx's stream.
+// Package eventstest opens what tests of the pipeline need from NATS: the
+// event log on an embedded server with JetStream on a random port.
 package eventstest
 
 import (
@@ -7,53 +7,30 @@ import (
 	"testing"
 
 	"github.com/balidx/balidx/events"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-// MustJetStream starts an embedded NATS server in a temporary directory,
-// connects, creates the stream, and stops it all when the test ends.
-func MustJetStream(tb testing.TB) (jetstream.JetStream, jetstream.Stream) {
+// MustLog opens the event log on an embedded server in a temporary
+// directory, and closes it all when the test ends.
+func MustLog(tb testing.TB) *events.Log {
 	tb.Helper()
-	srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: tb.TempDir()})
+	l, err := events.Open(context.Background(), events.Config{DataDir: tb.TempDir(), Listen: "127.0.0.1:0", Name: tb.Name()})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(srv.Close)
-	nc, err := events.Connect(srv.URL(), tb.Name())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := events.EnsureStream(context.Background(), js, events.StreamConfig{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return js, s
+	tb.Cleanup(l.Close)
+	return l
 }
 
-// Deltas returns every message of the stream, decoded, in order.
-func Deltas(tb testing.TB, s jetstream.Stream) []*events.BlockDelta {
+// Deltas returns every message of chainID on the log, decoded, in order.
+func Deltas(tb testing.TB, l *events.Log, chainID uint64) []*events.BlockDelta {
 	tb.Helper()
-	ctx := context.Background()
-	info, err := s.Info(ctx)
+	var out []*events.BlockDelta
+	err := l.Each(context.Background(), chainID, func(d *events.BlockDelta) error {
+		out = append(out, d)
+		return nil
+	})
 	if err != nil {
 		tb.Fatal(err)
-	}
-	var out []*events.BlockDelta
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		d, err := events.Decode(m.Data)
-		if err != nil {
-			tb.Fatalf("stream seq %d: %v", seq, err)
-		}
-		out = append(out, d)
 	}
 	return out
 }

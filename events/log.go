@@ -1,0 +1,177 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultListen is where the embedded server listens unless Config says
+// otherwise.
+const DefaultListen = "127.0.0.1:4222"
+
+// Config opens a Log.
+type Config struct {
+	// URL of the NATS server(s), comma-separated; empty starts an embedded
+	// server with JetStream.
+	URL string
+	// DataDir holds the embedded server's store, in its nats/ folder
+	// (required without URL).
+	DataDir string
+	// Listen is the embedded server's host:port; port 0 picks a free one.
+	// Default DefaultListen.
+	Listen string
+	// Replicas of the stream and the key-value buckets: 1, 3 or 5. Default 1.
+	Replicas int
+	// Name names the connection on the server.
+	Name string
+}
+
+// Log is balidx's event log on NATS JetStream: the connection, the
+// embedded server when no URL is given, the stream and its buckets. It is
+// the only way the other parts reach NATS.
+type Log struct {
+	srv      *Embedded // nil on an external server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	replicas int
+}
+
+// Open starts the embedded server if no URL is given, connects, and
+// ensures the stream. Close releases all of it.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	l := &Log{replicas: cfg.Replicas}
+	url := cfg.URL
+	if url == "" {
+		if cfg.DataDir == "" {
+			return nil, errors.New("embedded nats: no data directory")
+		}
+		if cfg.Listen == "" {
+			cfg.Listen = DefaultListen
+		}
+		host, port, err := splitListen(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
+		}
+		if l.srv, err = StartEmbedded(EmbeddedConfig{StoreDir: filepath.Join(cfg.DataDir, "nats"), Host: host, Port: port}); err != nil {
+			return nil, fmt.Errorf("%w (is another balidx using %s?)", err, cfg.DataDir)
+		}
+		url = l.srv.URL()
+	}
+	var err error
+	if l.nc, err = Connect(url, cfg.Name); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if l.js, err = jetstream.New(l.nc); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if l.stream, err = EnsureStream(ctx, l.js, StreamConfig{Replicas: cfg.Replicas}); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// splitListen parses host:port; port 0 asks the server for a free one.
+func splitListen(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q", p)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+// Close closes the connection and stops the embedded server, if any.
+func (l *Log) Close() {
+	if l.nc != nil {
+		l.nc.Close()
+	}
+	if l.srv != nil {
+		l.srv.Close()
+	}
+}
+
+// Embedded reports whether the log runs on a server this process started.
+func (l *Log) Embedded() bool { return l.srv != nil }
+
+// URL is the server the log is connected to.
+func (l *Log) URL() string { return l.nc.ConnectedUrlRedacted() }
+
+// Publisher returns a publisher for chainID, positioned after the last
+// message of the chain, and that message (nil on an empty stream).
+func (l *Log) Publisher(ctx context.Context, chainID uint64) (*Publisher, *BlockDelta, error) {
+	return newPublisher(ctx, l.js, l.stream, chainID)
+}
+
+// Last returns the last part published for chainID and its stream
+// sequence, or (nil, 0, nil) when there is none.
+func (l *Log) Last(ctx context.Context, chainID uint64) (*BlockDelta, uint64, error) {
+	return lastDelta(ctx, l.stream, chainID)
+}
+
+// StatusBoard opens the indexer status bucket, replicated as the stream.
+func (l *Log) StatusBoard(ctx context.Context) (*StatusBoard, error) {
+	return NewStatusBoard(ctx, l.js, l.replicas)
+}
+
+// Each calls fn with every message of chainID on the stream, in stream
+// order, until fn returns an error.
+func (l *Log) Each(ctx context.Context, chainID uint64, fn func(*BlockDelta) error) error {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := l.stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if m.Subject != Subject(chainID) {
+			continue
+		}
+		d, err := Decode(m.Data)
+		if err != nil {
+			return fmt.Errorf("stream seq %d: %w", seq, err)
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Consume delivers chainID's parts from stream sequence fromSeq on (see
+// the package function Consume).
+func (l *Log) Consume(ctx context.Context, chainID, fromSeq uint64) (<-chan Msg, error) {
+	return Consume(ctx, l.stream, ConsumeConfig{ChainID: chainID, FromSeq: fromSeq})
+}
+
+// Stream is the JetStream stream, for the package's own tests and tools
+// that inspect it (consumers, raw messages).
+func (l *Log) Stream() jetstream.Stream { return l.stream }
+
+// JetStream is the JetStream context, for tests that publish raw messages.
+func (l *Log) JetStream() jetstream.JetStream { return l.js }
