@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Msg is one part read from the stream.
-type Msg struct {
+// message is one part read from the stream.
+type message struct {
 	Seq     uint64      // stream sequence
 	Pending uint64      // messages after this one the consumer has yet to deliver
 	Delta   *BlockDelta // nil when Err is set
@@ -21,10 +21,10 @@ type Msg struct {
 }
 
 // Ack acknowledges the message. Call it only once what it carries is durable.
-func (m Msg) Ack() error { return m.raw.Ack() }
+func (m message) Ack() error { return m.raw.Ack() }
 
-// ConsumeConfig positions a consumer.
-type ConsumeConfig struct {
+// consumeConfig positions a consumer.
+type consumeConfig struct {
 	ChainID uint64
 	// FromSeq is the first stream sequence to deliver (the applier's stored
 	// position + 1); 0 or 1 reads from the start.
@@ -33,11 +33,11 @@ type ConsumeConfig struct {
 	Buffer int
 }
 
-// Consume delivers the chain's parts in stream order from cfg.FromSeq into
+// consume delivers the chain's parts in stream order from cfg.FromSeq into
 // the returned channel until ctx ends. The consumer is ephemeral, explicitly
 // acknowledged, and created afresh at every start from the position the
 // caller stores with its data: the position is never the server's to keep.
-func Consume(ctx context.Context, s jetstream.Stream, cfg ConsumeConfig) (<-chan Msg, error) {
+func consume(ctx context.Context, s jetstream.Stream, cfg consumeConfig) (<-chan message, error) {
 	if cfg.Buffer == 0 {
 		cfg.Buffer = 1024
 	}
@@ -59,10 +59,10 @@ func Consume(ctx context.Context, s jetstream.Stream, cfg ConsumeConfig) (<-chan
 	if err != nil {
 		return nil, fmt.Errorf("create consumer from seq %d: %w", cfg.FromSeq, err)
 	}
-	out := make(chan Msg, cfg.Buffer)
+	out := make(chan message, cfg.Buffer)
 	lost := func() {
 		select {
-		case out <- Msg{Err: ErrConsumerLost}:
+		case out <- message{Err: ErrConsumerLost}:
 		case <-ctx.Done():
 		}
 	}
@@ -73,7 +73,7 @@ func Consume(ctx context.Context, s jetstream.Stream, cfg ConsumeConfig) (<-chan
 		}
 		d, derr := Decode(m.Data())
 		select {
-		case out <- Msg{Seq: meta.Sequence.Stream, Pending: meta.NumPending, Delta: d, Err: derr, raw: m}:
+		case out <- message{Seq: meta.Sequence.Stream, Pending: meta.NumPending, Delta: d, Err: derr, raw: m}:
 		case <-ctx.Done():
 		}
 	}, jetstream.PullMaxMessages(cfg.Buffer), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {

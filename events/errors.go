@@ -15,6 +15,6 @@ var (
 	// publisher expected (another indexer published, or the stream was altered).
 	ErrPublishConflict = errors.New("stream changed under the publisher")
 	// ErrConsumerLost: the server no longer has the consumer delivering to
-	// Consume; nothing after it will arrive on that channel.
+	// consume; nothing after it will arrive on that channel.
 	ErrConsumerLost = errors.New("stream consumer lost")
 )

@@ -70,7 +70,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		url = l.srv.URL()
 	}
 	var err error
-	if l.nc, err = Connect(url, cfg.Name); err != nil {
+	if l.nc, err = connect(url, cfg.Name); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
-	if l.stream, err = EnsureStream(ctx, l.js, StreamConfig{Replicas: cfg.Replicas}); err != nil {
+	if l.stream, err = ensureStream(ctx, l.js, streamConfig{Replicas: cfg.Replicas}); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (l *Log) Last(ctx context.Context, chainID uint64) (*BlockDelta, uint64, er
 
 // StatusBoard opens the indexer status bucket, replicated as the stream.
 func (l *Log) StatusBoard(ctx context.Context) (*StatusBoard, error) {
-	return NewStatusBoard(ctx, l.js, l.replicas)
+	return newStatusBoard(ctx, l.js, l.replicas)
 }
 
 // Each calls fn with every message of chainID on the stream, in stream
@@ -163,14 +163,8 @@ func (l *Log) Each(ctx context.Context, chainID uint64, fn func(*BlockDelta) err
 	return nil
 }
 
-// Consume delivers chainID's parts from stream sequence fromSeq on (see
-// the package function Consume).
-func (l *Log) Consume(ctx context.Context, chainID, fromSeq uint64) (<-chan Msg, error) {
-	return Consume(ctx, l.stream, ConsumeConfig{ChainID: chainID, FromSeq: fromSeq})
-}
-
-// Stream is the JetStream stream, for the package's own tests and tools
-// that inspect it (consumers, raw messages).
+// Stream is the JetStream stream, for tests that inspect it (its
+// consumers, raw messages).
 func (l *Log) Stream() jetstream.Stream { return l.stream }
 
 // JetStream is the JetStream context, for tests that publish raw messages.

@@ -77,9 +77,9 @@ func (e *Embedded) Close() {
 	e.srv.WaitForShutdown()
 }
 
-// Connect dials a NATS server with settings suited to a long-lived service:
+// connect dials a NATS server with settings suited to a long-lived service:
 // it reconnects forever, with bounded timeouts on every operation.
-func Connect(url, name string) (*nats.Conn, error) {
+func connect(url, name string) (*nats.Conn, error) {
 	nc, err := nats.Connect(url,
 		nats.Name(name),
 		nats.Timeout(5*time.Second),

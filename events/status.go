@@ -18,8 +18,8 @@ type StatusBoard struct {
 	kv jetstream.KeyValue
 }
 
-// NewStatusBoard opens (creating if needed) the status bucket.
-func NewStatusBoard(ctx context.Context, js jetstream.JetStream, replicas int) (*StatusBoard, error) {
+// newStatusBoard opens (creating if needed) the status bucket.
+func newStatusBoard(ctx context.Context, js jetstream.JetStream, replicas int) (*StatusBoard, error) {
 	if replicas == 0 {
 		replicas = 1
 	}

@@ -9,24 +9,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// StreamConfig describes the stream that holds the deltas of every chain.
-type StreamConfig struct {
+// streamConfig describes the stream that holds the deltas of every chain.
+type streamConfig struct {
 	// Name of the JetStream stream; default "BALIDX".
 	Name string
 	// Replicas: 1 on one machine, 3 or 5 on a JetStream cluster; default 1.
 	Replicas int
 }
 
-// DefaultStream is the name of the stream when none is configured.
-const DefaultStream = "BALIDX"
+// defaultStream is the name of the stream when none is configured.
+const defaultStream = "BALIDX"
 
 // dedupWindow is how long JetStream remembers message ids. It must exceed the
 // longest a publisher may retry one part (its backoff tops out well below).
 const dedupWindow = 10 * time.Minute
 
-func (c StreamConfig) withDefaults() StreamConfig {
+func (c streamConfig) withDefaults() streamConfig {
 	if c.Name == "" {
-		c.Name = DefaultStream
+		c.Name = defaultStream
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -38,7 +38,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 // stream is the log that every snapshot is rebuilt from, so it keeps every
 // message (limits retention, no age or size limit) and refuses deletion of
 // single messages, which would punch a hole into the sequence of blocks.
-func (c StreamConfig) jetstreamConfig() jetstream.StreamConfig {
+func (c streamConfig) jetstreamConfig() jetstream.StreamConfig {
 	c = c.withDefaults()
 	return jetstream.StreamConfig{
 		Name:        c.Name,
@@ -58,8 +58,8 @@ func (c StreamConfig) jetstreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// EnsureStream creates the stream, or checks that an existing one is usable.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+// ensureStream creates the stream, or checks that an existing one is usable.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg streamConfig) (jetstream.Stream, error) {
 	want := cfg.jetstreamConfig()
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {

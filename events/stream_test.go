@@ -62,7 +62,7 @@ func TestPublishDedupAndConflict(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	msgs, err := l.Consume(cctx, 5, 2)
+	msgs, err := consume(cctx, l.stream, consumeConfig{ChainID: 5, FromSeq: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func BenchmarkBalanceSignedHotSet(b *testing.B) {
 			balidx.Change{Account: hot[i], Asset: tokA, Post: *uint256.NewInt(7)})
 	}
 	balidx.SortChanges(changes)
-	res, err := s.snap.store.Apply([]storage.Block{{ChainID: 1, LastSeq: 3, Block: balidx.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
+	res, err := s.snap.store.Apply([]balidx.Delta{{ChainID: 1, LastSeq: 3, Block: balidx.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func BenchmarkBloomRebuild(b *testing.B) {
 		changes[i].Account = common.BigToAddress(big.NewInt(int64(i) + 1<<40))
 		changes[i].Post = *uint256.NewInt(1)
 	}
-	if _, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: balidx.Block{Hash: common.Hash{1}}, Changes: changes}}); err != nil {
+	if _, err := store.Apply([]balidx.Delta{{ChainID: 1, LastSeq: 1, Block: balidx.Block{Hash: common.Hash{1}}, Changes: changes}}); err != nil {
 		b.Fatal(err)
 	}
 	s := &Snapshot{store: store}

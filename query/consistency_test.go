@@ -7,7 +7,6 @@ import (
 
 	"github.com/balidx/balidx"
 
-	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 )
@@ -48,7 +47,7 @@ func TestAnswersAreTrueAtTheirBlock(t *testing.T) {
 	pre := *uint256.NewInt(1000)
 	for n := uint64(2); n <= last; n++ {
 		post := *uint256.NewInt(10 * n)
-		res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: n + 1,
+		res, err := store.Apply([]balidx.Delta{{ChainID: 1, LastSeq: n + 1,
 			Block:   balidx.Block{Number: n, Hash: common.Hash{byte(n + 1), 1}, ParentHash: parentOf(n)},
 			Changes: []balidx.Change{{Account: holder, Asset: balidx.NativeAsset, Pre: pre, Post: post}}}})
 		if err != nil {

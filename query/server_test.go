@@ -46,7 +46,7 @@ func mustServer(tb testing.TB, first uint64, cfg Config) (*Server, *Snapshot) {
 	tb.Cleanup(snap.Close)
 	if first != ^uint64(0) {
 		u := func(v uint64) uint256.Int { return *uint256.NewInt(v) }
-		blocks := []storage.Block{
+		blocks := []balidx.Delta{
 			{ChainID: 1, Block: balidx.Block{Number: first, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 1,
 				Changes: []balidx.Change{{Account: holder, Asset: balidx.NativeAsset, Post: u(5)}}},
 			{ChainID: 1, Block: balidx.Block{Number: first + 1, Hash: common.Hash{2}, ParentHash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 2,
@@ -403,7 +403,7 @@ func TestWithheldTokens(t *testing.T) {
 	if a := do(t, s, "GET", target, ""); a.status != 200 || len(a.body["tokens"].([]any)) != 3 || a.body["withheld"] != nil {
 		t.Fatalf("before: got %s", a.raw) // and now cached
 	}
-	res, err := snap.store.Apply([]storage.Block{{ChainID: 1, Block: balidx.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 3,
+	res, err := snap.store.Apply([]balidx.Delta{{ChainID: 1, Block: balidx.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}, Timestamp: uint64(time.Now().Unix())}, LastSeq: 3,
 		Withheld: []balidx.Withheld{{Asset: tokB, Reason: balidx.TimeDependent}}}})
 	if err != nil {
 		t.Fatal(err)

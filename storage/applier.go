@@ -2,17 +2,23 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/balidx/balidx/events"
+	"github.com/balidx/balidx"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// Source is where the applier reads a chain's blocks: whole, in order,
+// from a stream sequence on; events.Log is one (its Blocks says how fn is
+// called). The applier declares it so that storage knows nothing of NATS.
+type Source interface {
+	Blocks(ctx context.Context, chainID, fromSeq uint64, fn func(d *balidx.Delta, more bool, lag uint64, ack func()) error) error
+}
 
 // ApplierConfig configures an Applier.
 type ApplierConfig struct {
 	Store   *Store
-	Events  *events.Log
+	Source  Source
 	ChainID uint64
 	// MaxBatchChanges bounds one catch-up transaction; default 50,000.
 	// Live, a transaction holds what has arrived: usually one block.
@@ -26,7 +32,7 @@ type ApplierConfig struct {
 	Metrics prometheus.Registerer
 }
 
-// Applier reads the chain's deltas from the stream, in order, from the
+// Applier reads the chain's blocks from the source, in order, from the
 // position stored in the snapshot, and applies them.
 type Applier struct {
 	cfg     ApplierConfig
@@ -37,8 +43,8 @@ type Applier struct {
 
 // NewApplier validates cfg.
 func NewApplier(cfg ApplierConfig) (*Applier, error) {
-	if cfg.Store == nil || cfg.Events == nil || cfg.ChainID == 0 {
-		return nil, fmt.Errorf("applier: store, event log and chain id are required")
+	if cfg.Store == nil || cfg.Source == nil || cfg.ChainID == 0 {
+		return nil, fmt.Errorf("applier: store, source and chain id are required")
 	}
 	if cfg.MaxBatchChanges == 0 {
 		cfg.MaxBatchChanges = 50_000
@@ -59,17 +65,11 @@ func NewApplier(cfg ApplierConfig) (*Applier, error) {
 	return a, nil
 }
 
-// pending is a block whose parts are arriving.
-type pending struct {
-	block Block
-	msgs  []events.Msg
-}
-
 // Run applies until ctx ends or the stream and the snapshot disagree.
-// Messages are acknowledged only after the transaction holding them commits;
-// a crash before that redelivers them, and those already committed are
-// recognised by their sequence and skipped. If the server loses the
-// consumer, a new one starts after the last commit.
+// Blocks are collected while more have arrived (up to MaxBatchChanges) and
+// applied in one transaction; their messages are acknowledged only after
+// it commits. A crash before that redelivers them, and those already
+// committed are recognised by their sequence and skipped.
 func (a *Applier) Run(ctx context.Context) error {
 	m, err := a.cfg.Store.Meta()
 	if err != nil {
@@ -80,120 +80,37 @@ func (a *Applier) Run(ctx context.Context) error {
 	if a.cfg.FromSeq != 0 {
 		from = a.cfg.FromSeq
 	}
-	for {
-		err := a.consume(ctx, from, &committed)
-		if !errors.Is(err, events.ErrConsumerLost) {
-			return err
+	var batch []balidx.Delta
+	var acks []func()
+	changes := 0
+	err = a.cfg.Source.Blocks(ctx, a.cfg.ChainID, from, func(d *balidx.Delta, more bool, lag uint64, ack func()) error {
+		if d.LastSeq <= committed {
+			ack() // redelivered after its commit
+			return nil
 		}
-		from = committed + 1
-	}
-}
-
-// consume applies what one consumer delivers from seq from; committed is
-// the stream sequence of the last commit, kept current.
-func (a *Applier) consume(ctx context.Context, from uint64, committed *uint64) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	msgs, err := a.cfg.Events.Consume(ctx, a.cfg.ChainID, from)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return err
-	}
-	lastSeq := *committed
-	var cur *pending // a block still missing parts
-	for {
-		var batch []Block
-		var acks []events.Msg
-		changes := 0
-		var pending uint64
-		// Block for the first message, then take whatever else has arrived.
-		for wait := true; ; wait = false {
-			var msg events.Msg
-			if wait {
-				select {
-				case <-ctx.Done():
-					return nil
-				case msg = <-msgs:
-				}
-			} else {
-				select {
-				case msg = <-msgs:
-				default:
-				}
-				if msg.Delta == nil && msg.Err == nil {
-					break // nothing more has arrived
-				}
-			}
-			if errors.Is(msg.Err, events.ErrConsumerLost) {
-				return msg.Err
-			}
-			if msg.Err != nil {
-				return fmt.Errorf("%w: stream seq %d: %v", ErrPoisonedStream, msg.Seq, msg.Err)
-			}
-			if msg.Seq <= lastSeq {
-				_ = msg.Ack() // redelivered after its commit
-				continue
-			}
-			lastSeq = msg.Seq
-			pending = msg.Pending
-			done, err := a.collect(&cur, msg)
-			if err != nil {
-				return err
-			}
-			if done != nil {
-				batch = append(batch, done.block)
-				acks = append(acks, done.msgs...)
-				changes += len(done.block.Changes)
-				if changes >= a.cfg.MaxBatchChanges {
-					break
-				}
-			}
-		}
-		if len(batch) == 0 {
-			continue
+		batch, acks, changes = append(batch, *d), append(acks, ack), changes+len(d.Changes)
+		if more && changes < a.cfg.MaxBatchChanges {
+			return nil // apply it with what has arrived after it
 		}
 		res, err := a.cfg.Store.Apply(batch)
 		if err != nil {
 			return err
 		}
-		*committed = res.Meta.StreamSeq
+		committed = res.Meta.StreamSeq
 		a.blocks.Add(float64(res.Blocks))
 		a.changes.Add(float64(res.Changes))
-		a.lag.Set(float64(pending))
+		a.lag.Set(float64(lag))
 		if a.cfg.OnApplied != nil {
 			a.cfg.OnApplied(res)
 		}
-		for _, m := range acks {
-			_ = m.Ack() // a lost ack means a redelivery, which is skipped
+		for _, ack := range acks {
+			ack()
 		}
+		batch, acks, changes = batch[:0], acks[:0], 0
+		return nil
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
-}
-
-// collect adds msg to the block being assembled and returns it once complete.
-func (a *Applier) collect(cur **pending, msg events.Msg) (*pending, error) {
-	d := msg.Delta
-	if d.ChainID != a.cfg.ChainID {
-		return nil, fmt.Errorf("%w: stream seq %d carries chain %d, want %d", ErrDiscontinuity, msg.Seq, d.ChainID, a.cfg.ChainID)
-	}
-	p := *cur
-	if p == nil {
-		if d.Part != 1 {
-			return nil, fmt.Errorf("%w: stream seq %d is part %d of block %d without its first part", ErrDiscontinuity, msg.Seq, d.Part, d.Number)
-		}
-		p = &pending{block: Block{ChainID: d.ChainID, Block: d.Block, From: d.From, Withheld: d.Withheld}}
-	} else if d.Number != p.block.Number || d.Hash != p.block.Hash || d.Part != len(p.msgs)+1 || d.Parts != p.msgs[0].Delta.Parts || (d.From == nil) != (p.block.From == nil) {
-		return nil, fmt.Errorf("%w: stream seq %d is block %d part %d/%d while block %d part %d/%d was expected",
-			ErrDiscontinuity, msg.Seq, d.Number, d.Part, d.Parts, p.block.Number, len(p.msgs)+1, p.msgs[0].Delta.Parts)
-	}
-	p.block.Changes = append(p.block.Changes, d.Changes...)
-	p.block.LastSeq = msg.Seq
-	p.msgs = append(p.msgs, msg)
-	if d.Part < d.Parts {
-		*cur = p
-		return nil, nil
-	}
-	*cur = nil
-	return p, nil
+	return err
 }

@@ -53,7 +53,7 @@ func runApplier(tb testing.TB, store *Store, l *events.Log, fromSeq uint64, want
 	lastSeq := info.State.LastSeq
 	earlier := consumerNames(tb, s) // ephemeral consumers of earlier runs linger a while
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := NewApplier(ApplierConfig{Store: store, Events: l, ChainID: 1, FromSeq: fromSeq})
+	a, err := NewApplier(ApplierConfig{Store: store, Source: l, ChainID: 1, FromSeq: fromSeq})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 			runApplier(t, store, l, 0, 1)
 			before, _ := store.Meta()
 			tt.publish(t, l.JetStream())
-			a, err := NewApplier(ApplierConfig{Store: store, Events: l, ChainID: 1})
+			a, err := NewApplier(ApplierConfig{Store: store, Source: l, ChainID: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -200,7 +200,7 @@ func TestApplierSurvivesALostConsumer(t *testing.T) {
 	publishBlocks(t, l, 0, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, err := NewApplier(ApplierConfig{Store: store, Events: l, ChainID: 1})
+	a, err := NewApplier(ApplierConfig{Store: store, Source: l, ChainID: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,19 +12,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Block is one whole block to apply: all its parts' changes, and the stream
-// sequence of its last part.
-type Block struct {
-	ChainID uint64
-	balidx.Block
-	// From is set on a correction (events.BlockDelta.From): it applies only
-	// to a snapshot whose trusted block is exactly From.
-	From     *balidx.BlockRef
-	Changes  []balidx.Change
-	Withheld []balidx.Withheld
-	LastSeq  uint64
-}
-
 // Applied says what one Apply changed.
 type Applied struct {
 	Meta     Meta             // the snapshot after the commit
@@ -40,7 +27,7 @@ type Applied struct {
 // new trusted block, stream position, digest and counts. Blocks whose last
 // part is at or before the stored stream position were applied already and
 // are skipped: redelivery changes nothing. Any error rolls everything back.
-func (s *Store) Apply(blocks []Block) (Applied, error) {
+func (s *Store) Apply(blocks []balidx.Delta) (Applied, error) {
 	var res Applied
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		a := applyTx{meta: tx.Bucket(bucketMeta), bal: tx.Bucket(bucketBalances), withheld: tx.Bucket(bucketWithheld), seen: map[common.Address]struct{}{}}
@@ -88,7 +75,7 @@ type applyTx struct {
 	newlyWithheld       []WithheldToken
 }
 
-func (a *applyTx) block(b *Block) error {
+func (a *applyTx) block(b *balidx.Delta) error {
 	switch {
 	case a.m.ChainID != 0 && b.ChainID != a.m.ChainID:
 		return fmt.Errorf("%w: block %d is of chain %d, the snapshot of chain %d", ErrForeignSnapshot, b.Number, b.ChainID, a.m.ChainID)
@@ -121,7 +108,7 @@ func (a *applyTx) block(b *Block) error {
 	return nil
 }
 
-func (a *applyTx) change(b *Block, c *balidx.Change) error {
+func (a *applyTx) change(b *balidx.Delta, c *balidx.Change) error {
 	key := balanceKey(c.Account, c.Asset)
 	v := a.bal.Get(key)
 	var have uint256.Int
@@ -173,7 +160,7 @@ func (a *applyTx) change(b *Block, c *balidx.Change) error {
 }
 
 // withhold marks token as withheld from block b on, unless it already is.
-func (a *applyTx) withhold(b *Block, token common.Address, reason balidx.Reason) error {
+func (a *applyTx) withhold(b *balidx.Delta, token common.Address, reason balidx.Reason) error {
 	if a.withheld.Get(token[:]) != nil {
 		return nil
 	}

@@ -42,7 +42,7 @@ func benchmarkApply(b *testing.B, blocksPerBatch int) {
 		cur[i] = *uint256.NewInt(1_000_000)
 		genesis[i] = balidx.Change{Account: benchAccount(i), Asset: balidx.NativeAsset, Post: cur[i]}
 	}
-	if _, err := s.Apply([]Block{{ChainID: 1, Block: balidx.Block{Number: 0, Hash: hashOf(0)}, Changes: genesis, LastSeq: 1}}); err != nil {
+	if _, err := s.Apply([]balidx.Delta{{ChainID: 1, Block: balidx.Block{Number: 0, Hash: hashOf(0)}, Changes: genesis, LastSeq: 1}}); err != nil {
 		b.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(1, 1))
@@ -50,7 +50,7 @@ func benchmarkApply(b *testing.B, blocksPerBatch int) {
 	b.ResetTimer()
 	for b.Loop() {
 		b.StopTimer()
-		batch := make([]Block, blocksPerBatch)
+		batch := make([]balidx.Delta, blocksPerBatch)
 		for k := range batch {
 			number++
 			seq++
@@ -67,7 +67,7 @@ func benchmarkApply(b *testing.B, blocksPerBatch int) {
 				cur[i] = post
 			}
 			balidx.SortChanges(changes) // as published
-			batch[k] = Block{ChainID: 1, Block: balidx.Block{Number: number, Hash: hashOf(number), ParentHash: hashOf(number - 1)}, Changes: changes, LastSeq: seq}
+			batch[k] = balidx.Delta{ChainID: 1, Block: balidx.Block{Number: number, Hash: hashOf(number), ParentHash: hashOf(number - 1)}, Changes: changes, LastSeq: seq}
 		}
 		b.StartTimer()
 		if _, err := s.Apply(batch); err != nil {

@@ -1,6 +1,10 @@
 package storage
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/balidx/balidx"
+)
 
 // Errors of the storage package.
 var (
@@ -16,6 +20,7 @@ var (
 	ErrCorruptSnapshot = errors.New("snapshot file is corrupt")
 	// ErrNoSnapshot: nothing has been applied yet; there is no block to answer for.
 	ErrNoSnapshot = errors.New("no block applied yet")
-	// ErrPoisonedStream: a message on the stream cannot be decoded.
-	ErrPoisonedStream = errors.New("undecodable message on the stream")
+	// ErrPoisonedStream: a message on the stream cannot be read as the
+	// event format says (the source's balidx.ErrPoisonedLog).
+	ErrPoisonedStream = balidx.ErrPoisonedLog
 )

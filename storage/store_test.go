@@ -34,8 +34,8 @@ var (
 
 func u(v uint64) uint256.Int { return *uint256.NewInt(v) }
 
-func blk(n uint64, seq uint64, changes ...balidx.Change) Block {
-	return Block{ChainID: 1, Block: balidx.Block{Number: n, Hash: common.Hash{byte(n + 1)}, ParentHash: common.Hash{byte(n)}}, Changes: changes, LastSeq: seq}
+func blk(n uint64, seq uint64, changes ...balidx.Change) balidx.Delta {
+	return balidx.Delta{ChainID: 1, Block: balidx.Block{Number: n, Hash: common.Hash{byte(n + 1)}, ParentHash: common.Hash{byte(n)}}, Changes: changes, LastSeq: seq}
 }
 
 func TestApplyAndRead(t *testing.T) {
@@ -49,7 +49,7 @@ func TestApplyAndRead(t *testing.T) {
 		balidx.Change{Account: bob, Asset: balidx.NativeAsset, Pre: u(0), Post: u(60)},
 		balidx.Change{Account: bob, Asset: tokA, Pre: u(0), Post: u(7)},
 	)
-	res, err := s.Apply([]Block{genesis, b1})
+	res, err := s.Apply([]balidx.Delta{genesis, b1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +66,14 @@ func TestApplyAndRead(t *testing.T) {
 	}
 
 	// Redelivery of an applied block changes nothing.
-	again, err := s.Apply([]Block{b1})
+	again, err := s.Apply([]balidx.Delta{b1})
 	if err != nil || again.Blocks != 0 || again.Meta.Digest != res.Meta.Digest {
 		t.Fatalf("redelivery: got %+v, %v", again, err)
 	}
 
 	// Burning the token to zero drops it from answers and the count.
 	b2 := blk(2, 3, balidx.Change{Account: bob, Asset: tokA, Pre: u(7), Post: u(0)})
-	res2, err := s.Apply([]Block{b2})
+	res2, err := s.Apply([]balidx.Delta{b2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,23 +85,23 @@ func TestApplyAndRead(t *testing.T) {
 func TestApplyRefuses(t *testing.T) {
 	tests := []struct {
 		name string
-		next Block
+		next balidx.Delta
 		want error
 	}{
 		{"pre mismatch", blk(1, 2, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(99), Post: u(1)}), ErrPreMismatch},
 		{"unknown account with non-zero pre under full coverage", blk(1, 2, balidx.Change{Account: bob, Asset: balidx.NativeAsset, Pre: u(5), Post: u(1)}), ErrPreMismatch},
 		{"gap", blk(2, 2), ErrDiscontinuity},
-		{"wrong parent", Block{ChainID: 1, Block: balidx.Block{Number: 1, Hash: common.Hash{9}, ParentHash: common.Hash{7}}, LastSeq: 2}, ErrDiscontinuity},
-		{"other chain", Block{ChainID: 2, Block: balidx.Block{Number: 1, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, LastSeq: 2}, ErrForeignSnapshot},
+		{"wrong parent", balidx.Delta{ChainID: 1, Block: balidx.Block{Number: 1, Hash: common.Hash{9}, ParentHash: common.Hash{7}}, LastSeq: 2}, ErrDiscontinuity},
+		{"other chain", balidx.Delta{ChainID: 2, Block: balidx.Block{Number: 1, Hash: common.Hash{2}, ParentHash: common.Hash{1}}, LastSeq: 2}, ErrForeignSnapshot},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := mustStore(t, 1)
-			first, err := s.Apply([]Block{blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)})})
+			first, err := s.Apply([]balidx.Delta{blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)})})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.Apply([]Block{tt.next}); !errors.Is(err, tt.want) {
+			if _, err := s.Apply([]balidx.Delta{tt.next}); !errors.Is(err, tt.want) {
 				t.Fatalf("got %v, want %v", err, tt.want)
 			}
 			m, _ := s.Meta()
@@ -114,14 +114,14 @@ func TestApplyRefuses(t *testing.T) {
 
 func TestPartialCoverageAcceptsFirstWord(t *testing.T) {
 	s := mustStore(t, 1)
-	res, err := s.Apply([]Block{blk(5, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(70), Post: u(50)})})
+	res, err := s.Apply([]balidx.Delta{blk(5, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(70), Post: u(50)})})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Meta.CoverageFull || res.Meta.CoverageFrom != 5 {
 		t.Fatalf("got coverage %+v, want partial from 5", res.Meta)
 	}
-	if _, err := s.Apply([]Block{blk(6, 2, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(70), Post: u(1)})}); !errors.Is(err, ErrPreMismatch) {
+	if _, err := s.Apply([]balidx.Delta{blk(6, 2, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(70), Post: u(1)})}); !errors.Is(err, ErrPreMismatch) {
 		t.Fatalf("a known account is checked even under partial coverage: got %v", err)
 	}
 }
@@ -135,7 +135,7 @@ func TestDigestDependsOnlyOnBalances(t *testing.T) {
 	final := map[[2]common.Address]uint256.Int{}
 	history := func(s *Store, steps int) Meta {
 		cur := map[[2]common.Address]uint256.Int{}
-		var blocks []Block
+		var blocks []balidx.Delta
 		for n := 0; n < steps; n++ {
 			var changes []balidx.Change
 			for _, acc := range accounts {
@@ -196,7 +196,7 @@ func TestOpenRefuses(t *testing.T) {
 
 func TestCopyAndReadOnly(t *testing.T) {
 	s := mustStore(t, 1)
-	res, err := s.Apply([]Block{
+	res, err := s.Apply([]balidx.Delta{
 		blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)}, balidx.Change{Account: bob, Asset: tokA, Post: u(3)}),
 		blk(1, 2, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(100), Post: u(0)}),
 	})
@@ -240,25 +240,25 @@ func TestCopyAndReadOnly(t *testing.T) {
 // trusted block to another branch, and later blocks continue from it.
 func TestApplyCorrection(t *testing.T) {
 	s := mustStore(t, 1)
-	if _, err := s.Apply([]Block{blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)}), blk(1, 2)}); err != nil {
+	if _, err := s.Apply([]balidx.Delta{blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)}), blk(1, 2)}); err != nil {
 		t.Fatal(err)
 	}
 	other := balidx.Block{Number: 1, Hash: common.Hash{0xee}, ParentHash: common.Hash{1}}
-	wrongFrom := Block{ChainID: 1, Block: other, From: &balidx.BlockRef{Number: 1, Hash: common.Hash{9}}, LastSeq: 3}
-	if _, err := s.Apply([]Block{wrongFrom}); !errors.Is(err, ErrDiscontinuity) {
+	wrongFrom := balidx.Delta{ChainID: 1, Block: other, From: &balidx.BlockRef{Number: 1, Hash: common.Hash{9}}, LastSeq: 3}
+	if _, err := s.Apply([]balidx.Delta{wrongFrom}); !errors.Is(err, ErrDiscontinuity) {
 		t.Fatalf("correction from another block: got %v", err)
 	}
-	fix := Block{ChainID: 1, Block: other, From: &balidx.BlockRef{Number: 1, Hash: common.Hash{2}}, LastSeq: 3,
+	fix := balidx.Delta{ChainID: 1, Block: other, From: &balidx.BlockRef{Number: 1, Hash: common.Hash{2}}, LastSeq: 3,
 		Changes: []balidx.Change{{Account: alice, Asset: balidx.NativeAsset, Pre: u(100), Post: u(7)}}}
-	res, err := s.Apply([]Block{fix})
+	res, err := s.Apply([]balidx.Delta{fix})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Meta.Trusted.Hash != other.Hash {
 		t.Fatalf("trusted %+v after the correction", res.Meta.Trusted)
 	}
-	next := Block{ChainID: 1, Block: balidx.Block{Number: 2, Hash: common.Hash{0xef}, ParentHash: other.Hash}, LastSeq: 4}
-	if _, err := s.Apply([]Block{next}); err != nil {
+	next := balidx.Delta{ChainID: 1, Block: balidx.Block{Number: 2, Hash: common.Hash{0xef}, ParentHash: other.Hash}, LastSeq: 4}
+	if _, err := s.Apply([]balidx.Delta{next}); err != nil {
 		t.Fatalf("the block after the correction: %v", err)
 	}
 }
@@ -267,7 +267,7 @@ func TestApplyCorrection(t *testing.T) {
 // remap of the file would, until they end.
 func TestCommitDoesNotWaitForReads(t *testing.T) {
 	s := mustStore(t, 1)
-	if _, err := s.Apply([]Block{blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(1)})}); err != nil {
+	if _, err := s.Apply([]balidx.Delta{blk(0, 1, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(1)})}); err != nil {
 		t.Fatal(err)
 	}
 	read, err := s.db.Begin(false)
@@ -281,7 +281,7 @@ func TestCommitDoesNotWaitForReads(t *testing.T) {
 	}
 	applied := make(chan error, 1)
 	go func() {
-		_, err := s.Apply([]Block{blk(1, 2, changes...)})
+		_, err := s.Apply([]balidx.Delta{blk(1, 2, changes...)})
 		applied <- err
 	}()
 	select {
@@ -301,7 +301,7 @@ func TestCommitDoesNotWaitForReads(t *testing.T) {
 func TestTokenDisagreementWithholdsTheToken(t *testing.T) {
 	s := mustStore(t, 1)
 	tokB := common.HexToAddress("0x00000000000000000000000000000000000000bb")
-	if _, err := s.Apply([]Block{blk(0, 1,
+	if _, err := s.Apply([]balidx.Delta{blk(0, 1,
 		balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(100)},
 		balidx.Change{Account: alice, Asset: tokA, Post: u(10)},
 		balidx.Change{Account: alice, Asset: tokB, Post: u(3)},
@@ -315,7 +315,7 @@ func TestTokenDisagreementWithholdsTheToken(t *testing.T) {
 		balidx.Change{Account: alice, Asset: tokA, Pre: u(9), Post: u(8)}, // the snapshot holds 10
 		balidx.Change{Account: alice, Asset: balidx.NativeAsset, Pre: u(100), Post: u(90)},
 	)
-	res, err := s.Apply([]Block{b1})
+	res, err := s.Apply([]balidx.Delta{b1})
 	if err != nil {
 		t.Fatalf("a token disagreement stopped the applier: %v", err)
 	}
@@ -337,7 +337,7 @@ func TestTokenDisagreementWithholdsTheToken(t *testing.T) {
 	// withheld by the indexer is listed with its reason from its block.
 	b2 := blk(2, 3, balidx.Change{Account: alice, Asset: tokA, Pre: u(1), Post: u(2)})
 	b2.Withheld = []balidx.Withheld{{Asset: tokB, Reason: balidx.TimeDependent}}
-	if res, err = s.Apply([]Block{b2}); err != nil || len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0].Contract != tokB {
+	if res, err = s.Apply([]balidx.Delta{b2}); err != nil || len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0].Contract != tokB {
 		t.Fatalf("got %+v, %v", res, err)
 	}
 	_, all, err := s.Withheld()

@@ -155,7 +155,7 @@ func buildStore(file string, accounts []account) error {
 		changes = append(changes, balidx.Change{Account: a.addr, Asset: token, Post: *uint256.NewInt(7)})
 	}
 	balidx.SortChanges(changes) // sequential inserts: minutes → seconds for 1M accounts
-	if _, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1, Block: balidx.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}}); err != nil {
+	if _, err := store.Apply([]balidx.Delta{{ChainID: 1, LastSeq: 1, Block: balidx.Block{Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())}, Changes: changes}}); err != nil {
 		store.Close()
 		return err
 	}

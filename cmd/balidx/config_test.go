@@ -100,7 +100,7 @@ func TestDeployMonitoring(t *testing.T) {
 	if err := indexer.RegisterMetrics(reg, indexer.NewNode(rpc.DialInProc(rpc.NewServer()))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := storage.NewApplier(storage.ApplierConfig{Store: store, Events: eventstest.MustLog(t), ChainID: 1, Metrics: reg}); err != nil {
+	if _, err := storage.NewApplier(storage.ApplierConfig{Store: store, Source: eventstest.MustLog(t), ChainID: 1, Metrics: reg}); err != nil {
 		t.Fatal(err)
 	}
 	families, err := reg.Gather()

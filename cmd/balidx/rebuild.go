@@ -99,7 +99,7 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 func applyUpTo(ctx context.Context, store *storage.Store, l *events.Log, chainID, lastSeq uint64, progress io.Writer) (storage.Meta, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	a, err := storage.NewApplier(storage.ApplierConfig{Store: store, Events: l, ChainID: chainID})
+	a, err := storage.NewApplier(storage.ApplierConfig{Store: store, Source: l, ChainID: chainID})
 	if err != nil {
 		return storage.Meta{}, err
 	}

@@ -120,7 +120,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			return err
 		}
 		defer snap.Close()
-		applier, err := storage.NewApplier(storage.ApplierConfig{Store: store, Events: nl, ChainID: chainID, OnApplied: snap.OnApplied, Metrics: reg})
+		applier, err := storage.NewApplier(storage.ApplierConfig{Store: store, Source: nl, ChainID: chainID, OnApplied: snap.OnApplied, Metrics: reg})
 		if err != nil {
 			return err
 		}

@@ -30,7 +30,7 @@ func mustNode(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { store.Close() })
-	res, err := store.Apply([]storage.Block{{ChainID: 1, LastSeq: 1,
+	res, err := store.Apply([]balidx.Delta{{ChainID: 1, LastSeq: 1,
 		Block:   balidx.Block{Number: 0, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())},
 		Changes: []balidx.Change{{Account: holder, Asset: balidx.NativeAsset, Post: *uint256.NewInt(42)}}}})
 	if err != nil {

@@ -1,0 +1,102 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/balidx/balidx"
+)
+
+// Blocks calls fn with each whole block of chainID on the log, in order,
+// from stream sequence fromSeq on, until ctx ends (nil) or fn fails (its
+// error). A block spanning several messages is handed over once all its
+// parts have arrived, in order. With each block fn learns whether the next
+// block's first message has arrived already (more: a consumer may wait for
+// it to apply both at once), how many messages follow on the log (lag), and
+// how to acknowledge the block's messages (ack: only once what they carry
+// is durable; a lost ack means a redelivery). A message that breaks the
+// format stops Blocks with balidx.ErrPoisonedLog. If the server loses the
+// consumer, a new one starts after the last message handed over.
+func (l *Log) Blocks(ctx context.Context, chainID, fromSeq uint64, fn func(d *balidx.Delta, more bool, lag uint64, ack func()) error) error {
+	for {
+		next, err := l.blocks(ctx, chainID, fromSeq, fn)
+		if !errors.Is(err, ErrConsumerLost) {
+			return err
+		}
+		fromSeq = next
+	}
+}
+
+// blocks runs one consumer; on ErrConsumerLost it returns the sequence to
+// go on from: after the last block handed over (a block whose first parts
+// were read is read again whole).
+func (l *Log) blocks(ctx context.Context, chainID, fromSeq uint64, fn func(*balidx.Delta, bool, uint64, func()) error) (uint64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msgs, err := consume(ctx, l.stream, consumeConfig{ChainID: chainID, FromSeq: fromSeq})
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil // stopped while starting
+		}
+		return 0, err
+	}
+	next := fromSeq
+	var cur *balidx.Delta // a block still missing parts
+	var acks []message
+	for {
+		var msg message
+		select {
+		case <-ctx.Done():
+			return 0, nil
+		case msg = <-msgs:
+		}
+		if errors.Is(msg.Err, ErrConsumerLost) {
+			return next, msg.Err
+		}
+		if msg.Err != nil {
+			return 0, fmt.Errorf("%w: stream seq %d: %v", balidx.ErrPoisonedLog, msg.Seq, msg.Err)
+		}
+		d := msg.Delta
+		if err := assemble(&cur, d, msg.Seq, chainID, acks); err != nil {
+			return 0, err
+		}
+		acks = append(acks, msg)
+		if d.Part < d.Parts {
+			continue
+		}
+		parts := acks
+		ack := func() {
+			for _, m := range parts {
+				_ = m.Ack() // a lost ack means a redelivery, which the consumer recognises by its sequence
+			}
+		}
+		block := cur
+		cur, acks, next = nil, nil, msg.Seq+1
+		if err := fn(block, len(msgs) > 0, msg.Pending, ack); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// assemble adds part d (stream sequence seq) to the block being assembled,
+// whose parts read so far are have: the only place the rule of parts is kept.
+func assemble(cur **balidx.Delta, d *BlockDelta, seq, chainID uint64, have []message) error {
+	if d.ChainID != chainID {
+		return fmt.Errorf("%w: stream seq %d carries chain %d, want %d", balidx.ErrPoisonedLog, seq, d.ChainID, chainID)
+	}
+	b := *cur
+	if b == nil {
+		if d.Part != 1 {
+			return fmt.Errorf("%w: stream seq %d is part %d of block %d without its first part", balidx.ErrPoisonedLog, seq, d.Part, d.Number)
+		}
+		b = &balidx.Delta{ChainID: d.ChainID, Block: d.Block, From: d.From, Withheld: d.Withheld}
+		*cur = b
+	} else if d.Number != b.Number || d.Hash != b.Hash || d.Part != len(have)+1 || d.Parts != have[0].Delta.Parts || (d.From == nil) != (b.From == nil) {
+		return fmt.Errorf("%w: stream seq %d is block %d part %d/%d while block %d part %d/%d was expected",
+			balidx.ErrPoisonedLog, seq, d.Number, d.Part, d.Parts, b.Number, len(have)+1, have[0].Delta.Parts)
+	}
+	b.Changes = append(b.Changes, d.Changes...)
+	b.LastSeq = seq
+	return nil
+}
