@@ -60,11 +60,8 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		if cfg.Listen == "" {
 			cfg.Listen = DefaultListen
 		}
-		host, port, err := splitListen(cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
-		}
-		if l.srv, err = StartEmbedded(EmbeddedConfig{StoreDir: filepath.Join(cfg.DataDir, "nats"), Host: host, Port: port}); err != nil {
+		var err error
+		if l.srv, err = StartEmbedded(EmbeddedConfig{StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.Listen}); err != nil {
 			return nil, fmt.Errorf("%w (is another balidx using %s?)", err, cfg.DataDir)
 		}
 		url = l.srv.URL()

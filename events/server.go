@@ -14,10 +14,10 @@ import (
 type EmbeddedConfig struct {
 	// StoreDir holds JetStream's files (required).
 	StoreDir string
-	// Host and Port to listen on; default 127.0.0.1 and a random free port.
-	// The server is a real one: other processes may connect to its URL.
-	Host string
-	Port int
+	// Listen is host:port to listen on; default 127.0.0.1 and a free port
+	// (port 0 picks one too). The server is a real one: other processes may
+	// connect to its URL.
+	Listen string
 }
 
 // Embedded is a NATS server with JetStream running in this process.
@@ -36,16 +36,17 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.StoreDir == "" {
 		return nil, fmt.Errorf("embedded nats: no store directory")
 	}
-	if cfg.Host == "" {
-		cfg.Host = "127.0.0.1"
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
 	}
-	if cfg.Port == 0 {
-		cfg.Port = server.RANDOM_PORT
+	host, port, err := splitListen(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: listen address %q: %w", cfg.Listen, err)
 	}
 	opts := &server.Options{
 		ServerName:         "balidx-embedded",
-		Host:               cfg.Host,
-		Port:               cfg.Port,
+		Host:               host,
+		Port:               port,
 		JetStream:          true,
 		StoreDir:           filepath.Clean(cfg.StoreDir),
 		SyncAlways:         true,
@@ -63,7 +64,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("embedded nats on %s:%d: not ready after 10s", cfg.Host, cfg.Port)
+		return nil, fmt.Errorf("embedded nats on %s: not ready after 10s", cfg.Listen)
 	}
 	return &Embedded{srv: srv}, nil
 }

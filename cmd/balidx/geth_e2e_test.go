@@ -7,9 +7,11 @@ import (
 	"io"
 	"math/big"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,8 +195,7 @@ func TestGethWithoutDebugAPI(t *testing.T) {
 // returns its WebSocket URL. It is stopped when the test ends.
 func startGeth(tb testing.TB, bin, apis string) string {
 	tb.Helper()
-	_, port, _ := splitHostPort(freeAddr(tb))
-	g := &gethProc{bin: bin, apis: apis, port: port, dir: tb.TempDir()}
+	g := &gethProc{bin: bin, apis: apis, port: freePort(tb), dir: tb.TempDir()}
 	g.start(tb)
 	tb.Cleanup(func() { g.stop(tb) })
 	return g.url()
@@ -258,8 +259,7 @@ func TestGethOutage(t *testing.T) {
 	if gethBin == "" {
 		t.Skip("BALIDX_GETH is not set: `make e2e` builds geth and runs this test")
 	}
-	_, port, _ := splitHostPort(freeAddr(t))
-	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: port, dir: t.TempDir()}
+	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir()}
 	g.start(t)
 	defer g.stop(t)
 	ctx := context.Background()
@@ -346,4 +346,15 @@ func metric(tb testing.TB, admin, name string) string {
 		}
 	}
 	return ""
+}
+
+// freePort is a loopback port free when asked.
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	_, p, _ := net.SplitHostPort(freeAddr(tb))
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }

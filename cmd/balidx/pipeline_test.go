@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -550,9 +549,9 @@ func TestNATSOutage(t *testing.T) {
 	}
 	defer demo.Close()
 	natsDir := t.TempDir()
-	host, port, _ := splitHostPort(freeAddr(t))
+	natsAddr := freeAddr(t)
 	startNATS := func() *events.Embedded {
-		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: natsDir, Host: host, Port: port})
+		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: natsDir, Listen: natsAddr})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -572,17 +571,4 @@ func TestNATSOutage(t *testing.T) {
 	steps(t, demo, 3)
 	st := b.waitCaughtUp(t, demo, 1)
 	checkEveryBalance(t, demoView(demo), b.http, st)
-}
-
-// splitHostPort splits a loopback address of freeAddr.
-func splitHostPort(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("port %q", p)
-	}
-	return host, port, nil
 }
