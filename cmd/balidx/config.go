@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/query"
 	"sigs.k8s.io/yaml"
@@ -61,36 +62,35 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("balidx "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.String("config", "", "YAML config file with any of these flags as keys")
-	needsChain := cmd == "run" || cmd == "indexer"
-	servesHTTP := cmd != "indexer"
-	if needsChain {
+	p := commands[cmd]
+	if p.node {
 		fs.StringVar(&cfg.RPC, "rpc", "", "node URL: ws://, wss://, http://, https:// (WebSocket follows new heads; HTTP polls)")
 		fs.StringVar(&cfg.Genesis, "genesis", "", "genesis JSON file: seeds the genesis allocation when starting at block 0")
 		fs.Uint64Var(&cfg.StartBlock, "start-block", 0, "first block to index on an empty stream (0: from genesis, full coverage)")
 		fs.StringVar(&cfg.Trust, "trust", "", "trust the node's 'safe' or 'finalized' block instead of counting confirmations")
 	}
-	if cmd != "query" {
+	if p.indexer {
 		def := uint64(12)
-		if cmd == "dev" {
+		if p.demo {
 			def = 2
 		}
 		fs.Uint64Var(&cfg.Confirmations, "confirmations", def, "a block is trusted once head − number ≥ N")
 		fs.IntVar(&cfg.MaxRefresh, "token-refresh-max", indexer.DefaultMaxRefresh, "most holders of one token re-read at one block when state all its balances depend on changes (a rebase); a token needing more is withheld")
 	}
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS URL; empty starts an embedded server with JetStream")
-	defListen := "127.0.0.1:4222"
-	if cmd == "dev" {
+	defListen := events.DefaultListen
+	if p.demo {
 		defListen = "127.0.0.1:0" // a free port: dev keeps to itself
 	}
 	fs.StringVar(&cfg.NATSListen, "nats-listen", defListen, "address of the embedded NATS server (port 0: any free port)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 or 5 on a JetStream cluster)")
 	defData := "./data"
-	if cmd == "dev" {
+	if p.demo {
 		defData = ""
 	}
 	fs.StringVar(&cfg.Data, "data", defData, "directory of the snapshot and the embedded NATS store (dev: a temporary one)")
 	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin listener: /metrics /healthz (and with the query tier /readyz /debug/pprof/)")
-	if servesHTTP {
+	if p.query {
 		fs.StringVar(&cfg.HTTP, "http", "127.0.0.1:8080", "query listener")
 		fs.StringVar(&cfg.Clients, "clients", "", "clients file (API.md): client ids, secrets, rates; re-read on SIGHUP")
 		fs.StringVar(&cfg.CORSOrigins, "cors-origins", "", "exact browser origins allowed, comma-separated (scheme://host[:port])")
@@ -106,10 +106,10 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", 2*time.Minute, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
 	}
-	if cmd == "query" {
+	if !p.indexer {
 		fs.Uint64Var(&cfg.ChainID, "chain-id", 0, "chain to serve (default: the snapshot's)")
 	}
-	if cmd == "dev" {
+	if p.demo {
 		fs.IntVar(&cfg.DemoAccounts, "demo-accounts", 5, "funded demo accounts on the simulated chain")
 		fs.DurationVar(&cfg.BlockInterval, "block-interval", time.Second, "time between simulated blocks")
 	}
@@ -188,7 +188,8 @@ func applyFile(fs *flag.FlagSet, file string, overridden func(string) bool) erro
 
 func (c *config) validate(cmd string) error {
 	var errs []error
-	if (cmd == "run" || cmd == "indexer") && c.RPC == "" {
+	p := commands[cmd]
+	if p.node && c.RPC == "" {
 		errs = append(errs, errors.New("--rpc is required: the node to index (ws://… to follow new heads, http://… to poll)"))
 	}
 	switch c.Trust {
@@ -202,13 +203,13 @@ func (c *config) validate(cmd string) error {
 	if c.Confirmations > 10_000 {
 		errs = append(errs, fmt.Errorf("--confirmations %d: at most 10000", c.Confirmations))
 	}
-	if cmd != "query" && (c.MaxRefresh < 1 || c.MaxRefresh > 10_000_000) {
+	if p.indexer && (c.MaxRefresh < 1 || c.MaxRefresh > 10_000_000) {
 		errs = append(errs, fmt.Errorf("--token-refresh-max %d: want 1..10000000", c.MaxRefresh))
 	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		errs = append(errs, fmt.Errorf("--replicas %d: want 1, 3 or 5", c.Replicas))
 	}
-	if cmd != "dev" && c.Data == "" {
+	if !p.demo && c.Data == "" {
 		errs = append(errs, errors.New("--data is required"))
 	}
 	if c.MaxInFlight < 0 || c.MaxInFlight > 1_000_000 {
@@ -222,13 +223,13 @@ func (c *config) validate(cmd string) error {
 			errs = append(errs, fmt.Errorf("%s %d: want 0 (the default) up to --max-in-flight %d", f.name, f.v, c.MaxInFlight))
 		}
 	}
-	if cmd != "indexer" && (c.MaxConns < 1 || c.MaxConns > 1_000_000 || c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns) {
+	if p.query && (c.MaxConns < 1 || c.MaxConns > 1_000_000 || c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns) {
 		errs = append(errs, fmt.Errorf("--max-conns %d, --max-conns-per-ip %d: want 1 ≤ per IP ≤ total ≤ 1000000", c.MaxConns, c.MaxConnsPerIP))
 	}
-	if cmd != "indexer" && (c.MaxNonces < 1 || c.MaxNonces > 1<<26) {
+	if p.query && (c.MaxNonces < 1 || c.MaxNonces > 1<<26) {
 		errs = append(errs, fmt.Errorf("--max-nonces %d: want 1..%d", c.MaxNonces, 1<<26))
 	}
-	if cmd != "indexer" && (c.CacheMB < 1 || c.CacheMB > maxCacheMB) {
+	if p.query && (c.CacheMB < 1 || c.CacheMB > maxCacheMB) {
 		errs = append(errs, fmt.Errorf("--cache-mb %d: want 1..%d", c.CacheMB, maxCacheMB))
 	}
 	if _, err := query.ParseOrigins(c.CORSOrigins); err != nil {
@@ -240,10 +241,10 @@ func (c *config) validate(cmd string) error {
 	if c.StaleAfter < 0 || c.MaxStaleness < 0 {
 		errs = append(errs, errors.New("staleness bounds must not be negative"))
 	}
-	if cmd == "dev" && (c.DemoAccounts < 2 || c.DemoAccounts > 1000) {
+	if p.demo && (c.DemoAccounts < 2 || c.DemoAccounts > 1000) {
 		errs = append(errs, fmt.Errorf("--demo-accounts %d: want 2..1000", c.DemoAccounts))
 	}
-	if cmd == "dev" && c.BlockInterval < 10*time.Millisecond {
+	if p.demo && c.BlockInterval < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--block-interval %s: at least 10ms", c.BlockInterval))
 	}
 	switch c.LogLevel {

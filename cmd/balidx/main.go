@@ -56,8 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("no command")
 	}
 	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "dev", "run", "indexer", "query":
+	if _, serving := commands[cmd]; serving {
 		cfg, err := parseConfig(cmd, rest, getenv, stderr)
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -66,6 +65,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return serve(ctx, cmd, cfg, stdout, stderr)
+	}
+	switch cmd {
 	case "status":
 		return status(ctx, rest, getenv, stdout, stderr)
 	case "get":

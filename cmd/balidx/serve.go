@@ -25,11 +25,31 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// serve wires the parts a command needs, in dependency order, runs them
-// until ctx ends or one fails, and closes them in reverse.
+// parts is what a serving command runs.
+type parts struct {
+	node    bool // an external node, named by --rpc
+	demo    bool // the in-process demo chain
+	indexer bool
+	query   bool // the applier, the snapshot and the HTTP tier
+}
+
+// commands are the serving commands and their parts.
+var commands = map[string]parts{
+	"dev":     {demo: true, indexer: true, query: true},
+	"run":     {node: true, indexer: true, query: true},
+	"indexer": {node: true, indexer: true},
+	"query":   {query: true},
+}
+
+// serve builds the parts a command runs, in dependency order, binding
+// their listeners, with no goroutine started: a failure at any step
+// returns having started nothing, and the deferred closes release what was
+// built. Then it runs them all in one errgroup until ctx ends or one fails,
+// waits for every one, and closes the parts in reverse.
 func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Writer) error {
+	p := commands[cmd]
 	log := newLogger(cfg.LogLevel, stderr)
-	if cmd == "dev" && cfg.Data == "" {
+	if p.demo && cfg.Data == "" {
 		dir, err := os.MkdirTemp("", "balidx-dev-")
 		if err != nil {
 			return err
@@ -44,8 +64,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-
-	g, ctx := errgroup.WithContext(ctx)
+	var runs []func(context.Context) error // started once everything is built
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -63,9 +82,9 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	// The chain side: the node and the indexer.
 	chainID := cfg.ChainID
 	var demo *devchain.Demo
-	if cmd != "query" {
+	if p.indexer {
 		var node *indexer.Node
-		if cmd == "dev" {
+		if p.demo {
 			if demo, err = devchain.StartDemo(ctx, devchain.DemoConfig{Accounts: cfg.DemoAccounts, Seed: uint64(time.Now().UnixNano())}); err != nil {
 				return err
 			}
@@ -86,21 +105,22 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			return err
 		}
 		chainID = ix.ChainID()
-		g.Go(func() error { return ix.Run(ctx) })
+		runs = append(runs, ix.Run)
 	}
 
-	if cmd == "indexer" {
+	if !p.query { // the indexer alone: an admin listener of its own
 		ln, err := net.Listen("tcp", cfg.Admin)
 		if err != nil {
 			return fmt.Errorf("admin listener %s: %w", cfg.Admin, err)
 		}
+		defer ln.Close() // serveIndexerAdmin closes it too; a failed start leaves it to this
 		log.Info("serving", "admin", "http://"+ln.Addr().String())
-		g.Go(func() error { return serveIndexerAdmin(ctx, ln, reg) })
+		runs = append(runs, func(ctx context.Context) error { return serveIndexerAdmin(ctx, ln, reg) })
 	}
 
 	// The query side: snapshot, applier, HTTP.
 	var srv *query.Server
-	if cmd != "indexer" {
+	if p.query {
 		store, err := storage.Open(storage.Config{Path: filepath.Join(cfg.Data, "snapshot.db"), ChainID: chainID})
 		if err != nil {
 			return err
@@ -125,7 +145,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			return err
 		}
 		var ixStatus atomic.Pointer[balidx.IndexerStatus]
-		g.Go(func() error {
+		runs = append(runs, func(ctx context.Context) error {
 			return board.Watch(ctx, chainID, func(s balidx.IndexerStatus) { ixStatus.Store(&s) })
 		})
 		origins, _ := query.ParseOrigins(cfg.CORSOrigins) // validated in config
@@ -150,24 +170,29 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
-			g.Go(func() error { return reloadOn(ctx, hup, cfg.Clients, srv, log) })
+			runs = append(runs, func(ctx context.Context) error { return reloadOn(ctx, hup, cfg.Clients, srv, log) })
 		}
-		if err := srv.Listen(); err != nil {
+		if err := srv.Listen(); err != nil { // the last step that can fail: Serve closes the listeners
 			return err
 		}
 		log.Info("serving", "query", "http://"+srv.Addr(), "admin", "http://"+srv.AdminAddr(), "snapshot", store.Path(), "trusted", m.Trusted.Number)
-		g.Go(func() error {
+		runs = append(runs, func(ctx context.Context) error {
 			if err := applier.Run(ctx); err != nil {
 				return fmt.Errorf("applier: %w", err)
 			}
 			return nil
-		})
-		g.Go(func() error { return srv.Serve(ctx) })
+		}, srv.Serve)
 	}
 
 	if demo != nil {
 		printDemo(stdout, demo, srv)
-		g.Go(func() error { return driveDemo(ctx, demo, cfg.BlockInterval, log) })
+		runs = append(runs, func(ctx context.Context) error { return driveDemo(ctx, demo, cfg.BlockInterval, log) })
+	}
+
+	// Everything is built and bound: run it all, with one join point.
+	g, gctx := errgroup.WithContext(ctx)
+	for _, run := range runs {
+		g.Go(func() error { return run(gctx) })
 	}
 	return g.Wait()
 }
@@ -190,10 +215,10 @@ func loadClients(cmd string, cfg *config, log *slog.Logger) (*query.Clients, err
 		log.Info("clients file loaded", "clients", len(c.Clients), "anonymous", c.Anonymous.Enabled)
 		return c, nil
 	}
-	if cmd == "dev" {
+	if commands[cmd].demo {
 		return &query.Clients{Anonymous: query.Anonymous{Enabled: true, Rate: 5, Burst: 20}}, nil
 	}
-	if cmd != "indexer" {
+	if commands[cmd].query {
 		log.Warn("no --clients file: every request must be signed and no client exists, so all are refused")
 	}
 	return &query.Clients{}, nil
