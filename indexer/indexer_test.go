@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/internal/poll"
+
 	"github.com/balidx/balidx"
 
 	"github.com/balidx/balidx/events"
@@ -47,20 +49,6 @@ func mustDemo(tb testing.TB) *devchain.Demo {
 }
 
 // checkFor polls cond until it holds or the deadline passes.
-func checkFor(tb testing.TB, total time.Duration, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %s: %v", total, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // startIndexer runs an indexer on demo's chain until the test ends.
 func startIndexer(tb testing.TB, demo *devchain.Demo, confirmations uint64) (*indexer.Indexer, *events.Log, *events.StatusBoard) {
@@ -97,7 +85,7 @@ func startIndexerWith(tb testing.TB, demo *devchain.Demo, cfg indexer.Config) (*
 func waitPublished(tb testing.TB, stream *events.Log, n uint64) *events.BlockDelta {
 	tb.Helper()
 	var last *events.BlockDelta
-	checkFor(tb, 30*time.Second, func() error {
+	poll.Until(tb, 30*time.Second, func() error {
 		var err error
 		if last, _, err = stream.Last(context.Background(), devchain.ChainID); err != nil {
 			return err
@@ -175,7 +163,7 @@ func TestDeepReorgIsATrustViolation(t *testing.T) {
 	for range 8 {
 		demo.Chain.Commit()
 	}
-	checkFor(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if ix.Status().TrustViolation == nil {
 			return errNotYet
 		}
@@ -194,7 +182,7 @@ func TestDeepReorgIsATrustViolation(t *testing.T) {
 	}
 	// The indexer keeps following the head, but publishes nothing more.
 	now := steps(t, demo, 2)
-	checkFor(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		if ix.Status().Head < now {
 			return errNotYet
 		}
@@ -249,7 +237,7 @@ func TestDeltasMatchChain(t *testing.T) {
 	}
 	steps(t, demo, 2) // confirm it
 	var last *events.BlockDelta
-	checkFor(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		last, _, err = stream.Last(ctx, devchain.ChainID)
 		if err != nil {
 			return err

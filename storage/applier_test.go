@@ -3,8 +3,11 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/balidx/balidx/internal/poll"
 
 	"github.com/balidx/balidx"
 
@@ -59,25 +62,21 @@ func runApplier(tb testing.TB, store *Store, l *events.Log, fromSeq uint64, want
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	poll.Until(tb, 20*time.Second, func() error {
 		m, err := store.Meta()
 		if err != nil {
-			tb.Fatal(err)
-		}
-		if m.HasTrusted && m.Trusted.Number == want && ackedUpTo(tb, s, earlier) == lastSeq {
-			break
+			return err
 		}
 		select {
 		case err := <-done:
 			tb.Fatalf("applier stopped at block %d: %v", m.Trusted.Number, err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("snapshot at block %d, want %d", m.Trusted.Number, want)
+		if !m.HasTrusted || m.Trusted.Number != want || ackedUpTo(tb, s, earlier) != lastSeq {
+			return fmt.Errorf("snapshot at block %d, want %d", m.Trusted.Number, want)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	cancel()
 	if err := <-done; err != nil {
 		tb.Fatal(err)
@@ -208,21 +207,17 @@ func TestApplierSurvivesALostConsumer(t *testing.T) {
 	go func() { done <- a.Run(ctx) }()
 	waitTrusted := func(n uint64) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if m, _ := store.Meta(); m.HasTrusted && m.Trusted.Number == n {
-				return
-			}
+		poll.Until(t, 20*time.Second, func() error {
 			select {
 			case err := <-done:
 				t.Fatalf("applier stopped: %v", err)
 			default:
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("block %d not applied", n)
+			if m, _ := store.Meta(); !m.HasTrusted || m.Trusted.Number != n {
+				return fmt.Errorf("block %d not applied", n)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitTrusted(2)
 	for name := range consumerNames(t, s) {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/internal/poll"
+
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/storage"
@@ -47,7 +49,7 @@ func TestCrashLoop(t *testing.T) {
 	deploy := func(code []byte) common.Address {
 		h := sender.send(t, map[string]any{"data": hexutil.Bytes(code), "gas": hexutil.Uint64(2_000_000)})
 		var addr common.Address
-		checkFor(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			r, err := eth.TransactionReceipt(ctx, h)
 			if err == nil {
 				addr = r.ContractAddress
@@ -124,7 +126,7 @@ func TestCrashLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st query.Status
-	checkFor(t, 3*time.Minute, func() error {
+	poll.Until(t, 3*time.Minute, func() error {
 		if err := getJSON("http://"+httpAddr+"/v1/status", &st); err != nil {
 			return err
 		}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/internal/poll"
+
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/indexer/devchain"
@@ -57,7 +59,7 @@ func TestGethE2E(t *testing.T) {
 	mined := func(h common.Hash) *types.Receipt {
 		t.Helper()
 		var r *types.Receipt
-		checkFor(t, 30*time.Second, func() error {
+		poll.Until(t, 30*time.Second, func() error {
 			var err error
 			r, err = eth.TransactionReceipt(ctx, h)
 			return err
@@ -105,7 +107,7 @@ func TestGethE2E(t *testing.T) {
 	}
 	lastBlock := mined(last).BlockNumber.Uint64()
 	var st query.Status
-	checkFor(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		b.checkRunning(t)
 		if err := getJSON("http://"+b.http+"/v1/status", &st); err != nil {
 			return err
@@ -223,7 +225,7 @@ func (g *gethProc) start(tb testing.TB) {
 	if err := g.cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	checkFor(tb, 60*time.Second, func() error {
+	poll.Until(tb, 60*time.Second, func() error {
 		c, err := rpc.Dial(g.url())
 		if err != nil {
 			return err
@@ -267,7 +269,7 @@ func TestGethOutage(t *testing.T) {
 	b := startBalidx(t, "run", "--rpc", g.url(), "--data", t.TempDir(), "--confirmations", "2")
 	defer b.stop(t)
 	var before query.Status
-	checkFor(t, 60*time.Second, func() error {
+	poll.Until(t, 60*time.Second, func() error {
 		b.checkRunning(t)
 		if err := getJSON("http://"+b.http+"/v1/status", &before); err != nil {
 			return err
@@ -280,7 +282,7 @@ func TestGethOutage(t *testing.T) {
 
 	g.stop(t)
 	// The indexer's breaker opens, while the query tier keeps answering.
-	checkFor(t, 90*time.Second, func() error {
+	poll.Until(t, 90*time.Second, func() error {
 		b.checkRunning(t)
 		if m := metric(t, b.admin, "balidx_indexer_node_breaker_state"); m != "2" {
 			return fmt.Errorf("breaker state %s, want 2 (open)", m)
@@ -306,7 +308,7 @@ func TestGethOutage(t *testing.T) {
 		last = sender.send(t, map[string]any{"to": to, "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e15))})
 	}
 	var head uint64
-	checkFor(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		r, err := eth.TransactionReceipt(ctx, last)
 		if err != nil {
 			return err
@@ -315,7 +317,7 @@ func TestGethOutage(t *testing.T) {
 		return nil
 	})
 	var after query.Status
-	checkFor(t, 90*time.Second, func() error {
+	poll.Until(t, 90*time.Second, func() error {
 		b.checkRunning(t)
 		if err := getJSON("http://"+b.http+"/v1/status", &after); err != nil {
 			return err

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/internal/poll"
+
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer/devchain"
@@ -90,7 +92,7 @@ func TestIndexerAndQueryApart(t *testing.T) {
 			t.Errorf("indexer: %v\n%s", err, ixLog)
 		}
 	}()
-	checkFor(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		c, err := net.Dial("tcp", natsAddr)
 		if err != nil {
 			return err
@@ -196,7 +198,7 @@ func startBalidx(tb testing.TB, cmd string, args ...string) *instance {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
 	go func() { b.done <- run(ctx, args, func(string) string { return "" }, io.Discard, b.stderr) }()
-	checkFor(tb, 60*time.Second, func() error {
+	poll.Until(tb, 60*time.Second, func() error {
 		b.checkRunning(tb)
 		resp, err := http.Get("http://" + b.admin + "/healthz")
 		if err != nil {
@@ -268,7 +270,7 @@ func (b *instance) waitCaughtUp(tb testing.TB, demo *devchain.Demo, confirmation
 		tb.Fatal(err)
 	}
 	var st query.Status
-	checkFor(tb, 60*time.Second, func() error {
+	poll.Until(tb, 60*time.Second, func() error {
 		b.checkRunning(tb)
 		if err := getJSON("http://"+b.http+"/v1/status", &st); err != nil {
 			return err
@@ -507,20 +509,6 @@ func freeAddr(tb testing.TB) string {
 }
 
 // checkFor polls cond until it holds or total passes.
-func checkFor(tb testing.TB, total time.Duration, cond func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("after %s: %v", total, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
 
 type syncBuffer struct {
 	mu sync.Mutex

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/internal/poll"
+
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
 )
@@ -35,7 +37,7 @@ func TestReplayRepairsATrustViolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	steps(t, demo, 8)
-	checkFor(t, 30*time.Second, func() error {
+	poll.Until(t, 30*time.Second, func() error {
 		b.checkRunning(t)
 		var s query.Status
 		if err := getJSON("http://"+b.http+"/v1/status", &s); err != nil {
