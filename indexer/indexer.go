@@ -18,6 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultConfirmations is the trust policy unless one is given: a block
+// is trusted once head − number ≥ 12.
+const DefaultConfirmations = 12
+
 // Config configures an Indexer.
 type Config struct {
 	Node   *Node

@@ -31,15 +31,23 @@ const (
 	MaxHeaderBytes = 8 << 10
 )
 
+// Defaults of a Server's Config.
+const (
+	DefaultAddr       = "127.0.0.1:8080"
+	DefaultAdminAddr  = "127.0.0.1:9090"
+	DefaultStaleAfter = 2 * time.Minute
+)
+
 // Config configures a Server. Zero fields take the defaults named.
 type Config struct {
-	Addr      string // query listener; default 127.0.0.1:8080
-	AdminAddr string // admin listener; default 127.0.0.1:9090
+	Addr      string // query listener; default DefaultAddr
+	AdminAddr string // admin listener; default DefaultAdminAddr
 	Snapshot  *Snapshot
 	// IndexerStatus returns the indexer's last word (head, policy, trust
 	// violation), or nil when none has arrived.
 	IndexerStatus func() *balidx.IndexerStatus
-	// StaleAfter: status says stale when the trusted block is older; default 2m.
+	// StaleAfter: status says stale when the trusted block is older;
+	// default DefaultStaleAfter.
 	StaleAfter time.Duration
 	// MaxStaleness, if set, makes balance answers 503 when the trusted block
 	// is older: a hard bound for operators who prefer no answer to an old one.
@@ -91,13 +99,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("query: no snapshot")
 	}
 	if cfg.Addr == "" {
-		cfg.Addr = "127.0.0.1:8080"
+		cfg.Addr = DefaultAddr
 	}
 	if cfg.AdminAddr == "" {
-		cfg.AdminAddr = "127.0.0.1:9090"
+		cfg.AdminAddr = DefaultAdminAddr
 	}
 	if cfg.StaleAfter == 0 {
-		cfg.StaleAfter = 2 * time.Minute
+		cfg.StaleAfter = DefaultStaleAfter
 	}
 	if cfg.IndexerStatus == nil {
 		cfg.IndexerStatus = func() *balidx.IndexerStatus { return nil }

@@ -18,6 +18,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// FileName is the snapshot's file in a node's data directory.
+const FileName = "snapshot.db"
+
 // formatVersion is the layout of the file; a different one is refused.
 const formatVersion = 1
 

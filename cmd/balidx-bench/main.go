@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/storage"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -106,7 +107,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		defer gethDev.stop()
 	}
 	fmt.Fprintf(out, "balidx: building a snapshot of the same %d accounts…\n", len(accounts))
-	snapshot := filepath.Join(dir, "snapshot.db")
+	snapshot := filepath.Join(dir, storage.FileName)
 	if err := buildStore(snapshot, accounts); err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -43,14 +42,15 @@ type auditReport struct {
 func audit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("balidx audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	rpcURL := fs.String("rpc", getenv("BALIDX_RPC"), "the node to compare with (an archive node if the trusted block is old)")
-	data := fs.String("data", "./data", "data directory of a stopped node (its snapshot.db)")
+	fs.String("config", "", "YAML config file with any of these flags as keys")
+	rpcURL := fs.String("rpc", "", "the node to compare with (an archive node if the trusted block is old)")
+	data := fs.String("data", string(defaultDataDir), "data directory of a stopped node (its snapshot.db)")
 	admin := fs.String("admin", "", "admin listener of a running node: audit a consistent copy of its snapshot")
 	sample := fs.Int("sample", 0, "check a random sample of N balances instead of all")
 	concurrency := fs.Int("concurrency", 4, "JSON-RPC batches in flight")
 	perSecond := fs.Float64("rate", 20, "JSON-RPC batches per second at most")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+	if err := parseFlags(fs, args, getenv); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
 		return err
@@ -61,7 +61,7 @@ func audit(ctx context.Context, args []string, getenv func(string) string, stdou
 	if *sample < 0 || *concurrency < 1 || *concurrency > 64 || *perSecond <= 0 {
 		return errors.New("--sample ≥ 0, --concurrency 1..64 and --rate > 0")
 	}
-	path := filepath.Join(*data, "snapshot.db")
+	path := dataDir(*data).snapshot()
 	if *admin != "" {
 		tmp, err := fetchSnapshot(ctx, *admin)
 		if err != nil {

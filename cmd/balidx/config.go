@@ -7,17 +7,19 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/storage"
 	"sigs.k8s.io/yaml"
 )
 
 // config is every option of the serving commands. Each field is a flag;
-// the config file and the environment use the same names (CONFIG.md).
+// the config file and the environment use the same names (docs/CONFIG.md).
 type config struct {
 	RPC           string
 	NATS          string
@@ -50,6 +52,10 @@ type config struct {
 	LogLevel             string
 	DemoAccounts         int
 	BlockInterval        time.Duration
+
+	// Parsed by validate, from CORSOrigins and TrustProxies.
+	origins []string
+	proxies []*net.IPNet
 }
 
 // maxConfigFile bounds the config file.
@@ -70,7 +76,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&cfg.Trust, "trust", "", "trust the node's 'safe' or 'finalized' block instead of counting confirmations")
 	}
 	if p.indexer {
-		def := uint64(12)
+		def := uint64(indexer.DefaultConfirmations)
 		if p.demo {
 			def = 2
 		}
@@ -84,14 +90,14 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&cfg.NATSListen, "nats-listen", defListen, "address of the embedded NATS server (port 0: any free port)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 or 5 on a JetStream cluster)")
-	defData := "./data"
+	defData := string(defaultDataDir)
 	if p.demo {
 		defData = ""
 	}
 	fs.StringVar(&cfg.Data, "data", defData, "directory of the snapshot and the embedded NATS store (dev: a temporary one)")
-	fs.StringVar(&cfg.Admin, "admin", "127.0.0.1:9090", "admin listener: /metrics /healthz (and with the query tier /readyz /debug/pprof/)")
+	fs.StringVar(&cfg.Admin, "admin", query.DefaultAdminAddr, "admin listener: /metrics /healthz (and with the query tier /readyz /debug/pprof/)")
 	if p.query {
-		fs.StringVar(&cfg.HTTP, "http", "127.0.0.1:8080", "query listener")
+		fs.StringVar(&cfg.HTTP, "http", query.DefaultAddr, "query listener")
 		fs.StringVar(&cfg.Clients, "clients", "", "clients file (API.md): client ids, secrets, rates; re-read on SIGHUP")
 		fs.StringVar(&cfg.CORSOrigins, "cors-origins", "", "exact browser origins allowed, comma-separated (scheme://host[:port])")
 		fs.StringVar(&cfg.TrustProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated")
@@ -103,7 +109,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.IntVar(&cfg.MaxNonces, "max-nonces", query.DefaultMaxNonces, "(client, nonce) pairs the replay cache holds (~46 bytes each); past it, 503 overloaded")
 		fs.IntVar(&cfg.CacheMB, "cache-mb", query.DefaultCacheBytes>>20, "MiB of rendered answers the balance cache holds (~390 bytes an account with one token)")
 		fs.BoolVar(&cfg.AccessLog, "access-log", true, "one log line per query request")
-		fs.DurationVar(&cfg.StaleAfter, "stale-after", 2*time.Minute, "status reports stale when the trusted block is older")
+		fs.DurationVar(&cfg.StaleAfter, "stale-after", query.DefaultStaleAfter, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
 	}
 	if !p.indexer {
@@ -122,11 +128,22 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 func parseConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	cfg := &config{}
 	fs := newFlagSet(cmd, cfg, stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, getenv); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return cfg, cfg.validate(cmd)
+}
+
+// parseFlags is how every command reads its options: fs's defaults, then
+// the file of its --config flag, then BALIDX_<NAME> variables, then the
+// command line (each wins over the one before). fs must define "config".
+// A key of the file that is not one of fs's flags is an error.
+func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
@@ -149,10 +166,7 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return cfg, cfg.validate(cmd)
+	return errors.Join(errs...)
 }
 
 func applyFile(fs *flag.FlagSet, file string, overridden func(string) bool) error {
@@ -232,10 +246,11 @@ func (c *config) validate(cmd string) error {
 	if p.query && (c.CacheMB < 1 || c.CacheMB > maxCacheMB) {
 		errs = append(errs, fmt.Errorf("--cache-mb %d: want 1..%d", c.CacheMB, maxCacheMB))
 	}
-	if _, err := query.ParseOrigins(c.CORSOrigins); err != nil {
+	var err error
+	if c.origins, err = query.ParseOrigins(c.CORSOrigins); err != nil {
 		errs = append(errs, fmt.Errorf("--cors-origins: %w", err))
 	}
-	if _, err := parseCIDRs(c.TrustProxies); err != nil {
+	if c.proxies, err = parseCIDRs(c.TrustProxies); err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
 	}
 	if c.StaleAfter < 0 || c.MaxStaleness < 0 {
@@ -278,3 +293,13 @@ func parseCIDRs(list string) ([]*net.IPNet, error) {
 	}
 	return out, nil
 }
+
+// dataDir is a node's data directory: its snapshot (storage.FileName) and
+// the embedded NATS server's store (events: nats/).
+type dataDir string
+
+// defaultDataDir is the data directory unless --data says otherwise.
+const defaultDataDir dataDir = "./data"
+
+// snapshot is the path of the snapshot file.
+func (d dataDir) snapshot() string { return filepath.Join(string(d), storage.FileName) }

@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "audit":
 		return audit(ctx, rest, getenv, stdout, stderr)
 	case "snapshot":
-		return snapshotCmd(ctx, rest, stdout, stderr)
+		return snapshotCmd(ctx, rest, getenv, stdout, stderr)
 	case "rebuild":
 		return rebuild(ctx, rest, getenv, stdout, stderr)
 	case "replay":

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/balidx/balidx/events"
@@ -20,15 +19,16 @@ import (
 func rebuild(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("balidx rebuild", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", "./data", "data directory of the stopped query node")
-	natsURL := fs.String("nats", getenv("BALIDX_NATS"), "NATS URL; empty: the embedded server's store in --data")
+	fs.String("config", "", "YAML config file with any of these flags as keys")
+	data := fs.String("data", string(defaultDataDir), "data directory of the stopped query node")
+	natsURL := fs.String("nats", "", "NATS URL; empty: the embedded server's store in --data")
 	chainID := fs.Uint64("chain-id", 0, "chain to rebuild (default: the existing snapshot's)")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+	if err := parseFlags(fs, args, getenv); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
 		return err
 	}
-	live := filepath.Join(*data, "snapshot.db")
+	live := dataDir(*data).snapshot()
 	var old *storage.Meta
 	if _, err := os.Stat(live); err == nil {
 		s, err := storage.Open(storage.Config{Path: live, ReadOnly: true})

@@ -18,14 +18,15 @@ import (
 func replay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("balidx replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	rpcURL := fs.String("rpc", getenv("BALIDX_RPC"), "the node (an archive node for blocks older than ~128)")
+	fs.String("config", "", "YAML config file with any of these flags as keys")
+	rpcURL := fs.String("rpc", "", "the node (an archive node for blocks older than ~128)")
 	from := fs.Uint64("from", 0, "first block to re-derive (at or before the fork point)")
-	data := fs.String("data", "./data", "data directory of the stopped indexer (its embedded NATS store)")
-	natsURL := fs.String("nats", getenv("BALIDX_NATS"), "NATS URL; empty: the embedded server's store in --data")
-	confirmations := fs.Uint64("confirmations", 12, "the trust policy: head − number ≥ N")
+	data := fs.String("data", string(defaultDataDir), "data directory of the stopped indexer (its embedded NATS store)")
+	natsURL := fs.String("nats", "", "NATS URL; empty: the embedded server's store in --data")
+	confirmations := fs.Uint64("confirmations", indexer.DefaultConfirmations, "the trust policy: head − number ≥ N")
 	trust := fs.String("trust", "", "or the node's 'safe' / 'finalized' block")
 	maxRefresh := fs.Int("token-refresh-max", indexer.DefaultMaxRefresh, "the indexer's --token-refresh-max")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+	if err := parseFlags(fs, args, getenv); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
 		return err

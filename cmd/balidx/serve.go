@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -121,7 +120,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	// The query side: snapshot, applier, HTTP.
 	var srv *query.Server
 	if p.query {
-		store, err := storage.Open(storage.Config{Path: filepath.Join(cfg.Data, "snapshot.db"), ChainID: chainID})
+		store, err := storage.Open(storage.Config{Path: dataDir(cfg.Data).snapshot(), ChainID: chainID})
 		if err != nil {
 			return err
 		}
@@ -148,8 +147,6 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		runs = append(runs, func(ctx context.Context) error {
 			return board.Watch(ctx, chainID, func(s balidx.IndexerStatus) { ixStatus.Store(&s) })
 		})
-		origins, _ := query.ParseOrigins(cfg.CORSOrigins) // validated in config
-		proxies, _ := parseCIDRs(cfg.TrustProxies)
 		var accessLog *slog.Logger
 		if cfg.AccessLog {
 			accessLog = log.With("part", "access")
@@ -158,7 +155,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			Addr: cfg.HTTP, AdminAddr: cfg.Admin, Snapshot: snap,
 			IndexerStatus: ixStatus.Load,
 			StaleAfter:    cfg.StaleAfter, MaxStaleness: cfg.MaxStaleness,
-			Clients: clients, CORSOrigins: origins, TrustedProxies: proxies, MaxNonces: cfg.MaxNonces,
+			Clients: clients, CORSOrigins: cfg.origins, TrustedProxies: cfg.proxies, MaxNonces: cfg.MaxNonces,
 			MaxInFlight: cfg.MaxInFlight, MaxInFlightPerClient: cfg.MaxInFlightPerClient, MaxInFlightPerIP: cfg.MaxInFlightPerIP,
 			MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP,
 			AccessLog: accessLog, Registry: reg, Log: log.With("part", "query"),

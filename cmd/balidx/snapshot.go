@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/balidx/balidx/storage"
 )
@@ -15,16 +14,17 @@ import (
 // snapshotCmd exports a consistent copy of a snapshot, or imports one into
 // a data directory so that a new query node starts from it and catches up
 // from the stream position it holds.
-func snapshotCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func snapshotCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "export" && args[0] != "import") {
 		return errors.New("usage: balidx snapshot export|import [flags] FILE")
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("balidx snapshot "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	data := fs.String("data", "./data", "data directory (export: of a stopped node; import: of the new node)")
+	fs.String("config", "", "YAML config file with any of these flags as keys")
+	data := fs.String("data", string(defaultDataDir), "data directory (export: of a stopped node; import: of the new node)")
 	admin := fs.String("admin", "", "export: admin listener of a running node (a hot, consistent copy)")
-	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
+	if err := parseFlags(fs, args[1:], getenv); errors.Is(err, flag.ErrHelp) {
 		return nil
 	} else if err != nil {
 		return err
@@ -33,7 +33,7 @@ func snapshotCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("usage: balidx snapshot %s [flags] FILE", verb)
 	}
 	file := fs.Arg(0)
-	target := filepath.Join(*data, "snapshot.db")
+	target := dataDir(*data).snapshot()
 	if verb == "export" {
 		if *admin != "" {
 			tmp, err := fetchSnapshot(ctx, *admin)

@@ -26,7 +26,7 @@ func parseCaller(name string, args []string, getenv func(string) string, stderr 
 	c := &callerFlags{}
 	def := getenv("BALIDX_HTTP")
 	if def == "" {
-		def = "127.0.0.1:8080"
+		def = query.DefaultAddr
 	}
 	fs.StringVar(&c.http, "http", def, "query listener of the node to ask (env BALIDX_HTTP)")
 	fs.StringVar(&c.clientID, "client-id", getenv("BALIDX_CLIENT_ID"), "client id to sign with (env BALIDX_CLIENT_ID); empty: anonymous")
