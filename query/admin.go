@@ -12,7 +12,7 @@ import (
 // adminRoutes: /metrics, /healthz, /readyz and /debug/pprof/, never on the
 // query listener.
 func (s *Server) adminRoutes() *echo.Echo {
-	e := newEcho()
+	e := s.newEcho()
 	e.GET("/healthz", func(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})

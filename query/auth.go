@@ -31,15 +31,6 @@ const (
 // server's clock.
 const DefaultSignatureWindow = 30 * time.Second
 
-// Authentication failures, as API.md names them.
-var (
-	errMissingCredentials = &Error{Status: http.StatusUnauthorized, Code: "missing_credentials", Message: "sign the request: X-Client-ID, X-Timestamp, X-Nonce and X-Request-Signature are required"}
-	errUnknownClient      = &Error{Status: http.StatusUnauthorized, Code: "unknown_client", Message: "no such client id"}
-	errInvalidSignature   = &Error{Status: http.StatusUnauthorized, Code: "invalid_signature", Message: "the signature does not match the request"}
-	errStaleRequest       = &Error{Status: http.StatusUnauthorized, Code: "stale_request", Message: "X-Timestamp is too far from the server's clock"}
-	errReplayedRequest    = &Error{Status: http.StatusUnauthorized, Code: "replayed_request", Message: "this nonce was already used"}
-)
-
 // authResult is how a request was authenticated, for logs and metrics.
 type authResult struct {
 	status   string // "signed", "anonymous", or the failure code

@@ -8,8 +8,6 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-var errOriginNotAllowed = &Error{Status: http.StatusForbidden, Code: "origin_not_allowed", Message: "this Origin is not in the CORS allowlist"}
-
 // cors answers browsers from an exact allowlist of origins. A request
 // without Origin (not a browser) passes; an Origin outside the list, "null"
 // included, is refused with 403. There is no wildcard.

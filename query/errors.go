@@ -40,6 +40,24 @@ const drainTimeout = time.Second
 // share every client of the clients file needs at its rate.
 var ErrNonceCacheTooSmall = errors.New("replay cache too small for the clients' rates")
 
+// Authentication failures, as API.md names them.
+var (
+	errMissingCredentials = &Error{Status: http.StatusUnauthorized, Code: "missing_credentials", Message: "sign the request: X-Client-ID, X-Timestamp, X-Nonce and X-Request-Signature are required"}
+	errUnknownClient      = &Error{Status: http.StatusUnauthorized, Code: "unknown_client", Message: "no such client id"}
+	errInvalidSignature   = &Error{Status: http.StatusUnauthorized, Code: "invalid_signature", Message: "the signature does not match the request"}
+	errStaleRequest       = &Error{Status: http.StatusUnauthorized, Code: "stale_request", Message: "X-Timestamp is too far from the server's clock"}
+	errReplayedRequest    = &Error{Status: http.StatusUnauthorized, Code: "replayed_request", Message: "this nonce was already used"}
+)
+
+// errOriginNotAllowed: a browser Origin outside the CORS allowlist.
+var errOriginNotAllowed = &Error{Status: http.StatusForbidden, Code: "origin_not_allowed", Message: "this Origin is not in the CORS allowlist"}
+
+// errBatchShape: a batch body that is not {"addresses": [...]}.
+var errBatchShape = invalidRequest(`body must be {"addresses": ["0x…", …]}`)
+
+// errOverloaded: the in-flight cap, or the caller's share of it, is full.
+var errOverloaded = &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", Message: "too many requests in flight", RetryAfter: 1}
+
 func invalidRequest(msg string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: msg}
 }

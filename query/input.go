@@ -116,8 +116,6 @@ func parseBatch(body []byte) ([]string, error) {
 	return addrs, nil
 }
 
-var errBatchShape = invalidRequest(`body must be {"addresses": ["0x…", …]}`)
-
 // etagMatches is If-None-Match's weak comparison (RFC 9110 §13.1.2): "*",
 // or a list of entity tags one of which is etag, with or without W/.
 func etagMatches(inm, etag string) bool {

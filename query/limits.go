@@ -124,8 +124,6 @@ func newInFlight(total, perIP, perClient int) *inFlight {
 	return &inFlight{max: int64(total), perIP: int64(perIP), perClient: int64(perClient), seed: maphash.MakeSeed()}
 }
 
-var errOverloaded = &Error{Status: http.StatusServiceUnavailable, Code: "overloaded", Message: "too many requests in flight", RetryAfter: 1}
-
 // ofIP is the counter of an anonymous caller's IP.
 func (f *inFlight) ofIP(ip string) *atomic.Int64 {
 	return &f.byIP[maphash.String(f.seed, ip)%inFlightIPSlots]

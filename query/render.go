@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"encoding/json"
 	"strconv"
 
 	"github.com/balidx/balidx/storage"
@@ -115,3 +116,21 @@ func appendETag(b []byte, number, tag uint64) []byte {
 // maxETagLen is the longest ETag: two uint64 in base 36 (13 digits each),
 // a dash and the quotes.
 const maxETagLen = 2*13 + 3
+
+// appendEntryError renders one address's error in a batch answer.
+func appendEntryError(b []byte, address string, e *Error) []byte {
+	if len(address) > addressLen {
+		address = address[:addressLen] + "…"
+	}
+	var one struct {
+		Address string `json:"address"`
+		Error   struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	one.Address = address
+	one.Error.Code, one.Error.Message = e.Code, e.Message
+	j, _ := json.Marshal(one)
+	return append(b, j...)
+}

@@ -174,22 +174,12 @@ func NewHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-func newEcho() *echo.Echo {
+// newEcho is the echo of both listeners: every error answered by the one
+// mapping of API.md (toAPIError), a 500 logged as the bug it is.
+func (s *Server) newEcho() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = echo.ExtractIPDirect() // X-Forwarded-For is not trusted by default
-	e.HTTPErrorHandler = func(err error, c echo.Context) {
-		if c.Response().Committed {
-			return
-		}
-		apiErr := toAPIError(err)
-		_ = writeError(c, apiErr)
-	}
-	return e
-}
-
-func (s *Server) queryRoutes() *echo.Echo {
-	e := newEcho()
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
@@ -200,6 +190,11 @@ func (s *Server) queryRoutes() *echo.Echo {
 		}
 		_ = writeError(c, apiErr)
 	}
+	return e
+}
+
+func (s *Server) queryRoutes() *echo.Echo {
+	e := s.newEcho()
 	if len(s.cfg.TrustedProxies) > 0 {
 		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
 		for _, n := range s.cfg.TrustedProxies {

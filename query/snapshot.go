@@ -309,3 +309,61 @@ func (s *Snapshot) SnapshotReads() uint64 { return s.snapshotReads.Load() }
 // account the snapshot does not hold: what unknown addresses cost past the
 // Bloom filter (its false positives, ~1e-6 of them).
 func (s *Snapshot) UnknownReads() uint64 { return s.unknownReads.Load() }
+
+// batchEntry is one address of a batch.
+type batchEntry struct {
+	valid    bool
+	address  common.Address
+	balances storage.Balances
+}
+
+type batchResult struct {
+	view    *view
+	entries []batchEntry
+	reads   int // addresses read from bbolt
+}
+
+// batch reads every valid address of raw in one transaction. Addresses the
+// Bloom filter has never seen are not read, unless the store has committed a
+// block the filter does not reflect yet; then all are read.
+func (s *Snapshot) batch(raw []string) (batchResult, error) {
+	res := batchResult{entries: make([]batchEntry, len(raw))}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	cur := s.view.Load()
+	if cur == nil {
+		return res, nil
+	}
+	var known, all []common.Address
+	var knownIdx, allIdx []int
+	for i, r := range raw {
+		a, _, ok := parseAddress(r)
+		res.entries[i] = batchEntry{valid: ok, address: a}
+		if !ok {
+			continue
+		}
+		all, allIdx = append(all, a), append(allIdx, i)
+		if s.bloom.Test(a[:]) {
+			known, knownIdx = append(known, a), append(knownIdx, i)
+		}
+	}
+	out := make([]storage.Balances, len(all))
+	v, err := s.readMany(known, out[:len(known)])
+	if err != nil {
+		return res, err
+	}
+	idx := knownIdx
+	res.reads = len(known)
+	if v.meta.Trusted.Number != cur.meta.Trusted.Number {
+		if v, err = s.readMany(all, out); err != nil {
+			return res, err
+		}
+		idx = allIdx
+		res.reads += len(all)
+	}
+	for j, i := range idx {
+		res.entries[i].balances = out[j]
+	}
+	res.view = v
+	return res, nil
+}
