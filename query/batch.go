@@ -37,29 +37,5 @@ func (s *Server) postBalances(c echo.Context) error {
 	if err := s.checkStaleness(res.view); err != nil {
 		return err
 	}
-	b := make([]byte, 0, 256*len(req))
-	b = append(b, '{')
-	b = appendHeader(b, res.view.meta.ChainID, res.view.block)
-	b = append(b, `,"balances":[`...)
-	for i, raw := range req {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		switch r := res.entries[i]; {
-		case !r.valid:
-			b = appendEntryError(b, raw, errInvalidAddress)
-		case !r.balances.Known && !res.view.meta.CoverageFull:
-			b = appendEntryError(b, r.address.Hex(), errNotIndexed)
-		default:
-			b = append(b, `{"address":"`...)
-			b = append(b, r.address.Hex()...)
-			b = append(b, `",`...)
-			b = appendBalances(b, &r.balances, p)
-			b = append(b, '}')
-		}
-	}
-	b = append(b, ']')
-	b = appendWithheld(b, res.view.withheld, p)
-	b = append(b, '}')
-	return c.JSONBlob(http.StatusOK, b)
+	return c.JSONBlob(http.StatusOK, appendBatch(make([]byte, 0, 256*len(req)), req, &res, p))
 }

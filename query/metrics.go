@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -137,31 +136,6 @@ func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 		}
 	}
 	return m, nil
-}
-
-// request is the per-request state the guard and the handlers leave for
-// observe: how the caller was authenticated and how many snapshot reads the
-// answer cost. It travels as the echo.Context itself (pooled), not in
-// echo's per-request map.
-type request struct {
-	echo.Context
-	auth  authResult
-	reads int
-	key   common.Address // backs the cache key of this request's lookup
-}
-
-var requests = sync.Pool{New: func() any { return new(request) }}
-
-func setAuth(c echo.Context, res authResult) {
-	if r, ok := c.(*request); ok {
-		r.auth = res
-	}
-}
-
-func countReads(c echo.Context, n int) {
-	if r, ok := c.(*request); ok {
-		r.reads += n
-	}
 }
 
 // observe measures and logs every request: the metrics above, and one

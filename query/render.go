@@ -21,6 +21,59 @@ var defaultPage = page{limit: 100}
 
 func (p page) isDefault() bool { return len(p.only) == 0 && !p.cursor && p.limit == defaultPage.limit }
 
+// appendAnswer renders the answer for address a at view v: its EIP-55
+// form (address, or rendered here when the entry holds none), the chain and
+// block, the balances of page p — the entry's pre-rendered body for the
+// default page — and the withheld tokens.
+func appendAnswer(b []byte, a common.Address, address string, e entry, v *view, p page) []byte {
+	b = append(b, `{"address":"`...)
+	if address != "" {
+		b = append(b, address...)
+	} else {
+		b = appendEIP55(b, a)
+	}
+	b = append(b, `",`...)
+	b = appendHeader(b, v.meta.ChainID, v.block)
+	b = append(b, ',')
+	if p.isDefault() {
+		b = append(b, e.body()...)
+		b = append(b, v.withheldJSON...)
+	} else {
+		bal := e.balances()
+		b = appendBalances(b, &bal, p)
+		b = appendWithheld(b, v.withheld, p)
+	}
+	return append(b, '}')
+}
+
+// appendBatch renders a batch answer: one entry per address asked for, in
+// order (an error for an invalid or unindexed one), then the withheld tokens.
+func appendBatch(b []byte, req []string, res *batchResult, p page) []byte {
+	b = append(b, '{')
+	b = appendHeader(b, res.view.meta.ChainID, res.view.block)
+	b = append(b, `,"balances":[`...)
+	for i, raw := range req {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		switch r := res.entries[i]; {
+		case !r.valid:
+			b = appendEntryError(b, raw, errInvalidAddress)
+		case !r.balances.Known && !res.view.meta.CoverageFull:
+			b = appendEntryError(b, r.address.Hex(), errNotIndexed)
+		default:
+			b = append(b, `{"address":"`...)
+			b = append(b, r.address.Hex()...)
+			b = append(b, `",`...)
+			b = appendBalances(b, &r.balances, p)
+			b = append(b, '}')
+		}
+	}
+	b = append(b, ']')
+	b = appendWithheld(b, res.view.withheld, p)
+	return append(b, '}')
+}
+
 // appendBalances renders "native":…,"tokens":[…],"next_cursor":…
 func appendBalances(b []byte, bal *storage.Balances, p page) []byte {
 	b = append(b, `"native":"`...)

@@ -13,10 +13,8 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/balidx/balidx"
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -318,39 +316,11 @@ func (s *Server) answerBalance(c echo.Context, raw string, p page) error {
 		return c.NoContent(http.StatusNotModified)
 	}
 	bp := s.bufs.Get().(*[]byte)
-	b := append((*bp)[:0], `{"address":"`...)
-	if address != "" {
-		b = append(b, address...)
-	} else {
-		b = appendEIP55(b, a)
-	}
-	b = append(b, `",`...)
-	b = appendHeader(b, v.meta.ChainID, v.block)
-	b = append(b, ',')
-	if p.isDefault() {
-		b = append(b, e.body()...)
-		b = append(b, v.withheldJSON...)
-	} else {
-		bal := e.balances()
-		b = appendBalances(b, &bal, p)
-		b = appendWithheld(b, v.withheld, p)
-	}
-	b = append(b, '}')
+	b := appendAnswer((*bp)[:0], a, address, e, v, p)
 	err = writeJSON(c, b)
 	*bp = b
 	s.bufs.Put(bp)
 	return err
-}
-
-// cacheKey is a's bytes as a string without an allocation: it lives in the
-// pooled per-request state and is only read during this request.
-func cacheKey(c echo.Context, a common.Address) string {
-	r, ok := c.(*request)
-	if !ok {
-		return string(a[:])
-	}
-	r.key = a
-	return unsafe.String(&r.key[0], len(r.key))
 }
 
 // Header values shared by every answer (never mutated).
