@@ -111,17 +111,3 @@ func (e entry) cost() int64 { return int64(cap(e)) + cacheItemBytes }
 // cacheItemBytes is ristretto's stored item (key hashes, value, expiry)
 // and its share of the policy's bookkeeping, per entry.
 const cacheItemBytes = 96
-
-// etagValue is an answer's ETag header value: allocated for the request,
-// as net/http writes the header after the handler has returned.
-type etagValue struct {
-	header [1]string
-	text   [maxETagLen]byte
-}
-
-// etagHeader is the ETag of balances hashed to tag, answered at block number.
-func etagHeader(number, tag uint64) []string {
-	v := new(etagValue)
-	v.header[0] = unsafe.String(&v.text[0], len(appendETag(v.text[:0], number, tag)))
-	return v.header[:] // its capacity is its length: an append never writes into it
-}

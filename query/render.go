@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unsafe"
 
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
@@ -154,6 +155,20 @@ func appendHeader(b []byte, chainID uint64, bi *blockInfo) []byte {
 	b = strconv.AppendUint(b, chainID, 10)
 	b = append(b, `,"block":`...)
 	return append(b, bi.json...)
+}
+
+// etagValue is an answer's ETag header value: allocated for the request,
+// as net/http writes the header after the handler has returned.
+type etagValue struct {
+	header [1]string
+	text   [maxETagLen]byte
+}
+
+// etagHeader is the ETag of balances hashed to tag, answered at block number.
+func etagHeader(number, tag uint64) []string {
+	v := new(etagValue)
+	v.header[0] = unsafe.String(&v.text[0], len(appendETag(v.text[:0], number, tag)))
+	return v.header[:] // its capacity is its length: an append never writes into it
 }
 
 // appendETag appends the ETag of balances hashed to tag, answered at block
