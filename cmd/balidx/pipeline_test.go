@@ -187,27 +187,54 @@ type instance struct {
 }
 
 // startBalidx calls run with the given command and free loopback ports,
-// and waits for /healthz.
+// and waits for /healthz. A port found free can be taken again before
+// balidx binds it (the embedded NATS server asks the kernel for any free
+// port too): a start that fails on a taken address is tried again with
+// other ports.
 func startBalidx(tb testing.TB, cmd string, args ...string) *instance {
 	tb.Helper()
-	b := &instance{http: freeAddr(tb), admin: freeAddr(tb), done: make(chan error, 1), stderr: &syncBuffer{}}
-	args = append([]string{cmd, "--http", b.http, "--admin", b.admin, "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}, args...)
-	if cmd != "indexer" {
-		args = append(args, "--clients", testClientsFile(tb))
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
-	go func() { b.done <- run(ctx, args, func(string) string { return "" }, io.Discard, b.stderr) }()
-	poll.Until(tb, 60*time.Second, func() error {
-		b.checkRunning(tb)
-		resp, err := http.Get("http://" + b.admin + "/healthz")
-		if err != nil {
-			return err
+	for attempt := 1; ; attempt++ {
+		b := &instance{http: freeAddr(tb), admin: freeAddr(tb), done: make(chan error, 1), stderr: &syncBuffer{}}
+		full := append([]string{cmd, "--http", b.http, "--admin", b.admin, "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}, args...)
+		if cmd != "indexer" {
+			full = append(full, "--clients", testClientsFile(tb))
 		}
-		resp.Body.Close()
-		return nil
-	})
-	return b
+		ctx, cancel := context.WithCancel(context.Background())
+		b.cancel = cancel
+		go func() { b.done <- run(ctx, full, func(string) string { return "" }, io.Discard, b.stderr) }()
+		err := b.waitHealthy(60 * time.Second)
+		if err == nil {
+			return b
+		}
+		cancel()
+		if attempt < 3 && strings.Contains(err.Error(), "address already in use") {
+			continue
+		}
+		tb.Fatalf("%v\n%s", err, b.stderr)
+	}
+}
+
+// waitHealthy waits for /healthz, or returns why balidx exited.
+func (b *instance) waitHealthy(total time.Duration) error {
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(total)
+	for {
+		select {
+		case err := <-b.done:
+			return fmt.Errorf("balidx exited: %w", err)
+		default:
+		}
+		if resp, err := hc.Get("http://" + b.admin + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no /healthz after %s", total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // checkRunning fails the test at once if balidx has exited.
