@@ -1,21 +1,40 @@
-package storage
+package events_test
+
+// The applier reading the log: the integration of storage.Applier with
+// Log.Blocks, on a real JetStream (storage's own tests need no NATS).
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/balidx/balidx/internal/poll"
-
 	"github.com/balidx/balidx"
-
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/events/eventstest"
+	"github.com/balidx/balidx/internal/poll"
+	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+var alice = common.HexToAddress("0x00000000000000000000000000000000000a11ce")
+
+func u(v uint64) uint256.Int { return *uint256.NewInt(v) }
+
+// mustStore opens a snapshot of chain 1 in a temporary directory.
+func mustStore(tb testing.TB) *storage.Store {
+	tb.Helper()
+	s, err := storage.Open(storage.Config{Path: filepath.Join(tb.TempDir(), storage.FileName), ChainID: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
 
 // publishBlocks publishes blocks from..to; block 0 spans two parts, and
 // every later block moves alice's balance from n-1 to n.
@@ -46,7 +65,7 @@ func publishBlocks(tb testing.TB, l *events.Log, from, to uint64) {
 
 // runApplier runs until the snapshot trusts block want and every message on
 // the stream has been acknowledged (or fails).
-func runApplier(tb testing.TB, store *Store, l *events.Log, fromSeq uint64, want uint64) {
+func runApplier(tb testing.TB, store *storage.Store, l *events.Log, fromSeq uint64, want uint64) {
 	tb.Helper()
 	s := l.Stream()
 	info, err := s.Info(context.Background())
@@ -56,7 +75,7 @@ func runApplier(tb testing.TB, store *Store, l *events.Log, fromSeq uint64, want
 	lastSeq := info.State.LastSeq
 	earlier := consumerNames(tb, s) // ephemeral consumers of earlier runs linger a while
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := NewApplier(ApplierConfig{Store: store, Source: l, ChainID: 1, FromSeq: fromSeq})
+	a, err := storage.NewApplier(storage.ApplierConfig{Store: store, Source: l, ChainID: 1, FromSeq: fromSeq})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -115,7 +134,7 @@ func consumerNames(tb testing.TB, s jetstream.Stream) map[string]bool {
 
 func TestApplierMultiPartRestartAndRedelivery(t *testing.T) {
 	l := eventstest.MustLog(t)
-	store := mustStore(t, 1)
+	store := mustStore(t)
 	publishBlocks(t, l, 0, 3)
 	runApplier(t, store, l, 0, 3)
 	m, _ := store.Meta()
@@ -127,7 +146,7 @@ func TestApplierMultiPartRestartAndRedelivery(t *testing.T) {
 	publishBlocks(t, l, 4, 5)
 	runApplier(t, store, l, 0, 5)
 	m5, _ := store.Meta()
-	out := make([]Balances, 1)
+	out := make([]storage.Balances, 1)
 	if _, err := store.Read([]common.Address{alice}, out); err != nil || out[0].Native != u(5) {
 		t.Fatalf("alice after block 5: got %+v, %v", out[0], err)
 	}
@@ -149,7 +168,7 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 			if _, err := js.Publish(context.Background(), events.Subject(1), []byte(`{"version":1,"garbage`)); err != nil {
 				tb.Fatal(err)
 			}
-		}, ErrPoisonedStream},
+		}, storage.ErrPoisonedStream},
 		{"pre disagrees", func(tb testing.TB, js jetstream.JetStream) {
 			d := events.Split(1, balidx.Block{Number: 2, Hash: common.Hash{3}, ParentHash: common.Hash{2}},
 				[]balidx.Change{{Account: alice, Asset: balidx.NativeAsset, Pre: u(999), Post: u(1)}}, nil)
@@ -157,24 +176,24 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 			if _, err := js.Publish(context.Background(), events.Subject(1), data); err != nil {
 				tb.Fatal(err)
 			}
-		}, ErrPreMismatch},
+		}, storage.ErrPreMismatch},
 		{"gap", func(tb testing.TB, js jetstream.JetStream) {
 			d := events.Split(1, balidx.Block{Number: 5, Hash: common.Hash{6}, ParentHash: common.Hash{5}}, nil, nil)
 			data, _ := events.Encode(&d[0])
 			if _, err := js.Publish(context.Background(), events.Subject(1), data); err != nil {
 				tb.Fatal(err)
 			}
-		}, ErrDiscontinuity},
+		}, storage.ErrDiscontinuity},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := eventstest.MustLog(t)
-			store := mustStore(t, 1)
+			store := mustStore(t)
 			publishBlocks(t, l, 0, 1)
 			runApplier(t, store, l, 0, 1)
 			before, _ := store.Meta()
 			tt.publish(t, l.JetStream())
-			a, err := NewApplier(ApplierConfig{Store: store, Source: l, ChainID: 1})
+			a, err := storage.NewApplier(storage.ApplierConfig{Store: store, Source: l, ChainID: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,11 +214,11 @@ func TestApplierStopsOnBadStream(t *testing.T) {
 func TestApplierSurvivesALostConsumer(t *testing.T) {
 	l := eventstest.MustLog(t)
 	s := l.Stream()
-	store := mustStore(t, 1)
+	store := mustStore(t)
 	publishBlocks(t, l, 0, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, err := NewApplier(ApplierConfig{Store: store, Source: l, ChainID: 1})
+	a, err := storage.NewApplier(storage.ApplierConfig{Store: store, Source: l, ChainID: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
