@@ -12,13 +12,43 @@ import (
 	"syscall"
 )
 
+// main is the only place that handles signals: SIGINT and SIGTERM end the
+// context run gets; a serving command also gets SIGHUP, to reload its
+// clients file (other commands keep SIGHUP's default: the end).
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if _, serving := commands[firstArg(os.Args)]; serving {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		ctx = withReloads(ctx, hup)
+	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "balidx:", err)
 		os.Exit(1)
 	}
+}
+
+func firstArg(args []string) string {
+	if len(args) < 2 {
+		return ""
+	}
+	return args[1]
+}
+
+// reloadsKey carries main's SIGHUP channel in the context run gets.
+type reloadsKey struct{}
+
+func withReloads(ctx context.Context, c <-chan os.Signal) context.Context {
+	return context.WithValue(ctx, reloadsKey{}, c)
+}
+
+// reloads is the channel of reload signals main set up, or nil (tests, and
+// commands that reload nothing).
+func reloads(ctx context.Context) <-chan os.Signal {
+	c, _ := ctx.Value(reloadsKey{}).(<-chan os.Signal)
+	return c
 }
 
 const usage = `balidx — an event-driven, cache-first balance indexer

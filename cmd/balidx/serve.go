@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/balidx/balidx"
@@ -163,10 +161,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		if err != nil {
 			return err
 		}
-		if cfg.Clients != "" {
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
+		if hup := reloads(ctx); hup != nil && cfg.Clients != "" {
 			runs = append(runs, func(ctx context.Context) error { return reloadOn(ctx, hup, cfg.Clients, srv, log) })
 		}
 		if err := srv.Listen(); err != nil { // the last step that can fail: Serve closes the listeners
