@@ -11,13 +11,15 @@ import (
 // Blocks calls fn with each whole block of chainID on the log, in order,
 // from stream sequence fromSeq on, until ctx ends (nil) or fn fails (its
 // error). A block spanning several messages is handed over once all its
-// parts have arrived, in order. With each block fn learns whether the next
-// block's first message has arrived already (more: a consumer may wait for
-// it to apply both at once), how many messages follow on the log (lag), and
-// how to acknowledge the block's messages (ack: only once what they carry
-// is durable; a lost ack means a redelivery). A message that breaks the
-// format stops Blocks with balidx.ErrPoisonedLog. If the server loses the
-// consumer, a new one starts after the last message handed over.
+// parts have arrived, in order. With each block fn learns whether a next
+// message has arrived already (more: a consumer may hold the block to apply
+// it with what follows), how many messages follow on the log (lag), and how
+// to acknowledge the block's messages (ack: only once what they carry is
+// durable; a lost ack means a redelivery). After a block handed over with
+// more, before Blocks waits for a message, it calls fn(nil, false, lag,
+// nil): apply what you hold, nothing more has come. A message that breaks
+// the format stops Blocks with balidx.ErrPoisonedLog. If the server loses
+// the consumer, a new one starts after the last block handed over.
 func (l *Log) Blocks(ctx context.Context, chainID, fromSeq uint64, fn func(d *balidx.Delta, more bool, lag uint64, ack func()) error) error {
 	for {
 		next, err := l.blocks(ctx, chainID, fromSeq, fn)
@@ -44,12 +46,25 @@ func (l *Log) blocks(ctx context.Context, chainID, fromSeq uint64, fn func(*bali
 	next := fromSeq
 	var cur *balidx.Delta // a block still missing parts
 	var acks []message
+	var seen uint64 // the last stream sequence read
+	var held bool   // the last block went with more: fn may be holding it
+	var lag uint64
 	for {
 		var msg message
 		select {
-		case <-ctx.Done():
-			return 0, nil
 		case msg = <-msgs:
+		default: // nothing has arrived: whatever fn holds, it should apply now
+			if held {
+				held = false
+				if err := fn(nil, false, lag, nil); err != nil {
+					return 0, err
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return 0, nil
+			case msg = <-msgs:
+			}
 		}
 		if errors.Is(msg.Err, ErrConsumerLost) {
 			return next, msg.Err
@@ -57,6 +72,14 @@ func (l *Log) blocks(ctx context.Context, chainID, fromSeq uint64, fn func(*bali
 		if msg.Err != nil {
 			return 0, fmt.Errorf("%w: stream seq %d: %v", balidx.ErrPoisonedLog, msg.Seq, msg.Err)
 		}
+		if msg.Seq <= seen {
+			// Delivered again (its ack wait ran out): it is here already.
+			// Acks only pace the consumer: a consumer resumes from the
+			// position its own store keeps, never from the server's.
+			_ = msg.Ack()
+			continue
+		}
+		seen = msg.Seq
 		d := msg.Delta
 		if err := assemble(&cur, d, msg.Seq, chainID, acks); err != nil {
 			return 0, err
@@ -72,8 +95,9 @@ func (l *Log) blocks(ctx context.Context, chainID, fromSeq uint64, fn func(*bali
 			}
 		}
 		block := cur
-		cur, acks, next = nil, nil, msg.Seq+1
-		if err := fn(block, len(msgs) > 0, msg.Pending, ack); err != nil {
+		cur, acks, next, lag = nil, nil, msg.Seq+1, msg.Pending
+		held = len(msgs) > 0
+		if err := fn(block, held, lag, ack); err != nil {
 			return 0, err
 		}
 	}

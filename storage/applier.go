@@ -10,7 +10,8 @@ import (
 
 // Source is where the applier reads a chain's blocks: whole, in order,
 // from a stream sequence on; events.Log is one (its Blocks says how fn is
-// called). The applier declares it so that storage knows nothing of NATS.
+// called: d is nil when nothing more has come and what is held should be
+// applied). The applier declares it so that storage knows nothing of NATS.
 type Source interface {
 	Blocks(ctx context.Context, chainID, fromSeq uint64, fn func(d *balidx.Delta, more bool, lag uint64, ack func()) error) error
 }
@@ -84,13 +85,18 @@ func (a *Applier) Run(ctx context.Context) error {
 	var acks []func()
 	changes := 0
 	err = a.cfg.Source.Blocks(ctx, a.cfg.ChainID, from, func(d *balidx.Delta, more bool, lag uint64, ack func()) error {
-		if d.LastSeq <= committed {
-			ack() // redelivered after its commit
-			return nil
+		if d != nil {
+			if d.LastSeq <= committed {
+				ack() // redelivered after its commit
+				return nil
+			}
+			batch, acks, changes = append(batch, *d), append(acks, ack), changes+len(d.Changes)
+			if more && changes < a.cfg.MaxBatchChanges {
+				return nil // apply it with what has arrived after it
+			}
 		}
-		batch, acks, changes = append(batch, *d), append(acks, ack), changes+len(d.Changes)
-		if more && changes < a.cfg.MaxBatchChanges {
-			return nil // apply it with what has arrived after it
+		if len(batch) == 0 {
+			return nil
 		}
 		res, err := a.cfg.Store.Apply(batch)
 		if err != nil {
