@@ -3,10 +3,10 @@ package indexer
 import (
 	"context"
 	"fmt"
-	"math/big"
 	"sync"
 
 	"github.com/balidx/balidx"
+	"github.com/holiman/uint256"
 
 	"github.com/ethereum/go-ethereum/common"
 	"golang.org/x/sync/errgroup"
@@ -16,7 +16,7 @@ import (
 // Holding is one balance the snapshot claims.
 type Holding struct {
 	Account, Asset common.Address // Asset: balidx.NativeAsset or a token
-	Amount         *big.Int
+	Amount         uint256.Int
 }
 
 // Mismatch is a balance the chain disagrees with.
@@ -103,7 +103,7 @@ func auditBatch(ctx context.Context, cfg AuditConfig, batch []Holding) ([]Mismat
 			tokens, tokenIdx = append(tokens, TokenQuery{Token: h.Asset, Holder: h.Account}), append(tokenIdx, i)
 		}
 	}
-	chain := make([]*big.Int, len(batch))
+	chain := make([]uint256.Int, len(batch))
 	if len(natives) > 0 {
 		bals, err := cfg.Node.Balances(ctx, natives, cfg.Block)
 		if err != nil {
@@ -127,12 +127,12 @@ func auditBatch(ctx context.Context, cfg AuditConfig, batch []Holding) ([]Mismat
 	}
 	var out []Mismatch
 	for i, h := range batch {
-		if chain[i].Cmp(h.Amount) != 0 {
+		if chain[i] != h.Amount {
 			asset := "native"
 			if h.Asset != balidx.NativeAsset {
 				asset = h.Asset.Hex()
 			}
-			out = append(out, Mismatch{Account: h.Account.Hex(), Asset: asset, Ours: h.Amount.String(), Chain: chain[i].String()})
+			out = append(out, Mismatch{Account: h.Account.Hex(), Asset: asset, Ours: h.Amount.Dec(), Chain: chain[i].Dec()})
 		}
 	}
 	return out, nil

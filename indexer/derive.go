@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"slices"
 
 	"github.com/balidx/balidx"
+	"github.com/holiman/uint256"
 
 	"github.com/ethereum/go-ethereum/common"
 )
@@ -17,7 +17,7 @@ import (
 var systemAddress = common.HexToAddress("0xfffffffffffffffffffffffffffffffffffffffe")
 
 // gwei converts withdrawal amounts (in gwei) to wei.
-var gwei = big.NewInt(1_000_000_000)
+var gwei = uint256.NewInt(1_000_000_000)
 
 // deriver computes the balance changes of one block from the node.
 type deriver struct {
@@ -30,7 +30,7 @@ type deriver struct {
 }
 
 // amounts is one account's balance of one asset before and after a block.
-type amounts struct{ pre, post *big.Int }
+type amounts struct{ pre, post uint256.Int }
 
 // changes returns every balance that block h changed, sorted by account then
 // asset, so that the same block always derives the same parts, and the
@@ -45,26 +45,16 @@ func (d *deriver) changes(ctx context.Context, h *Header) ([]balidx.Change, []ba
 		return nil, nil, fmt.Errorf("block %d token balances: %w", h.Number, err)
 	}
 	out := make([]balidx.Change, 0, len(native)+len(tokens))
-	add := func(account, asset common.Address, a *amounts) error {
-		if a.pre.Cmp(a.post) == 0 {
-			return nil
+	add := func(account, asset common.Address, a *amounts) {
+		if a.pre != a.post {
+			out = append(out, balidx.Change{Account: account, Asset: asset, Pre: a.pre, Post: a.post})
 		}
-		c := balidx.Change{Account: account, Asset: asset}
-		if c.Pre.SetFromBig(a.pre) || c.Post.SetFromBig(a.post) || a.pre.Sign() < 0 || a.post.Sign() < 0 {
-			return fmt.Errorf("%w: block %d: amount of %s out of uint256 range", ErrBadAnswer, h.Number, account.Hex())
-		}
-		out = append(out, c)
-		return nil
 	}
 	for account, a := range native {
-		if err := add(account, balidx.NativeAsset, a); err != nil {
-			return nil, nil, err
-		}
+		add(account, balidx.NativeAsset, a)
 	}
 	for k, a := range tokens {
-		if err := add(k.Holder, k.Token, a); err != nil {
-			return nil, nil, err
-		}
+		add(k.Holder, k.Token, a)
 	}
 	balidx.SortChanges(out)
 	return out, withheld, nil
@@ -109,12 +99,16 @@ func (d *deriver) native(ctx context.Context, h *Header) (map[common.Address]*am
 			return nil, nil, err
 		}
 		for i, a := range missing {
-			acc[a] = &amounts{pre: bals[i], post: new(big.Int).Set(bals[i])}
+			acc[a] = &amounts{pre: bals[i], post: bals[i]}
 		}
 	}
 	for _, w := range h.Withdrawals {
 		a := acc[w.Address]
-		a.post.Add(a.post, new(big.Int).Mul(new(big.Int).SetUint64(w.Amount), gwei))
+		var wei uint256.Int
+		wei.Mul(uint256.NewInt(w.Amount), gwei) // a uint64 of gwei fits
+		if _, overflow := a.post.AddOverflow(&a.post, &wei); overflow {
+			return nil, nil, fmt.Errorf("%w: withdrawal to %s takes its balance past 2^256", ErrBadAnswer, w.Address.Hex())
+		}
 	}
 	return acc, changed, nil
 }
@@ -144,18 +138,17 @@ func changedSlots(changed map[common.Address]map[common.Hash]struct{}, tx txDiff
 // in post was deleted; one in post without a balance kept its balance.
 func applyDiff(acc map[common.Address]*amounts, tx txDiff) error {
 	touched := func(addr common.Address) error {
-		before := new(big.Int)
+		var before, after uint256.Int
 		if s, ok := tx.Result.Pre[addr]; ok {
 			if s.Balance == nil {
 				return fmt.Errorf("%w: pre state of %s has no balance", ErrBadAnswer, addr.Hex())
 			}
-			before = s.Balance.ToInt()
+			before = uint256.Int(*s.Balance)
 		}
-		after := new(big.Int)
 		if s, ok := tx.Result.Post[addr]; ok {
 			after = before
 			if s.Balance != nil {
-				after = s.Balance.ToInt()
+				after = uint256.Int(*s.Balance)
 			}
 		}
 		a, seen := acc[addr]
@@ -163,8 +156,8 @@ func applyDiff(acc map[common.Address]*amounts, tx txDiff) error {
 			acc[addr] = &amounts{pre: before, post: after}
 			return nil
 		}
-		if a.post.Cmp(before) != 0 {
-			return fmt.Errorf("%w: %s starts with %s, the previous transaction left %s", ErrBadAnswer, addr.Hex(), before, a.post)
+		if a.post != before {
+			return fmt.Errorf("%w: %s starts with %s, the previous transaction left %s", ErrBadAnswer, addr.Hex(), before.Dec(), a.post.Dec())
 		}
 		a.post = after
 		return nil

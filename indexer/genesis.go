@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"strings"
 
 	"github.com/balidx/balidx"
+	"github.com/holiman/uint256"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -27,7 +27,7 @@ const maxGenesisFile = 1 << 30
 // Token balances written into genesis storage are not seeded: nothing names
 // their holders. They appear once a Transfer log names them.
 func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header) ([]balidx.Change, error) {
-	alloc := map[common.Address]*big.Int{}
+	alloc := map[common.Address]uint256.Int{}
 	if file != "" {
 		g, err := readGenesis(file)
 		if err != nil {
@@ -37,9 +37,14 @@ func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header
 			return nil, fmt.Errorf("%w: genesis file %s describes block 0 %s, the node's block 0 is %s", ErrWrongChain, file, h, block0.Hash)
 		}
 		for a, acc := range g.Alloc {
-			if acc.Balance != nil {
-				alloc[a] = acc.Balance
+			if acc.Balance == nil {
+				continue
 			}
+			var bal uint256.Int
+			if acc.Balance.Sign() < 0 || bal.SetFromBig(acc.Balance) {
+				return nil, fmt.Errorf("%w: genesis balance of %s out of range", ErrBadAnswer, a.Hex())
+			}
+			alloc[a] = bal
 		}
 	} else {
 		var err error
@@ -49,14 +54,9 @@ func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header
 	}
 	var changes []balidx.Change
 	for a, bal := range alloc {
-		if bal.Sign() == 0 {
-			continue
+		if !bal.IsZero() {
+			changes = append(changes, balidx.Change{Account: a, Asset: balidx.NativeAsset, Post: bal})
 		}
-		c := balidx.Change{Account: a, Asset: balidx.NativeAsset}
-		if bal.Sign() < 0 || c.Post.SetFromBig(bal) {
-			return nil, fmt.Errorf("%w: genesis balance of %s out of range", ErrBadAnswer, a.Hex())
-		}
-		changes = append(changes, c)
 	}
 	balidx.SortChanges(changes) // deterministic parts, and sequential inserts into bbolt
 	return changes, nil
@@ -83,14 +83,14 @@ func readGenesis(file string) (*core.Genesis, error) {
 }
 
 // accountRange lists every account of block 0 through debug_accountRange.
-func accountRange(ctx context.Context, node *Node, block0 common.Hash) (map[common.Address]*big.Int, error) {
+func accountRange(ctx context.Context, node *Node, block0 common.Hash) (map[common.Address]uint256.Int, error) {
 	type dump struct {
 		Accounts map[string]struct {
 			Balance string `json:"balance"`
 		} `json:"accounts"`
 		Next hexutil.Bytes `json:"next"`
 	}
-	out := map[common.Address]*big.Int{}
+	out := map[common.Address]uint256.Int{}
 	start := hexutil.Bytes{}
 	for page := 0; ; page++ {
 		if page > 1<<20 {
@@ -105,9 +105,9 @@ func accountRange(ctx context.Context, node *Node, block0 common.Hash) (map[comm
 			if !common.IsHexAddress(key) || strings.HasPrefix(key, "pre(") {
 				return nil, fmt.Errorf("%w: the node lists account %s without its address (no preimage); give the genesis file with --genesis", ErrNoGenesis, key)
 			}
-			bal, ok := new(big.Int).SetString(acc.Balance, 10)
-			if !ok {
-				return nil, fmt.Errorf("%w: balance %q of %s", ErrBadAnswer, acc.Balance, key)
+			var bal uint256.Int
+			if err := bal.SetFromDecimal(acc.Balance); err != nil {
+				return nil, fmt.Errorf("%w: balance %q of %s: %v", ErrBadAnswer, acc.Balance, key, err)
 			}
 			out[common.HexToAddress(key)] = bal
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/rpc"
+	"github.com/holiman/uint256"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 )
@@ -240,9 +240,9 @@ func (n *Node) TransferLogs(ctx context.Context, hash common.Hash) ([]types.Log,
 }
 
 // Balances returns the native balance of each account at block hash.
-func (n *Node) Balances(ctx context.Context, accounts []common.Address, at common.Hash) ([]*big.Int, error) {
+func (n *Node) Balances(ctx context.Context, accounts []common.Address, at common.Hash) ([]uint256.Int, error) {
 	ref := rpc.BlockNumberOrHashWithHash(at, true)
-	out := make([]hexutil.Big, len(accounts))
+	out := make([]hexutil.U256, len(accounts)) // over 256 bits: a decoding error
 	reqs := make([]rpc.BatchElem, len(accounts))
 	for i, a := range accounts {
 		reqs[i] = rpc.BatchElem{Method: "eth_getBalance", Args: []any{a, ref}, Result: &out[i]}
@@ -250,12 +250,12 @@ func (n *Node) Balances(ctx context.Context, accounts []common.Address, at commo
 	if err := n.batch(ctx, reqs); err != nil {
 		return nil, err
 	}
-	res := make([]*big.Int, len(out))
+	res := make([]uint256.Int, len(out))
 	for i := range out {
 		if reqs[i].Error != nil {
 			return nil, classify("eth_getBalance", reqs[i].Error)
 		}
-		res[i] = out[i].ToInt()
+		res[i] = uint256.Int(out[i])
 	}
 	return res, nil
 }
@@ -272,9 +272,9 @@ var balanceOfSelector = []byte{0x70, 0xa0, 0x82, 0x31}
 var errNoCode = errors.New("no contract at that address")
 
 // TokenBalances calls balanceOf for each query at block hash. A call that
-// reverts or answers something other than one 32-byte word yields a nil
-// amount (and the error): the contract is not a readable ERC-20.
-func (n *Node) TokenBalances(ctx context.Context, qs []TokenQuery, at common.Hash) ([]*big.Int, []error, error) {
+// reverts or answers something other than one 32-byte word yields an error
+// in its place (and a zero amount): the contract is not a readable ERC-20.
+func (n *Node) TokenBalances(ctx context.Context, qs []TokenQuery, at common.Hash) ([]uint256.Int, []error, error) {
 	ref := rpc.BlockNumberOrHashWithHash(at, true)
 	out := make([]hexutil.Bytes, len(qs))
 	reqs := make([]rpc.BatchElem, len(qs))
@@ -286,7 +286,7 @@ func (n *Node) TokenBalances(ctx context.Context, qs []TokenQuery, at common.Has
 	if err := n.batch(ctx, reqs); err != nil {
 		return nil, nil, err
 	}
-	res := make([]*big.Int, len(qs))
+	res := make([]uint256.Int, len(qs))
 	errs := make([]error, len(qs))
 	for i := range qs {
 		switch {
@@ -300,7 +300,7 @@ func (n *Node) TokenBalances(ctx context.Context, qs []TokenQuery, at common.Has
 		case len(out[i]) != 32:
 			errs[i] = fmt.Errorf("balanceOf answered %d bytes, want 32", len(out[i]))
 		default:
-			res[i] = new(big.Int).SetBytes(out[i])
+			res[i].SetBytes32(out[i])
 		}
 	}
 	return res, errs, nil

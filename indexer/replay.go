@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 
 	"github.com/balidx/balidx"
 
@@ -265,7 +264,7 @@ func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[ass
 			tokens = append(tokens, TokenQuery{Token: k.asset, Holder: k.account})
 		}
 	}
-	chain := map[assetKey]*big.Int{}
+	chain := map[assetKey]uint256.Int{}
 	if len(natives) > 0 {
 		bals, err := node.Balances(ctx, natives, at)
 		if err != nil {
@@ -283,7 +282,7 @@ func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[ass
 		for i, q := range tokens {
 			switch {
 			case errors.Is(errs[i], errNoCode):
-				chain[assetKey{q.Holder, q.Token}] = new(big.Int) // the contract does not exist on this branch
+				chain[assetKey{q.Holder, q.Token}] = uint256.Int{} // the contract does not exist on this branch
 			case errs[i] != nil:
 				return nil, fmt.Errorf("balanceOf(%s) on %s: %w", q.Holder.Hex(), q.Token.Hex(), errs[i])
 			default:
@@ -293,11 +292,7 @@ func correctionsAt(ctx context.Context, node *Node, at common.Hash, keys map[ass
 	}
 	var out []balidx.Change
 	for k, v := range chain {
-		c := balidx.Change{Account: k.account, Asset: k.asset, Pre: stream[k]}
-		if v.Sign() < 0 || c.Post.SetFromBig(v) {
-			return nil, fmt.Errorf("%w: amount of %s out of range", ErrBadAnswer, k.account.Hex())
-		}
-		if c.Pre != c.Post {
+		if c := (balidx.Change{Account: k.account, Asset: k.asset, Pre: stream[k], Post: v}); c.Pre != c.Post {
 			out = append(out, c)
 		}
 	}

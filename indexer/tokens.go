@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/big"
 	"slices"
 
 	"github.com/balidx/balidx"
@@ -375,11 +374,7 @@ func (d *deriver) read(ctx context.Context, h *Header, qs []TokenQuery) (map[Tok
 		if bad {
 			continue
 		}
-		p := pre[i]
-		if p == nil { // the contract did not exist before this block
-			p = new(big.Int)
-		}
-		out[q] = &amounts{pre: p, post: post[i]}
+		out[q] = &amounts{pre: pre[i], post: post[i]} // pre is zero where the contract did not exist yet
 	}
 	return out, unreadable, nil
 }

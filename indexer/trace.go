@@ -33,7 +33,7 @@ func (n *Node) CheckTracers(ctx context.Context) error {
 // the storage slots the transaction changed (code is disabled in the trace
 // config).
 type accountState struct {
-	Balance *hexutil.Big                `json:"balance"`
+	Balance *hexutil.U256               `json:"balance"` // over 256 bits: a decoding error
 	Storage map[common.Hash]common.Hash `json:"storage"`
 }
 

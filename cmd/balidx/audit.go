@@ -89,7 +89,7 @@ func audit(ctx context.Context, args []string, getenv func(string) string, stdou
 			withheldBalances++
 			return nil
 		}
-		holdings = append(holdings, indexer.Holding{Account: account, Asset: asset, Amount: amount.ToBig()})
+		holdings = append(holdings, indexer.Holding{Account: account, Asset: asset, Amount: *amount})
 		return nil
 	})
 	if err != nil {
