@@ -153,7 +153,7 @@ func (g *guard) admit(c echo.Context) (authResult, *atomic.Int64, error) {
 		// a header, not our time. A request without a body is checked
 		// whatever its neighbours did: clients behind one NAT stay
 		// independent, but their bodies wait for the allowance to refill.
-		if (quota{g.failedIP.name, g.failedIP.get(ip)}).empty(now) {
+		if g.failedIP.exhausted(ip, now) {
 			err := g.failed(ip, now, h, errInvalidSignature)
 			res.status = toAPIError(err).Code
 			return res, nil, err

@@ -43,6 +43,13 @@ func (t *limiterTable) get(key string) *rate.Limiter {
 	return l
 }
 
+// exhausted reports whether key's bucket exists and has no whole token,
+// without creating one: a key never charged has its whole burst.
+func (t *limiterTable) exhausted(key string, now time.Time) bool {
+	l, ok := t.lru.Peek(key)
+	return ok && l.TokensAt(now) < 1
+}
+
 // quota is one bucket a request is charged to, with its name for headers.
 type quota struct {
 	name    string
@@ -63,9 +70,6 @@ func (q quota) take(now time.Time, h http.Header) *Error {
 	}
 	return nil
 }
-
-// empty reports whether the bucket has no whole token, without charging.
-func (q quota) empty(now time.Time) bool { return q.limiter.TokensAt(now) < 1 }
 
 func (q quota) refuse(wait time.Duration, h http.Header, now time.Time) *Error {
 	secs := int(math.Ceil(wait.Seconds()))
