@@ -234,12 +234,13 @@ func (bt *blockTokens) holders(ctx context.Context, t common.Address) ([]common.
 		for slot := range bt.changed[account] {
 			ss := storageSlot{account, slot}
 			owner, known := tok.owners[ss]
+			_, fixed := tok.fixed[slot]
 			switch {
 			case p.shared[ss]:
 				refresh = true
 			case known:
 				set[owner] = struct{}{}
-			case account == t && hasKey(tok.fixed, slot):
+			case account == t && fixed:
 			default:
 				unexplained = append(unexplained, ss)
 			}
@@ -342,12 +343,12 @@ func holderOf(ss storageSlot, patterns []holderSlot, pre map[common.Hash][]byte)
 	return nil, computed
 }
 
-func isAddressWord(w []byte) bool { return len(w) == 32 && bytes.Equal(w[:12], make([]byte, 12)) }
+// isAddressWord reports whether w is a 32-byte word holding an address
+// (its first 12 bytes zero).
+func isAddressWord(w []byte) bool { return len(w) == 32 && bytes.Equal(w[:12], addressPad[:]) }
 
-func hasKey[K comparable, V any](m map[K]V, k K) bool {
-	_, ok := m[k]
-	return ok
-}
+// addressPad is the zero padding before an address in a 32-byte word.
+var addressPad [32 - common.AddressLength]byte
 
 // read reads balanceOf of every query at block h and at its parent. A
 // token whose balanceOf cannot be read at the block (or at the parent,

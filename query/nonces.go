@@ -123,11 +123,12 @@ func (n *nonceCache) add(clientID, nonce string, ts int64, now time.Time, share 
 	if len(n.seen) >= n.max {
 		n.forget(len(n.seen)) // full: make room before deciding
 	}
-	if len(n.seen) >= n.max || (share != nil && share.held(now.Unix()) >= share.max) {
+	shareFull := share != nil && share.held(now.Unix()) >= share.max
+	if len(n.seen) >= n.max || shareFull {
 		if _, ok := n.seen[key]; ok {
 			return false, nil
 		}
-		if share != nil && share.held(now.Unix()) >= share.max {
+		if shareFull {
 			return false, nonceShareFull(share.nextExpiry(now.Unix()) - now.Unix())
 		}
 		return false, nonceCacheFull(n.nextExpiry(now.Unix()) - now.Unix())
