@@ -35,7 +35,7 @@ type amounts struct{ pre, post uint256.Int }
 // changes returns every balance that block h changed, sorted by account then
 // asset, so that the same block always derives the same parts, and the
 // tokens withheld from this block on.
-func (d *deriver) changes(ctx context.Context, h *Header) ([]balidx.Change, []balidx.Withheld, error) {
+func (d *deriver) changes(ctx context.Context, h *NodeBlock) ([]balidx.Change, []balidx.Withheld, error) {
 	native, changed, err := d.native(ctx, h)
 	if err != nil {
 		return nil, nil, fmt.Errorf("block %d native balances: %w", h.Number, err)
@@ -64,7 +64,7 @@ func (d *deriver) changes(ctx context.Context, h *Header) ([]balidx.Change, []ba
 // (prestateTracer in diffMode, internal calls and fees included), then
 // applies the withdrawals, which are not transactions and not traced. It
 // also returns every storage slot the block changed, by account.
-func (d *deriver) native(ctx context.Context, h *Header) (map[common.Address]*amounts, map[common.Address]map[common.Hash]struct{}, error) {
+func (d *deriver) native(ctx context.Context, h *NodeBlock) (map[common.Address]*amounts, map[common.Address]map[common.Hash]struct{}, error) {
 	diffs, err := d.node.TraceBlock(ctx, h.Hash)
 	if err != nil {
 		return nil, nil, err

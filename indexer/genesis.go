@@ -26,7 +26,7 @@ const maxGenesisFile = 1 << 30
 //
 // Token balances written into genesis storage are not seeded: nothing names
 // their holders. They appear once a Transfer log names them.
-func genesisChanges(ctx context.Context, node *Node, file string, block0 *Header) ([]balidx.Change, error) {
+func genesisChanges(ctx context.Context, node *Node, file string, block0 *NodeBlock) ([]balidx.Change, error) {
 	alloc := map[common.Address]uint256.Int{}
 	if file != "" {
 		g, err := readGenesis(file)

@@ -120,7 +120,7 @@ func (ix *Indexer) Status() balidx.IndexerStatus {
 	return ix.status
 }
 
-func tagged(ctx context.Context, node *Node, tag string) (*Header, error) {
+func tagged(ctx context.Context, node *Node, tag string) (*NodeBlock, error) {
 	num := rpc.SafeBlockNumber
 	if tag == "finalized" {
 		num = rpc.FinalizedBlockNumber
@@ -202,8 +202,8 @@ func (ix *Indexer) Run(ctx context.Context) error {
 
 // subscribe asks the node to push new heads; over HTTP it cannot, and the
 // poll ticker alone drives Run.
-func (ix *Indexer) subscribe(ctx context.Context) (<-chan *Header, func()) {
-	ch := make(chan *Header, 16)
+func (ix *Indexer) subscribe(ctx context.Context) (<-chan *NodeBlock, func()) {
+	ch := make(chan *NodeBlock, 16)
 	sub, err := ix.cfg.Node.rpc.EthSubscribe(ctx, ch, "newHeads")
 	if err != nil {
 		ix.cfg.Log.Info("node does not push new heads; polling", "interval", ix.cfg.PollInterval, "reason", err)
@@ -250,7 +250,7 @@ func (ix *Indexer) catchUp(ctx context.Context, pub *events.Publisher, cur *curs
 }
 
 // trusted returns the highest trusted block number, or ok=false if none is.
-func (ix *Indexer) trusted(ctx context.Context, head *Header) (uint64, bool, error) {
+func (ix *Indexer) trusted(ctx context.Context, head *NodeBlock) (uint64, bool, error) {
 	if ix.cfg.Policy.Tag != "" {
 		h, err := tagged(ctx, ix.cfg.Node, ix.cfg.Policy.Tag)
 		if err != nil {
@@ -297,7 +297,7 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 	if err != nil {
 		return false, err
 	}
-	block := balidx.Block{Number: uint64(h.Number), Hash: h.Hash, ParentHash: h.ParentHash, Timestamp: uint64(h.Timestamp)}
+	block := h.Block()
 	parts := events.Split(ix.chainID, block, changes, withheld)
 	if cur.skipParts > 0 {
 		if cur.skipParts > len(parts) {
@@ -324,7 +324,7 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 // violation: a node that is syncing, or that answered from two different
 // views of a changing chain, is not a reorg. It returns the header to go on
 // with when the mismatch was not real.
-func (ix *Indexer) confirmMismatch(ctx context.Context, h *Header, cur *cursor) (*Header, bool, error) {
+func (ix *Indexer) confirmMismatch(ctx context.Context, h *NodeBlock, cur *cursor) (*NodeBlock, bool, error) {
 	syncing, err := ix.cfg.Node.Syncing(ctx)
 	if err != nil {
 		return nil, false, err
@@ -353,7 +353,7 @@ func (ix *Indexer) confirmMismatch(ctx context.Context, h *Header, cur *cursor) 
 	return nil, stop, err
 }
 
-func (ix *Indexer) violation(ctx context.Context, h *Header, published common.Hash, what string) (bool, error) {
+func (ix *Indexer) violation(ctx context.Context, h *NodeBlock, published common.Hash, what string) (bool, error) {
 	v := &balidx.TrustViolation{
 		Number: uint64(h.Number), Hash: h.Hash.Hex(), ParentHash: h.ParentHash.Hex(),
 		PublishedHash: published.Hex(), DetectedAt: ix.cfg.Now().UTC(),

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
@@ -165,8 +166,10 @@ func mapsKeys(m map[string]string) func(func(string) bool) {
 	}
 }
 
-// Header is the part of a block the indexer needs.
-type Header struct {
+// NodeBlock is the node's answer for a block (eth_getBlockBy*, without
+// transaction bodies): the part of it the indexer reads, in the node's
+// encoding. Block gives the model's block.
+type NodeBlock struct {
 	Number      hexutil.Uint64     `json:"number"`
 	Hash        common.Hash        `json:"hash"`
 	ParentHash  common.Hash        `json:"parentHash"`
@@ -179,8 +182,8 @@ type Header struct {
 // HeaderByNumber returns the block at number (a height, or
 // rpc.SafeBlockNumber / FinalizedBlockNumber / LatestBlockNumber); nil if the
 // node has none.
-func (n *Node) HeaderByNumber(ctx context.Context, number rpc.BlockNumber) (*Header, error) {
-	var h *Header
+func (n *Node) HeaderByNumber(ctx context.Context, number rpc.BlockNumber) (*NodeBlock, error) {
+	var h *NodeBlock
 	if err := n.call(ctx, &h, "eth_getBlockByNumber", number, false); err != nil {
 		return nil, err
 	}
@@ -188,8 +191,8 @@ func (n *Node) HeaderByNumber(ctx context.Context, number rpc.BlockNumber) (*Hea
 }
 
 // HeaderByHash returns the block with hash; nil if the node has none.
-func (n *Node) HeaderByHash(ctx context.Context, hash common.Hash) (*Header, error) {
-	var h *Header
+func (n *Node) HeaderByHash(ctx context.Context, hash common.Hash) (*NodeBlock, error) {
+	var h *NodeBlock
 	if err := n.call(ctx, &h, "eth_getBlockByHash", hash, false); err != nil {
 		return nil, err
 	}
@@ -199,7 +202,12 @@ func (n *Node) HeaderByHash(ctx context.Context, hash common.Hash) (*Header, err
 	return h, h.check()
 }
 
-func (h *Header) check() error {
+// Block is h as the model names it.
+func (h *NodeBlock) Block() balidx.Block {
+	return balidx.Block{Number: uint64(h.Number), Hash: h.Hash, ParentHash: h.ParentHash, Timestamp: uint64(h.Timestamp)}
+}
+
+func (h *NodeBlock) check() error {
 	if h == nil {
 		return nil
 	}

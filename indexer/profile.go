@@ -53,7 +53,7 @@ type profile struct {
 
 // profile traces balanceOf(holder) on token at block h and says what it
 // depends on, or why the token must be withheld.
-func (d *deriver) profile(ctx context.Context, h *Header, t, holder common.Address) (*profile, balidx.Reason, error) {
+func (d *deriver) profile(ctx context.Context, h *NodeBlock, t, holder common.Address) (*profile, balidx.Reason, error) {
 	d.stats.profiles++
 	f, err := d.node.TraceBalanceOf(ctx, t, holder, h.Hash)
 	var answered rpc.Error

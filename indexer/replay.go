@@ -158,7 +158,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 	if res.Fork == nil && len(corrections) == 0 {
 		return res, nil // the stream and the chain agree: nothing to publish
 	}
-	block := balidx.Block{Number: uint64(target.Number), Hash: target.Hash, ParentHash: target.ParentHash, Timestamp: uint64(target.Timestamp)}
+	block := target.Block()
 	parts := events.Split(chainID, block, corrections, nil)
 	for i := range parts {
 		parts[i].From = &res.Published

@@ -132,7 +132,7 @@ type tokenStats struct {
 // blockTokens is one block's token work in progress.
 type blockTokens struct {
 	d        *deriver
-	h        *Header
+	h        *NodeBlock
 	changed  map[common.Address]map[common.Hash]struct{} // from the prestate diff
 	named    map[common.Address][]common.Address         // token → holders of its Transfer logs, in log order
 	pre      map[common.Hash][]byte                      // the block's KECCAK256 preimages, fetched at most once
@@ -142,7 +142,7 @@ type blockTokens struct {
 // tokens returns the balances of every holder whose balance of a token
 // may have changed in block h, read with balanceOf at the block and at its
 // parent, and the tokens withheld from this block on.
-func (d *deriver) tokens(ctx context.Context, h *Header, changed map[common.Address]map[common.Hash]struct{}) (map[TokenQuery]*amounts, []balidx.Withheld, error) {
+func (d *deriver) tokens(ctx context.Context, h *NodeBlock, changed map[common.Address]map[common.Hash]struct{}) (map[TokenQuery]*amounts, []balidx.Withheld, error) {
 	logs, err := d.node.TransferLogs(ctx, h.Hash)
 	if err != nil {
 		return nil, nil, err
@@ -353,7 +353,7 @@ var addressPad [32 - common.AddressLength]byte
 // read reads balanceOf of every query at block h and at its parent. A
 // token whose balanceOf cannot be read at the block (or at the parent,
 // when it existed then) is returned as unreadable.
-func (d *deriver) read(ctx context.Context, h *Header, qs []TokenQuery) (map[TokenQuery]*amounts, []common.Address, error) {
+func (d *deriver) read(ctx context.Context, h *NodeBlock, qs []TokenQuery) (map[TokenQuery]*amounts, []common.Address, error) {
 	out := make(map[TokenQuery]*amounts, len(qs))
 	if len(qs) == 0 {
 		return out, nil, nil

@@ -30,7 +30,7 @@ func BenchmarkRebaseRefresh(b *testing.B) {
 			r := mustRebaseChain(b, n)
 			d := &deriver{node: r.node, log: slog.New(slog.NewTextHandler(io.Discard, nil)), book: newTokenBook(), maxRefresh: DefaultMaxRefresh}
 			d.book.record(r.holders, nil)
-			var h *Header
+			var h *NodeBlock
 			if n == 0 {
 				h = r.block(b, devchain.TokenCall("transfer", common.Address{0xbe, 0xef}, big.NewInt(1)))
 			} else {
@@ -126,7 +126,7 @@ func (r *rebaseChain) send(tb testing.TB, to *common.Address, data []byte) {
 }
 
 // block commits one call of the token and returns the block's header.
-func (r *rebaseChain) block(tb testing.TB, data []byte) *Header {
+func (r *rebaseChain) block(tb testing.TB, data []byte) *NodeBlock {
 	tb.Helper()
 	r.send(tb, &r.token, data)
 	hash := r.chain.Commit()

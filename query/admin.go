@@ -47,7 +47,7 @@ func (s *Server) readyz(c echo.Context) error {
 	switch {
 	case !ok:
 		return writeError(c, errUnavailable)
-	case s.checkStaleness(s.snap.current()) != nil:
+	case s.staleness.stale(s.snap.current()):
 		return writeError(c, errStale)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "trusted": st.Trusted.Number, "stale": st.Stale, "trust_violation": st.TrustViolation != nil})

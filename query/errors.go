@@ -1,6 +1,7 @@
 package query
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -117,4 +118,19 @@ func writeError(c echo.Context, e *Error) error {
 	var b errorBody
 	b.Error.Code, b.Error.Message = e.Code, e.Message
 	return c.JSON(e.Status, b)
+}
+
+// appendEntryError renders one address's error in a batch answer.
+func appendEntryError(b []byte, address string, e *Error) []byte {
+	if len(address) > addressLen {
+		address = address[:addressLen] + "…"
+	}
+	var one struct {
+		Address string `json:"address"`
+		errorBody
+	}
+	one.Address = address
+	one.Error.Code, one.Error.Message = e.Code, e.Message
+	j, _ := json.Marshal(one)
+	return append(b, j...)
 }

@@ -106,7 +106,7 @@ func (g *guard) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		res, slot, err := g.admit(c)
-		setAuth(c, res)
+		requestOf(c).auth = res
 		if err != nil {
 			return err
 		}

@@ -8,8 +8,48 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
+
+	"github.com/ethereum/go-ethereum/common"
 )
+
+// page selects which tokens an answer lists.
+type page struct {
+	only   []common.Address // token filter; empty: all
+	after  common.Address   // cursor: list contracts after this one
+	cursor bool
+	limit  int
+}
+
+var defaultPage = page{limit: 100}
+
+func (p page) isDefault() bool { return len(p.only) == 0 && !p.cursor && p.limit == defaultPage.limit }
+
+// balanceQuery is a single-address request, parsed.
+type balanceQuery struct {
+	address common.Address
+	raw     string // the address as sent
+	mixed   bool   // raw is in mixed case: it must be address's EIP-55 form, checked against the answer's
+	page    page
+}
+
+// parseBalanceQuery parses a single-address route: the address is
+// pathAddress, or the query's address parameter when wallet is set (the
+// wallet route). The checksum of a mixed-case address is left to the
+// answer, which holds the EIP-55 form.
+func parseBalanceQuery(rawQuery, pathAddress string, wallet bool) (balanceQuery, error) {
+	p, address, err := parseQuery(rawQuery, wallet)
+	if err != nil {
+		return balanceQuery{}, err
+	}
+	if !wallet {
+		address = pathAddress
+	}
+	a, mixed, ok := parseHex(address)
+	if !ok {
+		return balanceQuery{}, errInvalidAddress
+	}
+	return balanceQuery{address: a, raw: address, mixed: mixed, page: p}, nil
+}
 
 // parseQuery reads a balance route's query string strictly: token
 // (repeatable), limit and cursor — and address, once, where withAddress —
@@ -116,19 +156,61 @@ func parseBatch(body []byte) ([]string, error) {
 	return addrs, nil
 }
 
-// etagMatches is If-None-Match's weak comparison (RFC 9110 §13.1.2): "*",
-// or a list of entity tags one of which is etag, with or without W/.
-func etagMatches(inm, etag string) bool {
-	if inm == etag {
-		return true // the usual case: one tag, as sent back
+// addressLen is the only length an address may have: 0x + 40 hex digits.
+const addressLen = 42
+
+// parseAddress applies API.md's rules, cheapest check first: the length
+// (so an oversized input is refused before anything reads it), the prefix,
+// the hex digits, then the EIP-55 checksum when the case is mixed.
+// checksummed reports that s itself is the EIP-55 form.
+func parseAddress(s string) (a common.Address, checksummed, ok bool) {
+	a, mixed, ok := parseHex(s)
+	if !ok || !mixed {
+		return a, false, ok
 	}
-	for len(inm) > 0 {
-		var tag string
-		tag, inm, _ = strings.Cut(inm, ",")
-		tag = strings.TrimSpace(tag)
-		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
-			return true
+	if a.Hex()[2:] != s[2:] { // allocates: off the single-address path, which checks against the cached form
+		return a, false, false
+	}
+	return a, s[1] == 'x', true
+}
+
+// parseHex is parseAddress without the checksum, which the caller must
+// check when mixed is true (the single-address path compares with the
+// answer's EIP-55 form, cached with it, instead of hashing). The digits go through a table, without a branch a
+// digit: a branch per digit mispredicts on random hex.
+func parseHex(s string) (a common.Address, mixed, ok bool) {
+	if len(s) != addressLen || s[0] != '0' || s[1] != 'x' && s[1] != 'X' {
+		return a, false, false
+	}
+	var flags byte
+	for i := range a {
+		hi, lo := hexDigits[s[2+2*i]], hexDigits[s[3+2*i]]
+		flags |= hi | lo
+		a[i] = hi<<4 | lo&0xf
+	}
+	return a, flags&(hexLower|hexUpper) == hexLower|hexUpper, flags&hexInvalid == 0
+}
+
+// hexDigits maps a character to its value as a hex digit (low 4 bits)
+// with flags saying which case it was, or hexInvalid.
+var hexDigits = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c >= '0' && c <= '9':
+			t[c] = byte(c - '0')
+		case c >= 'a' && c <= 'f':
+			t[c] = byte(c-'a'+10) | hexLower
+		case c >= 'A' && c <= 'F':
+			t[c] = byte(c-'A'+10) | hexUpper
+		default:
+			t[c] = hexInvalid
 		}
 	}
-	return false
-}
+	return t
+}()
+
+const (
+	hexLower   = 0x10
+	hexUpper   = 0x20
+	hexInvalid = 0x80
+)

@@ -1,26 +1,201 @@
 package query
 
+// Every answer's bytes are made here: the view's and the cached entry's,
+// rendered once, and what each request adds to them. Handlers build no JSON.
+//
+// The single-address answer's invariants, which its speed rests on:
+//   - a view is immutable once made, and renders once what every answer at
+//     its block repeats (the block, the withheld tokens, the answer for an
+//     unknown address);
+//   - an entry is immutable and pointer-free, and holds its address's
+//     default-page body rendered and its EIP-55 form: a mixed-case request
+//     is checked against that form, not hashed;
+//   - nothing a request renders outlives it but the ETag header value,
+//     which net/http reads after the handler returns.
+
 import (
 	"bytes"
-	"encoding/json"
+	"encoding/binary"
+	"encoding/hex"
+	"hash/fnv"
+	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/labstack/echo/v4"
 )
 
-// page selects which tokens an answer lists.
-type page struct {
-	only   []common.Address // token filter; empty: all
-	after  common.Address   // cursor: list contracts after this one
-	cursor bool
-	limit  int
+// view is the trusted block answers are given at, with what every answer
+// at it repeats rendered once.
+type view struct {
+	meta      storage.Meta
+	blockJSON []byte // {"number":…,"hash":"0x…","timestamp":…}
+	unknown   entry  // the answer for an address never seen (Bloom negative)
+	// withheld lists the tokens whose amounts are not served at this
+	// block (or, in a view made for one read, a list read later: a token
+	// once withheld stays so, and more is never less honest);
+	// withheldJSON is its rendering for answers of the default page.
+	withheld     []storage.WithheldToken
+	withheldJSON []byte
 }
 
-var defaultPage = page{limit: 100}
+func newView(m storage.Meta, withheld []storage.WithheldToken) *view {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"number":`...)
+	b = strconv.AppendUint(b, m.Trusted.Number, 10)
+	b = append(b, `,"hash":"`...)
+	b = append(b, m.Trusted.Hash.Hex()...)
+	b = append(b, `","timestamp":`...)
+	b = strconv.AppendUint(b, m.Trusted.Timestamp, 10)
+	b = append(b, '}')
+	return &view{
+		meta: m, blockJSON: b, unknown: newEntry(common.Address{}, storage.Balances{}),
+		withheld: withheld, withheldJSON: appendWithheld(nil, withheld, defaultPage),
+	}
+}
 
-func (p page) isDefault() bool { return len(p.only) == 0 && !p.cursor && p.limit == defaultPage.limit }
+// entry is one address's answer, rendered once and then cached: a single
+// allocation without pointers, which the collector marks without reading
+// it (with a million cached accounts, scanning entries of pointers took it
+// seconds of CPU a cycle). Entries are never modified. Layout:
+//
+//	[0, 8)   a hash of the balances, for the ETag
+//	[8]      flags: entryKnown, entryAddressed
+//	[9, 13)  the length of the body
+//	then the address in EIP-55 (addressLen bytes) when entryAddressed; the
+//	body of the default page ("native":…,"tokens":[…],"next_cursor":…);
+//	and the balances, for other pages: native (32 bytes big-endian), then
+//	each token's contract (20) and amount (32).
+type entry []byte
+
+const (
+	entryKnown     = 1 << iota // the snapshot has the account
+	entryAddressed             // the address is stored (not in a view's unknown entry)
+	entryHeader    = 13
+	nativeLen      = 32
+	tokenLen       = common.AddressLength + 32
+)
+
+func (e entry) tag() uint64 { return binary.LittleEndian.Uint64(e) }
+func (e entry) known() bool { return e[8]&entryKnown != 0 }
+
+// address is the EIP-55 address, or "" in a view's unknown entry.
+func (e entry) address() string {
+	if e[8]&entryAddressed == 0 {
+		return ""
+	}
+	return unsafe.String(&e[entryHeader], addressLen)
+}
+
+func (e entry) bodyStart() int {
+	if e[8]&entryAddressed == 0 {
+		return entryHeader
+	}
+	return entryHeader + addressLen
+}
+
+// body is the default page's rendering.
+func (e entry) body() []byte {
+	i := e.bodyStart()
+	return e[i : i+int(binary.LittleEndian.Uint32(e[9:]))]
+}
+
+// balances decodes the balances, for a page other than the default.
+func (e entry) balances() storage.Balances {
+	i := e.bodyStart() + int(binary.LittleEndian.Uint32(e[9:]))
+	b := storage.Balances{Known: e.known()}
+	b.Native.SetBytes32(e[i : i+nativeLen])
+	rest := e[i+nativeLen:]
+	b.Tokens = make([]storage.TokenBalance, len(rest)/tokenLen)
+	for j := range b.Tokens {
+		t := rest[j*tokenLen:]
+		b.Tokens[j].Contract = common.Address(t[:common.AddressLength])
+		b.Tokens[j].Amount.SetBytes32(t[common.AddressLength:tokenLen])
+	}
+	return b
+}
+
+// newEntry renders a's balances b (an unknown address's when a is zero).
+func newEntry(a common.Address, b storage.Balances) entry {
+	body := appendBalances(nil, &b, defaultPage)
+	addressed := a != (common.Address{})
+	size := entryHeader + len(body) + nativeLen + tokenLen*len(b.Tokens)
+	if addressed {
+		size += addressLen
+	}
+	e := make(entry, entryHeader, size)
+	if b.Known {
+		e[8] |= entryKnown
+	}
+	if addressed {
+		e[8] |= entryAddressed
+		e = appendEIP55(e, a)
+	}
+	binary.LittleEndian.PutUint32(e[9:], uint32(len(body)))
+	e = append(e, body...)
+	balancesAt := len(e)
+	nb := b.Native.Bytes32()
+	e = append(e, nb[:]...)
+	for _, t := range b.Tokens {
+		tb := t.Amount.Bytes32()
+		e = append(e, t.Contract[:]...)
+		e = append(e, tb[:]...)
+	}
+	h := fnv.New64a()
+	h.Write(e[balancesAt:]) // the ETag's hash is of the balances in binary
+	binary.LittleEndian.PutUint64(e, h.Sum64())
+	return e
+}
+
+// answerBufs are the single-address answers' render buffers.
+var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// writeAnswer answers q with e, true at v: 400 when a mixed-case address is
+// not the EIP-55 form, 404 not_indexed for an address never seen when the
+// snapshot does not cover the whole chain, 304 when If-None-Match names
+// this answer, else the answer with its ETag.
+func writeAnswer(c echo.Context, q balanceQuery, e entry, v *view) error {
+	// The EIP-55 form is the entry's; an unknown address's entry has none,
+	// and it is rendered into the answer.
+	address := e.address()
+	if q.mixed {
+		var buf [addressLen]byte
+		want := address
+		if want == "" {
+			want = unsafe.String(&buf[0], len(appendEIP55(buf[:0], q.address)))
+		}
+		if q.raw[2:] != want[2:] {
+			return errInvalidAddress
+		}
+	}
+	if !e.known() && !v.meta.CoverageFull {
+		return errNotIndexed
+	}
+	etag := etagHeader(v.meta.Trusted.Number, e.tag())
+	w := c.Response()
+	h := w.Header()
+	h["Etag"], h["Cache-Control"] = etag, noCache
+	if inm := c.Request().Header["If-None-Match"]; len(inm) > 0 && etagMatches(inm[0], etag[0]) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	bp := answerBufs.Get().(*[]byte)
+	b := appendAnswer((*bp)[:0], q.address, address, e, v, q.page)
+	h["Content-Type"] = jsonType
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(b)
+	*bp = b
+	answerBufs.Put(bp)
+	return err
+}
+
+// Header values shared by every answer (never mutated).
+var noCache, jsonType = []string{"no-cache"}, []string{"application/json"}
 
 // appendAnswer renders the answer for address a at view v: its EIP-55
 // form (address, or rendered here when the entry holds none), the chain and
@@ -34,9 +209,9 @@ func appendAnswer(b []byte, a common.Address, address string, e entry, v *view, 
 		b = appendEIP55(b, a)
 	}
 	b = append(b, `",`...)
-	b = appendHeader(b, v.meta.ChainID, v.block)
+	b = appendHeader(b, v)
 	b = append(b, ',')
-	if p.isDefault() {
+	if len(p.only) == 0 && !p.cursor && p.limit == defaultPage.limit {
 		b = append(b, e.body()...)
 		b = append(b, v.withheldJSON...)
 	} else {
@@ -51,7 +226,7 @@ func appendAnswer(b []byte, a common.Address, address string, e entry, v *view, 
 // order (an error for an invalid or unindexed one), then the withheld tokens.
 func appendBatch(b []byte, req []string, res *batchResult, p page) []byte {
 	b = append(b, '{')
-	b = appendHeader(b, res.view.meta.ChainID, res.view.block)
+	b = appendHeader(b, res.view)
 	b = append(b, `,"balances":[`...)
 	for i, raw := range req {
 		if i > 0 {
@@ -87,7 +262,7 @@ func appendBalances(b []byte, bal *storage.Balances, p page) []byte {
 		if p.cursor && bytes.Compare(t.Contract[:], p.after[:]) <= 0 {
 			continue
 		}
-		if len(p.only) > 0 && !containsAddr(p.only, t.Contract) {
+		if len(p.only) > 0 && !slices.Contains(p.only, t.Contract) {
 			continue
 		}
 		if n == p.limit {
@@ -117,7 +292,7 @@ func appendWithheld(b []byte, ws []storage.WithheldToken, p page) []byte {
 	n := 0
 	for i := range ws {
 		w := &ws[i]
-		if len(p.only) > 0 && !containsAddr(p.only, w.Contract) {
+		if len(p.only) > 0 && !slices.Contains(p.only, w.Contract) {
 			continue
 		}
 		if n == 0 {
@@ -140,21 +315,12 @@ func appendWithheld(b []byte, ws []storage.WithheldToken, p page) []byte {
 	return b
 }
 
-func containsAddr(list []common.Address, a common.Address) bool {
-	for _, x := range list {
-		if x == a {
-			return true
-		}
-	}
-	return false
-}
-
 // appendHeader renders "chain_id":…,"block":{…}
-func appendHeader(b []byte, chainID uint64, bi *blockInfo) []byte {
+func appendHeader(b []byte, v *view) []byte {
 	b = append(b, `"chain_id":`...)
-	b = strconv.AppendUint(b, chainID, 10)
+	b = strconv.AppendUint(b, v.meta.ChainID, 10)
 	b = append(b, `,"block":`...)
-	return append(b, bi.json...)
+	return append(b, v.blockJSON...)
 }
 
 // etagValue is an answer's ETag header value: allocated for the request,
@@ -164,41 +330,69 @@ type etagValue struct {
 	text   [maxETagLen]byte
 }
 
-// etagHeader is the ETag of balances hashed to tag, answered at block number.
+// etagHeader is the ETag of balances hashed to tag, answered at block
+// number: it changes when either does.
 func etagHeader(number, tag uint64) []string {
 	v := new(etagValue)
-	v.header[0] = unsafe.String(&v.text[0], len(appendETag(v.text[:0], number, tag)))
-	return v.header[:] // its capacity is its length: an append never writes into it
-}
-
-// appendETag appends the ETag of balances hashed to tag, answered at block
-// number: it changes when either does.
-func appendETag(b []byte, number, tag uint64) []byte {
-	b = append(b, '"')
+	b := append(v.text[:0], '"')
 	b = strconv.AppendUint(b, number, 36)
 	b = append(b, '-')
 	b = strconv.AppendUint(b, tag, 36)
-	return append(b, '"')
+	b = append(b, '"')
+	v.header[0] = unsafe.String(&v.text[0], len(b))
+	return v.header[:] // its capacity is its length: an append never writes into it
 }
 
 // maxETagLen is the longest ETag: two uint64 in base 36 (13 digits each),
 // a dash and the quotes.
 const maxETagLen = 2*13 + 3
 
-// appendEntryError renders one address's error in a batch answer.
-func appendEntryError(b []byte, address string, e *Error) []byte {
-	if len(address) > addressLen {
-		address = address[:addressLen] + "…"
+// etagMatches is If-None-Match's weak comparison (RFC 9110 §13.1.2): "*",
+// or a list of entity tags one of which is etag, with or without W/.
+func etagMatches(inm, etag string) bool {
+	if inm == etag {
+		return true // the usual case: one tag, as sent back
 	}
-	var one struct {
-		Address string `json:"address"`
-		Error   struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
+	for len(inm) > 0 {
+		var tag string
+		tag, inm, _ = strings.Cut(inm, ",")
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || strings.TrimPrefix(tag, "W/") == etag {
+			return true
+		}
 	}
-	one.Address = address
-	one.Error.Code, one.Error.Message = e.Code, e.Message
-	j, _ := json.Marshal(one)
-	return append(b, j...)
+	return false
+}
+
+// checksummer is the state appendEIP55 reuses: a hash passed through an
+// interface would make its buffers escape.
+type checksummer struct {
+	k     crypto.KeccakState
+	lower [2 * common.AddressLength]byte
+	hash  [32]byte
+}
+
+var checksummers = sync.Pool{New: func() any { return &checksummer{k: crypto.NewKeccakState()} }}
+
+// appendEIP55 appends a's mixed-case checksum form (EIP-55), as a.Hex()
+// renders it but without allocating.
+func appendEIP55(b []byte, a common.Address) []byte {
+	cs := checksummers.Get().(*checksummer)
+	defer checksummers.Put(cs)
+	hex.Encode(cs.lower[:], a[:])
+	cs.k.Reset()
+	cs.k.Write(cs.lower[:])
+	cs.k.Read(cs.hash[:])
+	b = append(b, "0x"...)
+	for i, c := range cs.lower {
+		nibble := cs.hash[i/2] >> 4
+		if i%2 == 1 {
+			nibble = cs.hash[i/2] & 0xf
+		}
+		if c > '9' && nibble > 7 {
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }

@@ -28,25 +28,19 @@ type request struct {
 
 var requests = sync.Pool{New: func() any { return new(request) }}
 
-func setAuth(c echo.Context, res authResult) {
+// requestOf is c's request state: c itself behind observe; a fresh one,
+// which nothing reads after, for a handler called without it (tests).
+func requestOf(c echo.Context) *request {
 	if r, ok := c.(*request); ok {
-		r.auth = res
+		return r
 	}
-}
-
-func countReads(c echo.Context, n int) {
-	if r, ok := c.(*request); ok {
-		r.reads += n
-	}
+	return &request{Context: c}
 }
 
 // cacheKey is a's bytes as a string without an allocation: it lives in the
-// pooled per-request state and is only read during this request.
-func cacheKey(c echo.Context, a common.Address) string {
-	r, ok := c.(*request)
-	if !ok {
-		return string(a[:])
-	}
+// pooled request state and is only read during this request (the cache
+// hashes it and keeps nothing of it).
+func (r *request) cacheKey(a common.Address) string {
 	r.key = a
 	return unsafe.String(&r.key[0], len(r.key))
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/balidx/balidx"
@@ -78,17 +77,17 @@ type Config struct {
 
 // Server runs the query and admin listeners.
 type Server struct {
-	cfg     Config
-	snap    *Snapshot
-	metrics *metrics
-	guard   *guard
-	query   *http.Server
-	admin   *http.Server
-	qln     net.Listener
-	aln     net.Listener
-	qconns  *connLimits
-	aconns  *connLimits
-	bufs    sync.Pool
+	cfg       Config
+	snap      *Snapshot
+	metrics   *metrics
+	guard     *guard
+	query     *http.Server
+	admin     *http.Server
+	qln       net.Listener
+	aln       net.Listener
+	qconns    *connLimits
+	aconns    *connLimits
+	staleness staleness
 }
 
 // New builds the server; Listen binds it, Serve runs it.
@@ -126,8 +125,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConnsPerIP == 0 {
 		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
-	s := &Server{cfg: cfg, snap: cfg.Snapshot}
-	s.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	s := &Server{cfg: cfg, snap: cfg.Snapshot, staleness: staleness{max: cfg.MaxStaleness, now: cfg.Now}}
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registry, cfg.Snapshot); err != nil {
 		return nil, err
@@ -253,98 +251,4 @@ func (s *Server) Serve(ctx context.Context) error {
 		return nil
 	}
 	return err
-}
-
-func (s *Server) getBalance(c echo.Context) error {
-	p, _, err := parseQuery(c.Request().URL.RawQuery, false)
-	if err != nil {
-		return err
-	}
-	return s.answerBalance(c, c.Param("address"), p)
-}
-
-func (s *Server) getWalletBalance(c echo.Context) error {
-	p, address, err := parseQuery(c.Request().URL.RawQuery, true)
-	if err != nil {
-		return err
-	}
-	return s.answerBalance(c, address, p)
-}
-
-// answerBalance serves one address: Bloom → cache → snapshot.
-func (s *Server) answerBalance(c echo.Context, raw string, p page) error {
-	a, mixed, ok := parseHex(raw)
-	if !ok {
-		return errInvalidAddress
-	}
-	e, v, src, err := s.snap.lookup(a, cacheKey(c, a))
-	if err != nil {
-		return err
-	}
-	if v == nil {
-		return errUnavailable
-	}
-	s.metrics.lookups[src].Inc()
-	if src == fromSnapshot {
-		countReads(c, 1)
-	}
-	if err := s.checkStaleness(v); err != nil {
-		return err
-	}
-	// A mixed-case address must be its EIP-55 form: compared with the
-	// cached form when there is one, hashed otherwise. An unknown address
-	// has no cached form: it is rendered into the answer.
-	address := e.address()
-	switch {
-	case mixed && address != "":
-		if raw[1] != 'x' && raw[1] != 'X' || raw[2:] != address[2:] {
-			return errInvalidAddress
-		}
-	case mixed:
-		if _, _, ok := parseAddress(raw); !ok {
-			return errInvalidAddress
-		}
-	}
-	if !e.known() && !v.meta.CoverageFull {
-		return errNotIndexed
-	}
-	etag := etagHeader(v.block.number, e.tag())
-	h := c.Response().Header()
-	h["Etag"] = etag
-	h["Cache-Control"] = noCache
-	if inm := header(c.Request().Header, "If-None-Match"); inm != "" && etagMatches(inm, etag[0]) {
-		return c.NoContent(http.StatusNotModified)
-	}
-	bp := s.bufs.Get().(*[]byte)
-	b := appendAnswer((*bp)[:0], a, address, e, v, p)
-	err = writeJSON(c, b)
-	*bp = b
-	s.bufs.Put(bp)
-	return err
-}
-
-// Header values shared by every answer (never mutated).
-var (
-	noCache  = []string{"no-cache"}
-	jsonType = []string{"application/json"}
-)
-
-// writeJSON writes a rendered 200 answer.
-func writeJSON(c echo.Context, body []byte) error {
-	r := c.Response()
-	r.Header()["Content-Type"] = jsonType
-	r.WriteHeader(http.StatusOK)
-	_, err := r.Write(body)
-	return err
-}
-
-func (s *Server) checkStaleness(v *view) error {
-	if s.cfg.MaxStaleness > 0 && s.age(v) > s.cfg.MaxStaleness {
-		return errStale
-	}
-	return nil
-}
-
-func (s *Server) age(v *view) time.Duration {
-	return s.cfg.Now().Sub(time.Unix(int64(v.meta.Trusted.Timestamp), 0))
 }

@@ -223,10 +223,10 @@ func TestEntryRoundTrip(t *testing.T) {
 		for i := range tokens {
 			b.Tokens = append(b.Tokens, storage.TokenBalance{Contract: common.BigToAddress(big.NewInt(int64(i) + 1)), Amount: *uint256.NewInt(uint64(i) + 7)})
 		}
-		e := newEntry(holder, b, 42)
+		e := newEntry(holder, b)
 		want := appendBalances(nil, &b, defaultPage)
-		if string(e.body()) != string(want) || e.address() != holder.Hex() || e.readAt() != 42 || !e.known() {
-			t.Fatalf("%d tokens: body %s address %s read at %d known %v, want %s, %s, 42, true", tokens, e.body(), e.address(), e.readAt(), e.known(), want, holder.Hex())
+		if string(e.body()) != string(want) || e.address() != holder.Hex() || !e.known() {
+			t.Fatalf("%d tokens: body %s address %s known %v, want %s, %s, true", tokens, e.body(), e.address(), e.known(), want, holder.Hex())
 		}
 		got := e.balances()
 		if got.Known != b.Known || got.Native != b.Native || len(got.Tokens) != len(b.Tokens) {
@@ -237,12 +237,12 @@ func TestEntryRoundTrip(t *testing.T) {
 				t.Fatalf("%d tokens: token %d is %+v, want %+v", tokens, i, got.Tokens[i], b.Tokens[i])
 			}
 		}
-		other := newEntry(holder, storage.Balances{Known: true, Native: *uint256.NewInt(1)}, 42)
+		other := newEntry(holder, storage.Balances{Known: true, Native: *uint256.NewInt(1)})
 		if e.tag() == other.tag() {
 			t.Fatalf("%d tokens: the same tag as other balances", tokens)
 		}
 	}
-	unknown := newEntry(common.Address{}, storage.Balances{}, 7)
+	unknown := newEntry(common.Address{}, storage.Balances{})
 	if unknown.address() != "" || unknown.known() || string(unknown.body()) != `"native":"0","tokens":[],"next_cursor":""` {
 		t.Fatalf("unknown entry: address %q known %v body %s", unknown.address(), unknown.known(), unknown.body())
 	}
@@ -253,12 +253,12 @@ func TestEntryRoundTrip(t *testing.T) {
 func TestEntryFromALaterBlockIsNotAnsweredAtAnOlderOne(t *testing.T) {
 	s, snap := mustServer(t, 0, Config{})
 	v := snap.current()
-	later := newEntry(holder, storage.Balances{Known: true, Native: *uint256.NewInt(999)}, v.block.number+1)
-	snap.cache.Set(string(holder[:]), later, later.cost())
+	later := newEntry(holder, storage.Balances{Known: true, Native: *uint256.NewInt(999)})
+	snap.cache.Set(string(holder[:]), cached{entry: later, readAt: v.meta.Trusted.Number + 1}, int64(cap(later))+cacheItemBytes)
 	snap.cache.Wait()
 	a := do(t, s, "GET", "/v1/balances/"+holder.Hex(), "")
-	if a.status != 200 || a.body["native"] != "1000" || a.body["block"].(map[string]any)["number"] != float64(v.block.number) {
-		t.Fatalf("got %d %s, want native 1000 at block %d (the snapshot's)", a.status, a.raw, v.block.number)
+	if a.status != 200 || a.body["native"] != "1000" || a.body["block"].(map[string]any)["number"] != float64(v.meta.Trusted.Number) {
+		t.Fatalf("got %d %s, want native 1000 at block %d (the snapshot's)", a.status, a.raw, v.meta.Trusted.Number)
 	}
 	if reads := snap.SnapshotReads(); reads != 1 {
 		t.Fatalf("%d snapshot reads, want 1 (the entry's block is not the view's)", reads)

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/balidx/balidx/storage"
 	"github.com/bits-and-blooms/bloom/v3"
@@ -42,7 +42,7 @@ const minBloomCapacity = 1 << 16
 // block every answer names. It is kept current by OnApplied.
 type Snapshot struct {
 	store *storage.Store
-	cache *ristretto.Cache[string, entry]
+	cache *ristretto.Cache[string, cached]
 	view  atomic.Pointer[view]
 
 	// mu orders cache fills against invalidation: a fill (read + Set) holds
@@ -56,63 +56,6 @@ type Snapshot struct {
 	snapshotReads atomic.Uint64 // bbolt reads, for the metrics
 	unknownReads  atomic.Uint64 // of those, single-address reads of an account the snapshot lacks (a Bloom false positive)
 	log           *slog.Logger
-}
-
-// view is the trusted block answers are given at.
-type view struct {
-	meta    storage.Meta
-	block   *blockInfo
-	unknown entry // the answer for an address never seen (Bloom negative)
-	// withheld lists the tokens whose amounts are not served at this
-	// block (or, in a view made for one answer, a list read later: a
-	// token once withheld stays so, and more is never less honest);
-	// withheldJSON is its rendering for answers of the default page.
-	withheld     []storage.WithheldToken
-	withheldJSON []byte
-}
-
-func (v *view) setWithheld(list []storage.WithheldToken) {
-	v.withheld, v.withheldJSON = list, appendWithheld(nil, list, defaultPage)
-}
-
-// viewAt is the view for an answer read at m: the published one when it
-// stands at m, else a new one with the withheld tokens read now.
-func (s *Snapshot) viewAt(m storage.Meta) (*view, error) {
-	if v := s.view.Load(); v != nil && v.meta.Trusted.Number == m.Trusted.Number {
-		return v, nil
-	}
-	v := newView(m)
-	if m.Withheld > 0 {
-		_, list, err := s.store.Withheld()
-		if err != nil {
-			return nil, err
-		}
-		v.setWithheld(list)
-	}
-	return v, nil
-}
-
-func newView(m storage.Meta) *view {
-	bi := newBlockInfo(m)
-	return &view{meta: m, block: bi, unknown: newEntry(common.Address{}, storage.Balances{}, bi.number)}
-}
-
-// blockInfo is a trusted block with its JSON rendered once.
-type blockInfo struct {
-	number uint64
-	json   []byte // {"number":…,"hash":"0x…","timestamp":…}
-}
-
-func newBlockInfo(m storage.Meta) *blockInfo {
-	b := make([]byte, 0, 128)
-	b = append(b, `{"number":`...)
-	b = strconv.AppendUint(b, m.Trusted.Number, 10)
-	b = append(b, `,"hash":"`...)
-	b = append(b, m.Trusted.Hash.Hex()...)
-	b = append(b, `","timestamp":`...)
-	b = strconv.AppendUint(b, m.Trusted.Timestamp, 10)
-	b = append(b, '}')
-	return &blockInfo{number: m.Trusted.Number, json: b}
 }
 
 // DefaultCacheBytes bounds the cache unless SnapshotConfig says otherwise.
@@ -134,7 +77,7 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 	if cfg.CacheBytes == 0 {
 		cfg.CacheBytes = DefaultCacheBytes
 	}
-	cache, err := ristretto.NewCache(&ristretto.Config[string, entry]{
+	cache, err := ristretto.NewCache(&ristretto.Config[string, cached]{
 		NumCounters: max(cfg.CacheBytes/100, 1000), // ~10× the entries that fit
 		MaxCost:     cfg.CacheBytes,
 		BufferItems: 64,
@@ -154,13 +97,11 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 		return nil, err
 	}
 	if m.HasTrusted {
-		v := newView(m)
-		_, list, err := cfg.Store.Withheld()
+		_, withheld, err := cfg.Store.Withheld()
 		if err != nil {
 			return nil, err
 		}
-		v.setWithheld(list)
-		s.view.Store(v)
+		s.view.Store(newView(m, withheld))
 	}
 	return s, nil
 }
@@ -185,15 +126,15 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 	if res.Blocks == 0 {
 		return
 	}
-	v := newView(res.Meta)
+	var withheld []storage.WithheldToken
 	if prev := s.view.Load(); prev != nil {
-		v.withheld, v.withheldJSON = prev.withheld, prev.withheldJSON
+		withheld = prev.withheld
 	}
 	if len(res.NewlyWithheld) > 0 {
-		list := slices.Concat(v.withheld, res.NewlyWithheld)
-		slices.SortFunc(list, func(x, y storage.WithheldToken) int { return bytes.Compare(x.Contract[:], y.Contract[:]) })
-		v.setWithheld(list) // in contract order, as Store.Withheld lists them
+		withheld = slices.Concat(withheld, res.NewlyWithheld)
+		slices.SortFunc(withheld, func(x, y storage.WithheldToken) int { return bytes.Compare(x.Contract[:], y.Contract[:]) })
 	}
+	v := newView(res.Meta, withheld) // in contract order, as Store.Withheld lists them
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(res.NewlyWithheld) > 0 {
@@ -227,10 +168,37 @@ const (
 	fromSnapshot               // read from bbolt
 )
 
-// lookup returns the balances of a, the view they are true at, and where
-// they came from; v is nil when no block has been applied yet. key is a's
-// 20 bytes as a string, for the cache lookup only (ristretto hashes it and
-// keeps nothing of it): the caller may lend memory it reuses.
+// staleness is the operator's hard bound on the trusted block's age
+// (MaxStaleness): past it, balance answers are 503 stale. Zero: no bound.
+type staleness struct {
+	max time.Duration
+	now func() time.Time
+}
+
+func (st staleness) stale(v *view) bool { return st.max > 0 && age(st.now(), v) > st.max }
+
+// age is how old v's trusted block is at now.
+func age(now time.Time, v *view) time.Duration {
+	return now.Sub(time.Unix(int64(v.meta.Trusted.Timestamp), 0))
+}
+
+// cacheItemBytes is ristretto's stored item (key hashes, value, expiry)
+// and its share of the policy's bookkeeping, per entry: an entry costs its
+// bytes and this.
+const cacheItemBytes = 96
+
+// cached is what the cache holds for an address: its entry and the block
+// the entry was read at.
+type cached struct {
+	entry  entry
+	readAt uint64
+}
+
+// lookup returns the answer for a, the view it is true at, and where it
+// came from: errUnavailable before the first block, errStale past the
+// staleness bound. key is a's 20 bytes as a string, for the cache lookup
+// only (ristretto hashes it and keeps nothing of it): the caller may lend
+// memory it reuses.
 //
 // A cached entry is true at every block from the one it was read at to the
 // published view (OnApplied drops it before publishing a block that changes
@@ -238,11 +206,14 @@ const (
 // An entry read at a later block than v was cached after a block landed
 // meanwhile: the lookup starts again at the newer view, once, and then
 // reads the snapshot, whose answer names the block it read.
-func (s *Snapshot) lookup(a common.Address, key string) (e entry, v *view, src source, err error) {
+func (s *Snapshot) lookup(a common.Address, key string, st staleness) (e entry, v *view, src source, err error) {
 	for range 2 {
 		v = s.view.Load()
 		if v == nil {
-			return nil, nil, fromBloom, nil
+			return nil, nil, fromBloom, errUnavailable
+		}
+		if st.stale(v) {
+			return nil, nil, fromBloom, errStale
 		}
 		s.mu.RLock()
 		known := s.bloom.Test(a[:])
@@ -250,12 +221,12 @@ func (s *Snapshot) lookup(a common.Address, key string) (e entry, v *view, src s
 		if !known {
 			return v.unknown, v, fromBloom, nil
 		}
-		e, hit := s.cache.Get(key)
+		c, hit := s.cache.Get(key)
 		if !hit {
 			break
 		}
-		if e.readAt() <= v.block.number {
-			return e, v, fromCache, nil
+		if c.readAt <= v.meta.Trusted.Number {
+			return c.entry, v, fromCache, nil
 		}
 	}
 	e, v, err = s.fill(a)
@@ -269,34 +240,41 @@ func (s *Snapshot) fill(a common.Address) (entry, *view, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out [1]storage.Balances
-	m, err := s.store.Read([]common.Address{a}, out[:])
-	s.snapshotReads.Add(1)
+	v, published, err := s.read([]common.Address{a}, out[:])
 	if err != nil {
 		return nil, nil, err
 	}
 	if !out[0].Known {
 		s.unknownReads.Add(1)
 	}
-	e := newEntry(a, out[0], m.Trusted.Number)
-	v := s.view.Load()
-	if v == nil || v.meta.Trusted.Number != m.Trusted.Number {
-		// The store committed a block OnApplied has not published yet:
-		// answer at the block read, and cache nothing.
-		v, err := s.viewAt(m)
-		return e, v, err
+	e := newEntry(a, out[0])
+	if published { // else answered at the block read, and not cached
+		s.cache.Set(string(a[:]), cached{entry: e, readAt: v.meta.Trusted.Number}, int64(cap(e))+cacheItemBytes)
 	}
-	s.cache.Set(string(a[:]), e, e.cost())
 	return e, v, nil
 }
 
-// readMany reads accounts in one consistent transaction (the batch route).
-func (s *Snapshot) readMany(accounts []common.Address, out []storage.Balances) (*view, error) {
+// read reads accounts in one transaction, and returns the view they are
+// true at: the published one, or, when the store has committed a block
+// OnApplied has not published yet, a view made for this read, with the
+// withheld tokens read now (a token once withheld stays so: a list read
+// later is never less honest).
+func (s *Snapshot) read(accounts []common.Address, out []storage.Balances) (v *view, published bool, err error) {
 	m, err := s.store.Read(accounts, out)
 	s.snapshotReads.Add(uint64(len(accounts)))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return s.viewAt(m)
+	if v := s.view.Load(); v != nil && v.meta.Trusted.Number == m.Trusted.Number {
+		return v, true, nil
+	}
+	var withheld []storage.WithheldToken
+	if m.Withheld > 0 {
+		if _, withheld, err = s.store.Withheld(); err != nil {
+			return nil, false, err
+		}
+	}
+	return newView(m, withheld), false, nil
 }
 
 // current is the published view, or nil before the first block.
@@ -326,13 +304,13 @@ type batchResult struct {
 // batch reads every valid address of raw in one transaction. Addresses the
 // Bloom filter has never seen are not read, unless the store has committed a
 // block the filter does not reflect yet; then all are read.
-func (s *Snapshot) batch(raw []string) (batchResult, error) {
+func (s *Snapshot) batch(raw []string, st staleness) (batchResult, error) {
 	res := batchResult{entries: make([]batchEntry, len(raw))}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	cur := s.view.Load()
 	if cur == nil {
-		return res, nil
+		return res, errUnavailable
 	}
 	var known, all []common.Address
 	var knownIdx, allIdx []int
@@ -348,14 +326,14 @@ func (s *Snapshot) batch(raw []string) (batchResult, error) {
 		}
 	}
 	out := make([]storage.Balances, len(all))
-	v, err := s.readMany(known, out[:len(known)])
+	v, _, err := s.read(known, out[:len(known)])
 	if err != nil {
 		return res, err
 	}
 	idx := knownIdx
 	res.reads = len(known)
 	if v.meta.Trusted.Number != cur.meta.Trusted.Number {
-		if v, err = s.readMany(all, out); err != nil {
+		if v, _, err = s.read(all, out); err != nil {
 			return res, err
 		}
 		idx = allIdx
@@ -365,5 +343,8 @@ func (s *Snapshot) batch(raw []string) (batchResult, error) {
 		res.entries[i].balances = out[j]
 	}
 	res.view = v
+	if st.stale(v) {
+		return res, errStale
+	}
 	return res, nil
 }

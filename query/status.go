@@ -67,7 +67,7 @@ func (s *Server) status() (*Status, bool) {
 		Trusted:        StatusBlock{Number: m.Trusted.Number, Hash: m.Trusted.Hash.Hex(), Timestamp: m.Trusted.Timestamp},
 		Coverage:       StatusCoverage{FromBlock: m.CoverageFrom, Full: m.CoverageFull},
 		Snapshot:       StatusSnapshot{Accounts: m.Accounts, TokenBalances: m.TokenBalances, Digest: m.Digest.Hex()},
-		Stale:          s.age(v) > s.cfg.StaleAfter,
+		Stale:          age(s.cfg.Now(), v) > s.cfg.StaleAfter,
 		WithheldTokens: make([]StatusWithheld, len(v.withheld)),
 	}
 	for i, w := range v.withheld {

@@ -40,9 +40,7 @@ type auditReport struct {
 
 // audit compares the snapshot at its trusted block with the chain.
 func audit(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("balidx audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.String("config", "", "YAML config file with any of these flags as keys")
+	fs := newCommandFlags("balidx audit", stderr)
 	rpcURL := fs.String("rpc", "", "the node to compare with (an archive node if the trusted block is old)")
 	data := fs.String("data", string(defaultDataDir), "data directory of a stopped node (its snapshot.db)")
 	admin := fs.String("admin", "", "admin listener of a running node: audit a consistent copy of its snapshot")

@@ -64,10 +64,17 @@ const maxConfigFile = 1 << 20
 // maxCacheMB bounds --cache-mb (64 GiB).
 const maxCacheMB = 64 << 10
 
-func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("balidx "+cmd, flag.ContinueOnError)
+// newCommandFlags is a command's flag set, with --config: every command
+// takes its flags from a file too (parseFlags).
+func newCommandFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.String("config", "", "YAML config file with any of these flags as keys")
+	return fs
+}
+
+func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
+	fs := newCommandFlags("balidx "+cmd, stderr)
 	p := commands[cmd]
 	if p.node {
 		fs.StringVar(&cfg.RPC, "rpc", "", "node URL: ws://, wss://, http://, https:// (WebSocket follows new heads; HTTP polls)")

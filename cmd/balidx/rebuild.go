@@ -17,9 +17,7 @@ import (
 // then swaps it in atomically (rename) and keeps the old one beside it. It
 // runs with the query node stopped: the snapshot file is locked while served.
 func rebuild(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("balidx rebuild", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.String("config", "", "YAML config file with any of these flags as keys")
+	fs := newCommandFlags("balidx rebuild", stderr)
 	data := fs.String("data", string(defaultDataDir), "data directory of the stopped query node")
 	natsURL := fs.String("nats", "", "NATS URL; empty: the embedded server's store in --data")
 	chainID := fs.Uint64("chain-id", 0, "chain to rebuild (default: the existing snapshot's)")

@@ -16,9 +16,7 @@ import (
 // publishes one correction that every snapshot applies (see indexer.Replay).
 // The indexer must be stopped; start it again afterwards.
 func replay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("balidx replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.String("config", "", "YAML config file with any of these flags as keys")
+	fs := newCommandFlags("balidx replay", stderr)
 	rpcURL := fs.String("rpc", "", "the node (an archive node for blocks older than ~128)")
 	from := fs.Uint64("from", 0, "first block to re-derive (at or before the fork point)")
 	data := fs.String("data", string(defaultDataDir), "data directory of the stopped indexer (its embedded NATS store)")

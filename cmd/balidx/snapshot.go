@@ -19,9 +19,7 @@ func snapshotCmd(ctx context.Context, args []string, getenv func(string) string,
 		return errors.New("usage: balidx snapshot export|import [flags] FILE")
 	}
 	verb := args[0]
-	fs := flag.NewFlagSet("balidx snapshot "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.String("config", "", "YAML config file with any of these flags as keys")
+	fs := newCommandFlags("balidx snapshot "+verb, stderr)
 	data := fs.String("data", string(defaultDataDir), "data directory (export: of a stopped node; import: of the new node)")
 	admin := fs.String("admin", "", "export: admin listener of a running node (a hot, consistent copy)")
 	if err := parseFlags(fs, args[1:], getenv); errors.Is(err, flag.ErrHelp) {
