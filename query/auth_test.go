@@ -1,19 +1,22 @@
 package query
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/query/accesslog"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -458,22 +461,78 @@ func TestClientRequestsCounted(t *testing.T) {
 }
 
 // The access log names who asked and how it went, never the secret or the
-// signature.
+// signature; a refused request's line too, written out when the server
+// stops (under the flush interval).
 func TestAccessLog(t *testing.T) {
-	var buf strings.Builder
+	var buf syncBuffer
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	s := authServer(t, twoClients(), clk, func(c *Config) { c.AccessLog = slog.New(slog.NewTextHandler(&buf, nil)) })
+	log := accesslog.New(accesslog.Config{Out: &buf, FlushInterval: time.Hour})
+	s := authServer(t, twoClients(), clk, func(c *Config) {
+		c.AccessLog, c.Addr, c.AdminAddr = log, "127.0.0.1:0", "127.0.0.1:0"
+	})
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error)
+	go func() { served <- s.Serve(ctx) }()
 	r := req{target: "/v1/balances/" + never.Hex(), client: "wallet", secret: secret1, ts: clk.t.Unix(), header: map[string]string{"User-Agent": "wallet/1.0"}}
 	if a := r.send(t, s); a.status != 200 {
 		t.Fatalf("got %d", a.status)
 	}
-	line := buf.String()
-	for _, want := range []string{"client_ip=192.0.2.1", "user_agent=wallet/1.0", "client_id=wallet", "auth_status=signed", "signature_valid=true", "backend_calls=0", "latency_us=", "status=200"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("log line lacks %q: %s", want, line)
+	forged := r
+	forged.secret = "not the secret"
+	if a := forged.send(t, s); a.status != 401 {
+		t.Fatalf("forged: got %d", a.status)
+	}
+	if buf.String() != "" {
+		t.Fatalf("written before the flush interval: %s", buf.String())
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2: %s", len(lines), buf.String())
+	}
+	for i, want := range []map[string]any{
+		{"client_ip": "192.0.2.1", "user_agent": "wallet/1.0", "client_id": "wallet", "auth_status": "signed", "signature_valid": true, "backend_calls": 0.0, "status": 200.0, "route": "/v1/balances/:address", "method": "GET"},
+		{"client_ip": "192.0.2.1", "user_agent": "wallet/1.0", "client_id": "wallet", "auth_status": "invalid_signature", "signature_valid": false, "backend_calls": 0.0, "status": 401.0, "route": "/v1/balances/:address", "method": "GET"},
+	} {
+		var got map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &got); err != nil {
+			t.Fatalf("line %d: %v: %s", i, err, lines[i])
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("line %d: %s = %#v, want %#v", i, k, got[k], v)
+			}
+		}
+		if _, ok := got["latency_us"]; !ok {
+			t.Errorf("line %d has no latency_us", i)
+		}
+		if strings.Contains(lines[i], secret1) || strings.Contains(lines[i], "X-Request-Signature") || strings.Contains(strings.ToLower(lines[i]), "signature\":\"") {
+			t.Fatalf("log line leaks credentials: %s", lines[i])
 		}
 	}
-	if strings.Contains(line, secret1) || strings.Contains(line, "X-Request-Signature") {
-		t.Fatalf("log line leaks credentials: %s", line)
-	}
+}
+
+// syncBuffer is a strings.Builder safe for the access log's writer and
+// the test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

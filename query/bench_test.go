@@ -1,8 +1,8 @@
 package query
 
 import (
+	"context"
 	"io"
-	"log/slog"
 	"math/big"
 	"math/rand/v2"
 	"net/http"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/balidx/balidx"
 
+	"github.com/balidx/balidx/query/accesslog"
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
@@ -31,9 +32,14 @@ func BenchmarkBareEcho(b *testing.B) {
 }
 
 func benchServer(b *testing.B, accessLog bool) *Server {
-	var log *slog.Logger
+	var log *accesslog.Log
 	if accessLog {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		// As balidx runs it, less the writes: every line in full.
+		log = accesslog.New(accesslog.Config{Out: io.Discard, Rate: 1 << 30, MaxRate: 1 << 30})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { log.Run(ctx); close(done) }()
+		b.Cleanup(func() { cancel(); <-done })
 	}
 	// Quotas above what two cores serve; the replay cache holds the
 	// wallet's share at that rate (its pairs take memory only as used).

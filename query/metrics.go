@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/balidx/balidx/query/accesslog"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -68,7 +69,7 @@ func (m *metrics) byRequest(k requestKey) *requestMetrics {
 
 var sourceNames = [...]string{fromBloom: "bloom_negative", fromCache: "cache_hit", fromSnapshot: "cache_miss"}
 
-func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
+func newMetrics(reg *prometheus.Registry, snap *Snapshot, accessLog *accesslog.Log) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "balidx_http_requests_total", Help: "Query requests by route, status and authentication result.",
@@ -130,6 +131,19 @@ func newMetrics(reg *prometheus.Registry, snap *Snapshot) (*metrics, error) {
 			return 0
 		}),
 	}
+	if accessLog != nil {
+		for kind, n := range map[string]func(accesslog.Stats) uint64{
+			"full":    func(st accesslog.Stats) uint64 { return st.Full },
+			"folded":  func(st accesslog.Stats) uint64 { return st.Folded },
+			"summary": func(st accesslog.Stats) uint64 { return st.Summaries },
+			"dropped": func(st accesslog.Stats) uint64 { return st.Dropped },
+		} {
+			collectors = append(collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "balidx_access_log_lines_total", ConstLabels: prometheus.Labels{"kind": kind},
+				Help: "Access log lines by what became of them: full (logged in full), folded (into a summary), summary (summary lines), dropped (lost: the sink was behind).",
+			}, func() float64 { return float64(n(accessLog.Stats())) }))
+		}
+	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -164,7 +178,8 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if res.status == "" {
 			res.status = "none" // refused before authentication (shed, CORS)
 		}
-		elapsed := time.Since(start)
+		end := time.Now()
+		elapsed := end.Sub(start)
 		m := s.metrics
 		key := requestKey{route: route, status: statusText(status), auth: res.status}
 		if res.sigValid {
@@ -178,14 +193,11 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			rm.client.Inc()
 		}
 		if l := s.cfg.AccessLog; l != nil {
-			ua := c.Request().UserAgent()
-			if len(ua) > 128 {
-				ua = ua[:128]
-			}
-			l.Info("request", "method", c.Request().Method, "route", route, "status", status,
-				"latency_us", elapsed.Microseconds(), "client_ip", c.RealIP(), "user_agent", ua,
-				"client_id", res.clientID, "auth_status", res.status, "signature_valid", res.sigValid,
-				"backend_calls", r.reads)
+			l.Write(&accesslog.Line{
+				Time: end, Method: c.Request().Method, Route: route, Status: status, Latency: elapsed,
+				ClientIP: c.RealIP(), UserAgent: c.Request().UserAgent(), ClientID: res.clientID,
+				AuthStatus: res.status, SignatureValid: res.sigValid, BackendCalls: r.reads,
+			})
 		}
 		return err
 	}

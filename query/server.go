@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/balidx/balidx"
+	"github.com/balidx/balidx/query/accesslog"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -68,8 +69,9 @@ type Config struct {
 	CORSOrigins []string
 	// TrustedProxies may set X-Forwarded-For; from anyone else it is ignored.
 	TrustedProxies []*net.IPNet
-	// AccessLog, if set, gets one line per request.
-	AccessLog *slog.Logger
+	// AccessLog, if set, gets every request. Serve runs it, and writes it
+	// out once the last request has been answered.
+	AccessLog *accesslog.Log
 	Registry  *prometheus.Registry
 	Log       *slog.Logger
 	Now       func() time.Time
@@ -127,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, snap: cfg.Snapshot, staleness: staleness{max: cfg.MaxStaleness, now: cfg.Now}}
 	var err error
-	if s.metrics, err = newMetrics(cfg.Registry, cfg.Snapshot); err != nil {
+	if s.metrics, err = newMetrics(cfg.Registry, cfg.Snapshot, cfg.AccessLog); err != nil {
 		return nil, err
 	}
 	if s.guard, err = newGuard(&s.cfg, s.metrics); err != nil {
@@ -236,6 +238,12 @@ func (s *Server) AdminAddr() string { return s.aln.Addr().String() }
 
 // Serve answers until ctx ends, then drains connections for up to 10 s.
 func (s *Server) Serve(ctx context.Context) error {
+	if l := s.cfg.AccessLog; l != nil {
+		lctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { l.Run(lctx); close(done) }()
+		defer func() { stop(); <-done }() // after the listeners' drain below
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- s.query.Serve(s.qln) }()
 	go func() { errc <- s.admin.Serve(s.aln) }()

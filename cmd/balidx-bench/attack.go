@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,6 +115,18 @@ func underAttack(ctx context.Context, b *bench, legit *target, s *summary) error
 	if err != nil {
 		return err
 	}
+	// The access log's growth while under attack, flushed (every 200 ms)
+	// before each measure of its size.
+	logSize := func() int64 {
+		time.Sleep(300 * time.Millisecond)
+		fi, err := os.Stat(b.accessLog)
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	var logBytes int64
+	var attackTime time.Duration
 	var alone, loaded []result
 	var attackCores, goroutines float64
 	for range attackRounds {
@@ -122,6 +135,7 @@ func underAttack(ctx context.Context, b *bench, legit *target, s *summary) error
 			return err
 		}
 		alone = append(alone, r)
+		size0, t0 := logSize(), time.Now()
 		stop := attack()
 		// The attack is under way for a second before the measurement;
 		// this process runs nothing else meanwhile: its CPU is the
@@ -135,6 +149,8 @@ func underAttack(ctx context.Context, b *bench, legit *target, s *summary) error
 			g, err = server.metric(ctx, "go_goroutines")
 		}
 		stop()
+		logBytes += logSize() - size0
+		attackTime += time.Since(t0)
 		if err != nil {
 			return err
 		}
@@ -160,6 +176,17 @@ func underAttack(ctx context.Context, b *bench, legit *target, s *summary) error
 	fmt.Fprintf(w, "\nThe attackers used up to %.2f of a core; the balidx server %s µs of CPU per legitimate request under attack (the attack's included), %s alone.\n",
 		attackCores, us(attacked.serverCPU), us(unloaded.serverCPU))
 	fmt.Fprintf(w, "RSS of the balidx server %.0f MB before the attacks, %.0f MB after; at most %.0f goroutines under attack\n", rssBefore, rss, goroutines)
+	logKinds := make([]string, 0, 4)
+	for _, kind := range []string{"full", "folded", "summary", "dropped"} {
+		n, err := server.metric(ctx, `balidx_access_log_lines_total{kind="`+kind+`"}`)
+		if err != nil {
+			return err
+		}
+		logKinds = append(logKinds, fmt.Sprintf("%s %.0f", kind, n))
+	}
+	logPerMinute := float64(logBytes) / attackTime.Minutes() / 1e6
+	fmt.Fprintf(w, "access log: %.2f MB a minute while under attack (%d bytes in %s, the legitimate load's lines included); lines since the start: %s\n",
+		logPerMinute, logBytes, attackTime.Round(time.Millisecond), strings.Join(logKinds, ", "))
 	var lines []string
 	statuses.Range(func(k, v any) bool {
 		lines = append(lines, fmt.Sprintf("%s: %d", k, v.(*atomic.Int64).Load()))
@@ -172,6 +199,9 @@ func underAttack(ctx context.Context, b *bench, legit *target, s *summary) error
 	s.add("legitimate p99 under attack ÷ alone", float64(attacked.p99)/float64(unloaded.p99), "", 0)
 	s.add("legitimate errors and non-2xx under attack", float64(attacked.non2xx+attacked.errs), "<=", 0)
 	s.add("snapshot reads for unknown addresses during the attack", readsAfter-readsBefore, "<=", 0)
+	// The log's worst case, whatever the load: 1,000 full lines a second
+	// and 4,096 + ~40 summaries every 10 s, ~330 bytes each (README).
+	s.add("access log written under attack, MB a minute (worst case by design: 28)", logPerMinute, "<=", 28)
 	// What traffic can make grow is capped: the replay cache (2Mi pairs,
 	// ~96 MB), the per-IP anonymous and failed-authentication tables (100k
 	// buckets each, ~21 MB each, measured), 512 requests in flight (8 KiB headers,

@@ -168,7 +168,7 @@ func serveAccounts(t *testing.T, accounts []account) *proc {
 	if err := buildStore(snapshot, accounts); err != nil {
 		t.Fatal(err)
 	}
-	server, err := startServer("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
+	server, err := startServer("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10), "-")
 	if err != nil {
 		t.Fatal(err)
 	}

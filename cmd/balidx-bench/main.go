@@ -124,7 +124,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return p, err
 	}
-	node, err := serve("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10))
+	// The query tiers run as `balidx run` does, access log included,
+	// appended to a file as --access-log-file does.
+	b.accessLog = filepath.Join(dir, "access.log")
+	node, err := serve("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10), b.accessLog)
+	if err != nil {
+		return err
+	}
+	// The same without its access log: what the log costs.
+	quiet, err := serve("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10), "-")
 	if err != nil {
 		return err
 	}
@@ -132,7 +140,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// snapshot, so that they do not evict the active set from the first
 	// one's cache. Its cache is sized for every account, 512 bytes each (as
 	// `--cache-mb 512` would be for a million), as an operator would size it.
-	nodeAll, err := serve("balidx", snapshot, strconv.FormatInt(max(query.DefaultCacheBytes, int64(len(accounts))*512), 10))
+	nodeAll, err := serve("balidx", snapshot, strconv.FormatInt(max(query.DefaultCacheBytes, int64(len(accounts))*512), 10), filepath.Join(dir, "access-all.log"))
 	if err != nil {
 		return err
 	}
@@ -154,9 +162,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "balidx: warming the first tier's cache with the %d active accounts…\n", len(hot))
-	if err := warmUp(ctx, node.host, hot); err != nil {
-		return err
+	fmt.Fprintf(out, "balidx: warming the first tiers' caches with the %d active accounts…\n", len(hot))
+	for _, p := range []*proc{node, quiet} {
+		if err := warmUp(ctx, p.host, hot); err != nil {
+			return err
+		}
 	}
 	all := make([]address, len(accounts))
 	for i, a := range accounts {
@@ -180,6 +190,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		{name: "balidx, known addresses", server: node, requests: signedGets(known), once: true},
 		{name: "balidx, unknown addresses", server: node, requests: signedGets(unknownAddress), once: true},
 		{name: fmt.Sprintf("balidx, any of the %d accounts", len(accounts)), server: nodeAll, requests: signedGets(anyAccount), once: true},
+		{name: "balidx, known addresses, anonymous", server: node, requests: plainGets(known)},
+		{name: "balidx, known addresses, access log off", server: quiet, requests: signedGets(known), once: true},
 	}
 	if gethDev != nil {
 		targets = append(targets,
@@ -249,6 +261,8 @@ type bench struct {
 	runs    int     // request sets written so far: every set has its own nonces
 	maxRPS  float64 // the fastest run so far, to size single-use request sets
 	profile string  // if set, a CPU profile of the next run goes there
+	// accessLog is the file the first query tier's access log goes to.
+	accessLog string
 }
 
 // target is one server under load.

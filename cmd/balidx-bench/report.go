@@ -55,9 +55,11 @@ func report(w io.Writer, targets []*target, cfg config, s *summary) {
 		fmt.Fprintf(w, "| %s | %.0f | %.2f | %s | %s | %s | %.2f | %s | %s | %d | %d | %d |\n", t.name, m.rps, m.rps/base.rps,
 			ms(m.p50), ms(m.p99), ms(m.p999), float64(m.p99)/float64(base.p99), us(m.serverCPU), us(m.loadCPU), m.responseBytes, m.non2xx, m.errs)
 	}
-	known := median(targets[1].results)
-	s.add("balidx ÷ bare echo throughput (known addresses, signed)", known.rps/base.rps, ">=", 0.85)
-	s.add("balidx p99 ÷ bare echo p99", float64(known.p99)/float64(base.p99), "<=", 1.5)
+	known, anonymous, quiet := median(targets[1].results), median(targets[4].results), median(targets[5].results)
+	s.add("balidx ÷ bare echo throughput (known addresses, signed; the defaults, access log on)", known.rps/base.rps, ">=", 0.85)
+	s.add("balidx ÷ bare echo throughput (known addresses, anonymous; the defaults, access log on)", anonymous.rps/base.rps, ">=", 0.9)
+	s.add("access log's cost: balidx with it ÷ without (known addresses, signed)", known.rps/quiet.rps, ">=", 0.97)
+	s.add("balidx p99 ÷ bare echo p99 (known addresses, signed; the defaults)", float64(known.p99)/float64(base.p99), "<=", 1.5)
 	failed := 0
 	for _, t := range targets {
 		if strings.HasPrefix(t.name, "balidx") {
@@ -167,6 +169,9 @@ func (s *summary) addGoBench(file string) error {
 			}
 		}
 	}
+	add("access log, one line in full, ns", "Write ns/op", "", 0)
+	add("access log, one line in full, allocations", "Write allocs/op", "<=", 0)
+	add("access log, one line folded, ns", "WriteFolded ns/op", "", 0)
 	add("handler chain for a signed cached answer, ns (no network)", "BalanceSignedCacheHit ns/op", "", 0)
 	add("the same, drawn at random from 100k cached accounts (CPU caches missed), ns", "BalanceSignedHotSet ns/op", "", 0)
 	if bloom, ok := get("BloomRebuild bytes/account"); ok {

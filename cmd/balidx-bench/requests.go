@@ -34,6 +34,18 @@ func signedGets(pick func(*randSource) address) func(host string, run int) reque
 	}
 }
 
+// plainGets makes unsigned GET /v1/balances/{address} requests (the
+// anonymous tier) for addresses drawn by pick.
+func plainGets(pick func(*randSource) address) func(host string, run int) requests {
+	return func(host string, run int) requests {
+		rngs := threadRNGs(run)
+		return func(thread, i int) []byte {
+			a := pick(rngs[thread])
+			return plainGet(host, "/v1/balances/0x"+hex.EncodeToString(a[:]))
+		}
+	}
+}
+
 // signedGet is a raw GET of path signed as API.md says by client with secret.
 func signedGet(host, path, client, secret, ts, nonce string) []byte {
 	sig := query.Sign([]byte(secret), "GET", path, "", ts, nonce, nil)

@@ -26,14 +26,16 @@ import (
 const serveArg = "-serve"
 
 // serveMain is a server process: "bare BODYFILE" serves the body with a
-// bare echo handler, "balidx SNAPSHOT CACHEBYTES" serves the snapshot file
-// (opened read-only) through balidx's query tier. It prints "HOST ADMIN"
+// bare echo handler, "balidx SNAPSHOT CACHEBYTES ACCESSLOG" serves the
+// snapshot file (opened read-only) through balidx's query tier, its access
+// log appended to the file ACCESSLOG ("-": no access log). It prints "HOST ADMIN"
 // on out once listening (ADMIN: balidx's admin listener, or the bare
 // handler's, which serves only its CPU profile), and serves until SIGINT.
 func serveMain(args []string, out io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var host, admin string
+	var served <-chan struct{} // balidx's: closed once it has stopped and written its access log out
 	switch {
 	case len(args) == 2 && args[0] == "bare":
 		body, err := os.ReadFile(args[1])
@@ -46,7 +48,7 @@ func serveMain(args []string, out io.Writer) error {
 		if admin, err = startProfiler(ctx); err != nil {
 			return err
 		}
-	case len(args) == 3 && args[0] == "balidx":
+	case len(args) == 4 && args[0] == "balidx":
 		cacheBytes, err := strconv.ParseInt(args[2], 10, 64)
 		if err != nil {
 			return fmt.Errorf("cache bytes: %w", err)
@@ -56,14 +58,17 @@ func serveMain(args []string, out io.Writer) error {
 			return err
 		}
 		defer store.Close()
-		if host, admin, err = startBalidx(ctx, store, cacheBytes); err != nil {
+		if host, admin, served, err = startBalidx(ctx, store, cacheBytes, args[3]); err != nil {
 			return err
 		}
 	default:
-		return fmt.Errorf("%s bare BODYFILE | %s balidx SNAPSHOT CACHEBYTES", serveArg, serveArg)
+		return fmt.Errorf("%s bare BODYFILE | %s balidx SNAPSHOT CACHEBYTES ACCESSLOG", serveArg, serveArg)
 	}
 	fmt.Fprintln(out, host, admin)
 	<-ctx.Done()
+	if served != nil {
+		<-served
+	}
 	return nil
 }
 

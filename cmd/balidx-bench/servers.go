@@ -20,6 +20,7 @@ import (
 	"github.com/balidx/balidx"
 
 	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/query/accesslog"
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
@@ -163,19 +164,30 @@ func buildStore(file string, accounts []account) error {
 }
 
 // startBalidx serves the store through the whole query tier with the
-// product's limits (signed requests, quotas, the in-flight cap, the replay
-// cache) and its own Bloom filter and cache of cacheBytes. It returns the
-// query and admin addresses.
-func startBalidx(ctx context.Context, store *storage.Store, cacheBytes int64) (host, admin string, err error) {
+// product's defaults (signed requests, quotas, the in-flight cap, the
+// replay cache, metrics, the access log with its default rates appended to
+// accessLog unless it is "-") and its own Bloom filter and cache of
+// cacheBytes. It returns the query and admin addresses, and a channel
+// closed once, ctx ended, the server has stopped and written its log out.
+func startBalidx(ctx context.Context, store *storage.Store, cacheBytes int64, accessLog string) (host, admin string, served <-chan struct{}, err error) {
 	snap, err := query.NewSnapshot(query.SnapshotConfig{Store: store, CacheBytes: cacheBytes, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
+	}
+	var log *accesslog.Log
+	if accessLog != "-" {
+		f, err := os.OpenFile(accessLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return "", "", nil, err
+		}
+		log = accesslog.New(accesslog.Config{Out: f})
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector())
 	// The bench client's quota is above what two cores serve (~40k/s), and
 	// the replay cache holds its share at that rate (rate × 61 s + burst).
 	srv, err := query.New(query.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Snapshot: snap, Registry: reg, MaxNonces: 1 << 23,
+		AccessLog: log,
 		Clients: &query.Clients{
 			Clients: []query.Client{
 				{ID: benchClient, Secrets: []string{benchSecret}, Rate: 100_000, Burst: 100_000},
@@ -184,13 +196,14 @@ func startBalidx(ctx context.Context, store *storage.Store, cacheBytes int64) (h
 			Anonymous: query.Anonymous{Enabled: true, Rate: 1_000_000, Burst: 1_000_000},
 		}})
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	if err := srv.Listen(); err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
-	go srv.Serve(ctx)
-	return srv.Addr(), srv.AdminAddr(), nil
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	return srv.Addr(), srv.AdminAddr(), done, nil
 }
 
 // startGethDev runs geth --dev: a tiny chain, geth's best case.

@@ -14,6 +14,7 @@ import (
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/query/accesslog"
 	"github.com/balidx/balidx/storage"
 	"sigs.k8s.io/yaml"
 )
@@ -46,6 +47,10 @@ type config struct {
 	MaxNonces            int
 	CacheMB              int
 	AccessLog            bool
+	AccessLogFile        string
+	AccessLogRate        int
+	AccessLogMaxRate     int
+	AccessLogFold        time.Duration
 	StaleAfter           time.Duration
 	MaxStaleness         time.Duration
 	Replicas             int
@@ -115,7 +120,11 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", query.DefaultMaxConnsPerIP, "connections from one client IP (trusted proxies exempt)")
 		fs.IntVar(&cfg.MaxNonces, "max-nonces", query.DefaultMaxNonces, "(client, nonce) pairs the replay cache holds (~46 bytes each); past it, 503 overloaded")
 		fs.IntVar(&cfg.CacheMB, "cache-mb", query.DefaultCacheBytes>>20, "MiB of rendered answers the balance cache holds (~390 bytes an account with one token)")
-		fs.BoolVar(&cfg.AccessLog, "access-log", true, "one log line per query request")
+		fs.BoolVar(&cfg.AccessLog, "access-log", true, "one JSON line per query request (README: Access log)")
+		fs.StringVar(&cfg.AccessLogFile, "access-log-file", "", "file the access log is appended to (default: standard error)")
+		fs.IntVar(&cfg.AccessLogRate, "access-log-rate", accesslog.DefaultRate, "access lines a second written in full per (client IP, client id, route, status); beyond, folded into a summary")
+		fs.IntVar(&cfg.AccessLogMaxRate, "access-log-max-rate", accesslog.DefaultMaxRate, "access lines a second written in full in all; beyond, folded")
+		fs.DurationVar(&cfg.AccessLogFold, "access-log-fold-interval", accesslog.DefaultFoldInterval, "how often folded access lines are summarized")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", query.DefaultStaleAfter, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
 	}
@@ -249,6 +258,12 @@ func (c *config) validate(cmd string) error {
 	}
 	if p.query && (c.MaxNonces < 1 || c.MaxNonces > 1<<26) {
 		errs = append(errs, fmt.Errorf("--max-nonces %d: want 1..%d", c.MaxNonces, 1<<26))
+	}
+	if p.query && (c.AccessLogRate < 1 || c.AccessLogMaxRate < c.AccessLogRate || c.AccessLogMaxRate > 1_000_000) {
+		errs = append(errs, fmt.Errorf("--access-log-rate %d, --access-log-max-rate %d: want 1 ≤ rate ≤ max rate ≤ 1000000", c.AccessLogRate, c.AccessLogMaxRate))
+	}
+	if p.query && (c.AccessLogFold < time.Second || c.AccessLogFold > time.Hour) {
+		errs = append(errs, fmt.Errorf("--access-log-fold-interval %s: want 1s..1h", c.AccessLogFold))
 	}
 	if p.query && (c.CacheMB < 1 || c.CacheMB > maxCacheMB) {
 		errs = append(errs, fmt.Errorf("--cache-mb %d: want 1..%d", c.CacheMB, maxCacheMB))

@@ -16,6 +16,7 @@ import (
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/query/accesslog"
 	"github.com/balidx/balidx/storage"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -145,9 +146,18 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		runs = append(runs, func(ctx context.Context) error {
 			return board.Watch(ctx, chainID, func(s balidx.IndexerStatus) { ixStatus.Store(&s) })
 		})
-		var accessLog *slog.Logger
+		var accessLog *accesslog.Log
 		if cfg.AccessLog {
-			accessLog = log.With("part", "access")
+			var out io.Writer = stderr
+			if cfg.AccessLogFile != "" {
+				f, err := os.OpenFile(cfg.AccessLogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+				if err != nil {
+					return fmt.Errorf("access log: %w", err)
+				}
+				defer f.Close() // after the join point: Serve has written the log out
+				out = f
+			}
+			accessLog = accesslog.New(accesslog.Config{Out: out, Rate: cfg.AccessLogRate, MaxRate: cfg.AccessLogMaxRate, FoldInterval: cfg.AccessLogFold})
 		}
 		srv, err = query.New(query.Config{
 			Addr: cfg.HTTP, AdminAddr: cfg.Admin, Snapshot: snap,
