@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,6 +221,7 @@ func (g *gethProc) start(tb testing.TB) {
 		"--datadir", g.dir, "--state.scheme", "hash", "--gcmode", "archive", "--cache.preimages",
 		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", fmt.Sprint(g.port), "--ws.api", g.apis,
 		"--nodiscover", "--maxpeers", "0", "--ipcdisable", "--authrpc.port", "0", "--verbosity", "2")
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with the test, however it ends
 	g.logs = &syncBuffer{}
 	g.cmd.Stdout, g.cmd.Stderr = g.logs, g.logs
 	if err := g.cmd.Start(); err != nil {
