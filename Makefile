@@ -10,6 +10,9 @@ BIN     := bin/balidx
 # ships; zstd, for pebble v1 databases; USB HID, for hardware wallets) took
 # ~80 s of a cold build (223 against 304 s) and runs in none of our uses.
 GETH    := bin/geth
+# nats-server, at the version the tool directive in go.mod pins: the
+# cluster tests run three of them, and deploy/nats configures them.
+NATS    := bin/nats-server
 RACE    ?= -race
 
 .PHONY: all build run test vet lint e2e crash fuzz bench clean
@@ -33,10 +36,15 @@ $(GETH): export CGO_ENABLED := 0
 $(GETH): go.mod go.sum
 	$(GO) build -pgo=off -o $(GETH) github.com/ethereum/go-ethereum/cmd/geth
 
+$(NATS): export CGO_ENABLED := 0
+$(NATS): go.mod go.sum
+	$(GO) build -o $(NATS) github.com/nats-io/nats-server/v2
+
 # What CI runs: vet and every test with the race detector, the end-to-end
-# test against a real geth --dev included.
-test: vet $(GETH)
-	BALIDX_GETH=$(abspath $(GETH)) $(GO) test $(RACE) -count=1 -timeout 20m ./...
+# test against a real geth --dev and the cluster tests against three real
+# nats-server processes included.
+test: vet $(GETH) $(NATS)
+	BALIDX_GETH=$(abspath $(GETH)) BALIDX_NATS_SERVER=$(abspath $(NATS)) $(GO) test $(RACE) -count=1 -timeout 20m ./...
 
 lint: vet
 

@@ -168,4 +168,7 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
-tool github.com/ethereum/go-ethereum/cmd/geth
+tool (
+	github.com/ethereum/go-ethereum/cmd/geth
+	github.com/nats-io/nats-server/v2
+)

@@ -14,6 +14,8 @@ var (
 	// ErrPublishConflict: the stream's last message is not the one the
 	// publisher expected (another indexer published, or the stream was altered).
 	ErrPublishConflict = errors.New("stream changed under the publisher")
+	// ErrStreamMismatch: the stream exists with a configuration balidx cannot use.
+	ErrStreamMismatch = errors.New("stream configured otherwise")
 	// ErrConsumerLost: the server no longer has the consumer delivering to
 	// consume; nothing after it will arrive on that channel.
 	ErrConsumerLost = errors.New("stream consumer lost")

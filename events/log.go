@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -75,7 +76,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		l.Close()
 		return nil, err
 	}
-	if l.stream, err = ensureStream(ctx, l.js, streamConfig{Replicas: cfg.Replicas}); err != nil {
+	err = untilSettled(ctx, func(ctx context.Context) (err error) {
+		l.stream, err = ensureStream(ctx, l.js, streamConfig{Replicas: cfg.Replicas})
+		return err
+	})
+	if err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -127,8 +132,42 @@ func (l *Log) Last(ctx context.Context, chainID uint64) (*BlockDelta, uint64, er
 }
 
 // StatusBoard opens the indexer status bucket, replicated as the stream.
-func (l *Log) StatusBoard(ctx context.Context) (*StatusBoard, error) {
-	return newStatusBoard(ctx, l.js, l.replicas)
+func (l *Log) StatusBoard(ctx context.Context) (b *StatusBoard, err error) {
+	err = untilSettled(ctx, func(ctx context.Context) (err error) {
+		b, err = newStatusBoard(ctx, l.js, l.replicas)
+		return err
+	})
+	return b, err
+}
+
+// SettleTimeout bounds how long Open and StatusBoard wait for a JetStream
+// cluster that is still forming (no meta leader yet, a stream or bucket
+// being created by several processes at once).
+const SettleTimeout = time.Minute
+
+// untilSettled calls fn, each attempt bounded, until it succeeds, fails
+// for a reason waiting cannot cure, or SettleTimeout passes.
+func untilSettled(ctx context.Context, fn func(context.Context) error) error {
+	deadline := time.Now().Add(SettleTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := fn(actx)
+		cancel()
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil, time.Now().After(deadline), errors.Is(err, ErrStreamMismatch):
+			return err
+		case errors.As(err, &apiErr) && apiErr.ErrorCode != jetstream.JSErrCodeStreamNameInUse && apiErr.Code != 503:
+			return err // the server's definite answer, but a race between creators or a cluster not available yet
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // Each calls fn with every message of chainID on the stream, in stream

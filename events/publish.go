@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -18,6 +20,7 @@ type Publisher struct {
 	stream  jetstream.Stream
 	subject string
 	lastSeq uint64
+	retries atomic.Uint64
 }
 
 // newPublisher returns a publisher for chainID on stream s, positioned after
@@ -49,39 +52,78 @@ func lastDelta(ctx context.Context, s jetstream.Stream, chainID uint64) (*BlockD
 	return d, m.Sequence, nil
 }
 
+// PublishDeadline bounds how long Publish retries one part that the
+// cluster does not acknowledge (no stream leader while one is elected, a
+// node lost, a timeout): a NATS leader election takes 4–9 s.
+const PublishDeadline = 2 * time.Minute
+
+// publishAttempt bounds one attempt.
+const publishAttempt = 5 * time.Second
+
 // Publish appends the parts of one block. It returns after the server has
-// stored (and, with the durability settings of this package, synced) each part.
+// stored (and, with the durability settings of this package, synced) each
+// part. A part the cluster does not acknowledge is sent again, with the
+// same message id and expected last sequence, for up to PublishDeadline
+// (Retries counts the attempts); a retry whose first attempt was stored
+// is recognised, so nothing is stored twice.
 func (p *Publisher) Publish(ctx context.Context, parts []BlockDelta) error {
 	for i := range parts {
-		data, err := Encode(&parts[i])
-		if err != nil {
+		if err := p.publish(ctx, &parts[i]); err != nil {
 			return err
 		}
-		ack, err := p.js.Publish(ctx, p.subject, data,
-			jetstream.WithMsgID(parts[i].MsgID()),
+	}
+	return nil
+}
+
+func (p *Publisher) publish(ctx context.Context, part *BlockDelta) error {
+	data, err := Encode(part)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(PublishDeadline)
+	wait := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		ack, err := p.js.Publish(actx, p.subject, data,
+			jetstream.WithMsgID(part.MsgID()),
 			jetstream.WithExpectLastSequencePerSubject(p.lastSeq))
+		cancel()
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		switch {
+		case err == nil:
+			p.lastSeq = ack.Sequence
+			return nil
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence:
 			// JetStream checks the expected sequence before the message id,
 			// so a retry whose first attempt was stored (its ack lost) lands
 			// here: that is success when the last message is this very part.
-			seq, rerr := p.storedAsLast(ctx, &parts[i])
+			seq, rerr := p.storedAsLast(ctx, part)
 			if rerr != nil {
 				return rerr
 			}
 			if seq == 0 {
-				return fmt.Errorf("%w: publishing block %d part %d after seq %d: %v", ErrPublishConflict, parts[i].Number, parts[i].Part, p.lastSeq, err)
+				return fmt.Errorf("%w: publishing block %d part %d after seq %d: %v", ErrPublishConflict, part.Number, part.Part, p.lastSeq, err)
 			}
 			p.lastSeq = seq
-			continue
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum || apiErr.ErrorCode == jetstream.JSErrCodeBadRequest),
+			time.Now().Add(wait).After(deadline):
+			return fmt.Errorf("publish block %d part %d: %w", part.Number, part.Part, err)
 		}
-		if err != nil {
-			return fmt.Errorf("publish block %d part %d: %w", parts[i].Number, parts[i].Part, err)
+		p.retries.Add(1)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
 		}
-		p.lastSeq = ack.Sequence
+		wait = min(2*wait, 2*time.Second)
 	}
-	return nil
 }
+
+// Retries counts the attempts Publish made again, since the publisher was made.
+func (p *Publisher) Retries() uint64 { return p.retries.Load() }
 
 // storedAsLast returns the stream sequence of part if it is the subject's last
 // message, or 0.

@@ -74,8 +74,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg streamConfig)
 	}
 	have := s.CachedInfo().Config
 	if have.MaxMsgSize != 0 && have.MaxMsgSize < want.MaxMsgSize || have.Retention != jetstream.LimitsPolicy {
-		return nil, fmt.Errorf("stream %s exists with max_msg_size %d and retention %s: balidx needs ≥ %d and limits retention",
-			want.Name, have.MaxMsgSize, have.Retention, want.MaxMsgSize)
+		return nil, fmt.Errorf("%w: stream %s exists with max_msg_size %d and retention %s: balidx needs ≥ %d and limits retention",
+			ErrStreamMismatch, want.Name, have.MaxMsgSize, have.Retention, want.MaxMsgSize)
 	}
 	return s, nil
 }

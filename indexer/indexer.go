@@ -305,7 +305,10 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 		}
 		parts = parts[cur.skipParts:]
 	}
-	if err := pub.Publish(ctx, parts); err != nil {
+	retries := pub.Retries()
+	err = pub.Publish(ctx, parts)
+	ix.metrics.retries.Add(float64(pub.Retries() - retries))
+	if err != nil {
 		return false, err
 	}
 	ix.derive.book.record(changes, withheld)

@@ -11,6 +11,7 @@ type metrics struct {
 	blocks    prometheus.Counter
 	changes   prometheus.Counter
 	failures  prometheus.Counter
+	retries   prometheus.Counter
 	// What the token rules cost (tokens.go).
 	profiles, preimageTraces, refreshes, refreshedHolders prometheus.Counter
 	withheld                                              *prometheus.CounterVec
@@ -24,6 +25,7 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 		blocks:           prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_blocks_published_total", Help: "Blocks published."}),
 		changes:          prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_changes_published_total", Help: "Balance changes published."}),
 		failures:         prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_failures_total", Help: "Attempts that failed and were retried (node or NATS errors)."}),
+		retries:          prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_publish_retries_total", Help: "Publishes of a part sent again because NATS did not acknowledge it (a leader election, a node lost), with the same message id."}),
 		profiles:         prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_profiles_total", Help: "Traced balanceOf calls that learn what a token's balances depend on."}),
 		preimageTraces:   prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_preimage_traces_total", Help: "Blocks traced for KECCAK256 preimages, to name holders whose balance slot changed without a Transfer log."}),
 		refreshes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_refreshes_total", Help: "Times every known holder of a token was re-read after state all its balances depend on changed (a rebase)."}),
@@ -36,7 +38,7 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 	breaker := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "balidx_indexer_node_breaker_state", Help: "Circuit breaker in front of the node: 0 closed, 1 half-open (probing), 2 open.",
 	}, func() float64 { return float64(node.BreakerState()) })
-	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures, breaker, node.latency, node.errors,
+	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures, m.retries, breaker, node.latency, node.errors,
 		m.profiles, m.preimageTraces, m.refreshes, m.refreshedHolders, m.withheld} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
