@@ -95,7 +95,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.Uint64Var(&cfg.Confirmations, "confirmations", def, "a block is trusted once head − number ≥ N")
 		fs.IntVar(&cfg.MaxRefresh, "token-refresh-max", indexer.DefaultMaxRefresh, "most holders of one token re-read at one block when state all its balances depend on changes (a rebase); a token needing more is withheld")
 	}
-	fs.StringVar(&cfg.NATS, "nats", "", "NATS URL; empty starts an embedded server with JetStream")
+	fs.StringVar(&cfg.NATS, "nats", "", "NATS server URLs, comma-separated (every node of a cluster); empty starts an embedded server with JetStream")
 	defListen := events.DefaultListen
 	if p.demo {
 		defListen = "127.0.0.1:0" // a free port: dev keeps to itself
