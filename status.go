@@ -12,6 +12,11 @@ type IndexerStatus struct {
 	HeadSeenAt     time.Time       `json:"head_seen_at"`
 	Policy         Policy          `json:"policy"`
 	TrustViolation *TrustViolation `json:"trust_violation"`
+	// ActiveIndexer names the indexer that publishes (of those following
+	// the chain, the one holding the publishing lease), and ActiveSince
+	// when it took over.
+	ActiveIndexer string    `json:"active_indexer,omitempty"`
+	ActiveSince   time.Time `json:"active_since,omitzero"`
 }
 
 // Policy is the indexer's trust policy: Confirmations, or a block Tag.

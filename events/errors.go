@@ -16,6 +16,9 @@ var (
 	ErrPublishConflict = errors.New("stream changed under the publisher")
 	// ErrStreamMismatch: the stream exists with a configuration balidx cannot use.
 	ErrStreamMismatch = errors.New("stream configured otherwise")
+	// ErrLeaseLost: a renewal of the publishing lease failed, so another
+	// indexer may hold it; the holder must stop publishing at once.
+	ErrLeaseLost = errors.New("publishing lease lost")
 	// ErrConsumerLost: the server no longer has the consumer delivering to
 	// consume; nothing after it will arrive on that channel.
 	ErrConsumerLost = errors.New("stream consumer lost")

@@ -12,6 +12,9 @@ type metrics struct {
 	changes   prometheus.Counter
 	failures  prometheus.Counter
 	retries   prometheus.Counter
+	// The publishing lease (active.go).
+	active, activeSince prometheus.Gauge
+	standDowns          prometheus.Counter
 	// What the token rules cost (tokens.go).
 	profiles, preimageTraces, refreshes, refreshedHolders prometheus.Counter
 	withheld                                              *prometheus.CounterVec
@@ -26,6 +29,9 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 		changes:          prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_changes_published_total", Help: "Balance changes published."}),
 		failures:         prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_failures_total", Help: "Attempts that failed and were retried (node or NATS errors)."}),
 		retries:          prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_publish_retries_total", Help: "Publishes of a part sent again because NATS did not acknowledge it (a leader election, a node lost), with the same message id."}),
+		active:           prometheus.NewGauge(prometheus.GaugeOpts{Name: "balidx_indexer_active", Help: "1 while this indexer holds the publishing lease and publishes; 0 while it stands by."}),
+		activeSince:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "balidx_indexer_active_since_seconds", Help: "When this indexer last took the publishing lease (Unix time)."}),
+		standDowns:       prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_stand_downs_total", Help: "Times this indexer stopped publishing because its lease was lost or the stream refused it (another indexer published)."}),
 		profiles:         prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_profiles_total", Help: "Traced balanceOf calls that learn what a token's balances depend on."}),
 		preimageTraces:   prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_preimage_traces_total", Help: "Blocks traced for KECCAK256 preimages, to name holders whose balance slot changed without a Transfer log."}),
 		refreshes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_refreshes_total", Help: "Times every known holder of a token was re-read after state all its balances depend on changed (a rebase)."}),
@@ -38,7 +44,7 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 	breaker := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "balidx_indexer_node_breaker_state", Help: "Circuit breaker in front of the node: 0 closed, 1 half-open (probing), 2 open.",
 	}, func() float64 { return float64(node.BreakerState()) })
-	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures, m.retries, breaker, node.latency, node.errors,
+	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures, m.retries, m.active, m.activeSince, m.standDowns, breaker, node.latency, node.errors,
 		m.profiles, m.preimageTraces, m.refreshes, m.refreshedHolders, m.withheld} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -20,6 +20,15 @@ type Status struct {
 	Stale          bool                   `json:"stale"`
 	TrustViolation *balidx.TrustViolation `json:"trust_violation"`
 	WithheldTokens []StatusWithheld       `json:"withheld_tokens"`
+	// ActiveIndexer is the indexer publishing the chain's blocks, of those
+	// following it, and when it took over; null before it has said so.
+	ActiveIndexer *StatusActive `json:"active_indexer"`
+}
+
+// StatusActive names the active indexer.
+type StatusActive struct {
+	Name  string    `json:"name"`
+	Since time.Time `json:"since"`
 }
 
 // StatusWithheld is a token whose balances are not served.
@@ -77,6 +86,9 @@ func (s *Server) status() (*Status, bool) {
 		st.Head = &StatusHead{Number: ix.Head, SeenAt: ix.HeadSeenAt}
 		st.Policy = ix.Policy
 		st.TrustViolation = ix.TrustViolation
+		if ix.ActiveIndexer != "" {
+			st.ActiveIndexer = &StatusActive{Name: ix.ActiveIndexer, Since: ix.ActiveSince}
+		}
 		if ix.Head > m.Trusted.Number {
 			st.LagBlocks = ix.Head - m.Trusted.Number
 		}

@@ -33,6 +33,8 @@ type config struct {
 	Genesis       string
 	StartBlock    uint64
 	MaxRefresh    int
+	IndexerName   string
+	LeaseTTL      time.Duration
 	ChainID       uint64
 	Clients       string
 	CORSOrigins   string
@@ -94,6 +96,8 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		}
 		fs.Uint64Var(&cfg.Confirmations, "confirmations", def, "a block is trusted once head − number ≥ N")
 		fs.IntVar(&cfg.MaxRefresh, "token-refresh-max", indexer.DefaultMaxRefresh, "most holders of one token re-read at one block when state all its balances depend on changes (a rebase); a token needing more is withheld")
+		fs.StringVar(&cfg.IndexerName, "indexer-name", defaultIndexerName(), "names this indexer among those following the chain (one publishes, holding the lease; the others stand by)")
+		fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", events.DefaultLeaseTTL, "a standby takes over publishing within about 1.25× this after the active indexer stops renewing; the same on every indexer")
 	}
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS server URLs, comma-separated (every node of a cluster); empty starts an embedded server with JetStream")
 	defListen := events.DefaultListen
@@ -233,6 +237,12 @@ func (c *config) validate(cmd string) error {
 	if c.Confirmations > 10_000 {
 		errs = append(errs, fmt.Errorf("--confirmations %d: at most 10000", c.Confirmations))
 	}
+	if p.indexer && (c.LeaseTTL < time.Second || c.LeaseTTL > 5*time.Minute) {
+		errs = append(errs, fmt.Errorf("--lease-ttl %s: want 1s..5m", c.LeaseTTL))
+	}
+	if p.indexer && (c.IndexerName == "" || len(c.IndexerName) > 128) {
+		errs = append(errs, fmt.Errorf("--indexer-name %q: want 1..128 characters", c.IndexerName))
+	}
 	if p.indexer && (c.MaxRefresh < 1 || c.MaxRefresh > 10_000_000) {
 		errs = append(errs, fmt.Errorf("--token-refresh-max %d: want 1..10000000", c.MaxRefresh))
 	}
@@ -325,3 +335,12 @@ const defaultDataDir dataDir = "./data"
 
 // snapshot is the path of the snapshot file.
 func (d dataDir) snapshot() string { return filepath.Join(string(d), storage.FileName) }
+
+// defaultIndexerName is host/pid: unique among the indexers of a deployment.
+func defaultIndexerName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown-host"
+	}
+	return fmt.Sprintf("%s/%d", host, os.Getpid())
+}

@@ -103,7 +103,11 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			return err
 		}
 		chainID = ix.ChainID()
-		runs = append(runs, ix.Run)
+		lease, err := nl.Lease(ctx, chainID, cfg.IndexerName, cfg.LeaseTTL)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, func(ctx context.Context) error { return ix.RunActive(ctx, lease) })
 	}
 
 	if !p.query { // the indexer alone: an admin listener of its own
