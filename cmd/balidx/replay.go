@@ -14,7 +14,8 @@ import (
 // replay re-derives blocks from the node and, where the stream and the
 // chain disagree (a reorg deeper than the trust policy, or a wrong balance),
 // publishes one correction that every snapshot applies (see indexer.Replay).
-// The indexer must be stopped; start it again afterwards.
+// Every indexer of the chain must be stopped (the active one and its
+// standbys); start them again afterwards.
 func replay(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newCommandFlags("balidx replay", stderr)
 	rpcURL := fs.String("rpc", "", "the node (an archive node for blocks older than ~128)")
