@@ -40,15 +40,18 @@ func (s *Server) snapshotCopy(c echo.Context) error {
 	return err
 }
 
-// readyz is 200 once a snapshot is loaded and, under a hard staleness bound,
-// while it is fresh enough to be served; 503 with the reason otherwise.
+// readyz is 200 once a snapshot is loaded, while it is fresh enough to be
+// served under a hard staleness bound, and while the applier is within
+// MaxLag messages of the stream's end; 503 with the reason otherwise.
 func (s *Server) readyz(c echo.Context) error {
 	st, ok := s.status()
 	switch {
 	case !ok:
 		return writeError(c, errUnavailable)
-	case s.staleness.stale(s.snap.current()):
+	case s.bounds.check(s.snap.current()) != nil:
 		return writeError(c, errStale)
+	case s.cfg.MaxLag > 0 && s.cfg.StreamLag != nil && s.cfg.StreamLag() > s.cfg.MaxLag:
+		return writeError(c, errLagging)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "trusted": st.Trusted.Number, "stale": st.Stale, "trust_violation": st.TrustViolation != nil})
 }

@@ -31,6 +31,8 @@ var (
 	errUnavailable      = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "no snapshot loaded yet", RetryAfter: 5}
 	errTransferEncoding = &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "Transfer-Encoding is not accepted: send a body with Content-Length"}
 	errBodyNotTaken     = &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: "this method takes no body"}
+	errBehind           = &Error{Status: http.StatusServiceUnavailable, Code: "behind", Message: "this replica's trusted block is below min_block: retry, another replica may be ahead", RetryAfter: 1}
+	errLagging          = &Error{Status: http.StatusServiceUnavailable, Code: "behind", Message: "this replica lags the stream by more than its bound (--max-lag): it is catching up", RetryAfter: 5}
 	errStale            = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the trusted block is older than the operator's staleness bound", RetryAfter: 5}
 )
 

@@ -8,6 +8,14 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
+// HeaderBlock and HeaderBlockHash name, on every balance answer, the block
+// it is true at (canonical form): a client behind several replicas asks
+// for at least it next (min_block), and never sees the height go back.
+const (
+	HeaderBlock     = "X-Balidx-Block"
+	HeaderBlockHash = "X-Balidx-Block-Hash"
+)
+
 // The balance routes' handlers. Each parses its input (input.go), asks the
 // snapshot (snapshot.go: Bloom → cache → bbolt) and has the answer rendered
 // (render.go); errors go to the one error handler (errors.go).
@@ -27,7 +35,9 @@ func (s *Server) answerBalance(c echo.Context, pathAddress string, wallet bool) 
 	}
 	r := requestOf(c)
 	key := r.cacheKey(q.address)
-	e, v, src, err := s.snap.lookup(q.address, key, s.staleness)
+	b := s.bounds
+	b.minBlock = q.minBlock
+	e, v, src, err := s.snap.lookup(q.address, key, b)
 	if err != nil {
 		return err
 	}
@@ -35,6 +45,8 @@ func (s *Server) answerBalance(c echo.Context, pathAddress string, wallet bool) 
 	if src == fromSnapshot {
 		r.reads++
 	}
+	h := c.Response().Header()
+	h[HeaderBlock], h[HeaderBlockHash] = v.blockHeader, v.hashHeader
 	return writeAnswer(c, q, e, v)
 }
 
@@ -52,14 +64,18 @@ func (s *Server) postBalances(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p, _, err := parseQuery(c.Request().URL.RawQuery, false)
+	q, err := parseQuery(c.Request().URL.RawQuery, false)
 	if err != nil {
 		return err
 	}
-	res, err := s.snap.batch(req, s.staleness)
+	b := s.bounds
+	b.minBlock = q.minBlock
+	res, err := s.snap.batch(req, b)
 	requestOf(c).reads += res.reads
 	if err != nil {
 		return err
 	}
-	return c.JSONBlob(http.StatusOK, appendBatch(make([]byte, 0, 256*len(req)), req, &res, p))
+	h := c.Response().Header()
+	h[HeaderBlock], h[HeaderBlockHash] = res.view.blockHeader, res.view.hashHeader
+	return c.JSONBlob(http.StatusOK, appendBatch(make([]byte, 0, 256*len(req)), req, &res, q.page))
 }

@@ -432,7 +432,7 @@ func TestMalformedRequests(t *testing.T) {
 		{"row 7: a list holding the tag", "GET " + path + " HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\", " + tag + "\r\n\r\n", 304, "", false, ""},
 		{"row 7: the weak form", "GET " + path + " HTTP/1.1\r\nHost: x\r\nIf-None-Match: W/" + tag + "\r\n\r\n", 304, "", false, ""},
 		{"row 7: another tag", "GET " + path + " HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"x\"\r\n\r\n", 200, "", false, ""},
-		{"row 8: min_block", "GET " + path + "?min_block=999999999 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid_request", false, `\"min_block\"`},
+		{"row 8: min_block past the trusted block (issue 19: a replica behind)", "GET " + path + "?min_block=999999999 HTTP/1.1\r\nHost: x\r\n\r\n", 503, "behind", true, "min_block"},
 		{"row 8: block", "GET " + path + "?block=5 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid_request", false, `\"block\"`},
 		{"row 8: unknown parameter", "GET " + path + "?foo=1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid_request", false, `\"foo\"`},
 		{"row 8: limit twice", "GET " + path + "?limit=1&limit=2 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid_request", false, `\"limit\" given 2 times`},

@@ -22,14 +22,19 @@ type page struct {
 
 var defaultPage = page{limit: 100}
 
-func (p page) isDefault() bool { return len(p.only) == 0 && !p.cursor && p.limit == defaultPage.limit }
+// params are a balance route's query parameters, parsed.
+type params struct {
+	page          page
+	walletAddress string // the wallet route's address parameter
+	minBlock      uint64 // min_block: 0 when not given
+}
 
 // balanceQuery is a single-address request, parsed.
 type balanceQuery struct {
 	address common.Address
 	raw     string // the address as sent
 	mixed   bool   // raw is in mixed case: it must be address's EIP-55 form, checked against the answer's
-	page    page
+	params
 }
 
 // parseBalanceQuery parses a single-address route: the address is
@@ -37,72 +42,81 @@ type balanceQuery struct {
 // wallet route). The checksum of a mixed-case address is left to the
 // answer, which holds the EIP-55 form.
 func parseBalanceQuery(rawQuery, pathAddress string, wallet bool) (balanceQuery, error) {
-	p, address, err := parseQuery(rawQuery, wallet)
+	ps, err := parseQuery(rawQuery, wallet)
 	if err != nil {
 		return balanceQuery{}, err
 	}
-	if !wallet {
-		address = pathAddress
+	address := pathAddress
+	if wallet {
+		address = ps.walletAddress
 	}
 	a, mixed, ok := parseHex(address)
 	if !ok {
 		return balanceQuery{}, errInvalidAddress
 	}
-	return balanceQuery{address: a, raw: address, mixed: mixed, page: p}, nil
+	return balanceQuery{address: a, raw: address, mixed: mixed, params: ps}, nil
 }
 
 // parseQuery reads a balance route's query string strictly: token
-// (repeatable), limit and cursor — and address, once, where withAddress —
-// and nothing else; an unknown or repeated parameter, or a malformed
-// query, is refused naming it, rather than ignored (a caller asking for
-// something this node does not do must not get an answer that looks like
-// it did).
-func parseQuery(raw string, withAddress bool) (page, string, error) {
+// (repeatable), limit, cursor and min_block — and address, once, where
+// withAddress — and nothing else; an unknown or repeated parameter, or a
+// malformed query, is refused naming it, rather than ignored (a caller
+// asking for something this node does not do must not get an answer that
+// looks like it did).
+func parseQuery(raw string, withAddress bool) (params, error) {
+	ps := params{page: defaultPage}
 	if raw == "" { // the common case, without parsing a map
-		return defaultPage, "", nil
+		return ps, nil
 	}
 	q, err := url.ParseQuery(raw)
 	if err != nil {
-		return defaultPage, "", invalidRequest("malformed query string")
+		return ps, invalidRequest("malformed query string")
 	}
 	for k, vs := range q {
 		switch {
 		case k == "token":
-		case k == "limit" || k == "cursor" || (k == "address" && withAddress):
+		case k == "limit" || k == "cursor" || k == "min_block" || (k == "address" && withAddress):
 			if len(vs) > 1 {
-				return defaultPage, "", invalidRequest(fmt.Sprintf("parameter %s given %d times", quoteParam(k), len(vs)))
+				return ps, invalidRequest(fmt.Sprintf("parameter %s given %d times", quoteParam(k), len(vs)))
 			}
 		default:
-			return defaultPage, "", invalidRequest(fmt.Sprintf("unknown parameter %s", quoteParam(k)))
+			return ps, invalidRequest(fmt.Sprintf("unknown parameter %s", quoteParam(k)))
 		}
 	}
-	p := defaultPage
 	if v := q.Get("limit"); v != "" || q.Has("limit") {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxPageLimit {
-			return p, "", invalidRequest(fmt.Sprintf("limit must be 1..%d", MaxPageLimit))
+			return ps, invalidRequest(fmt.Sprintf("limit must be 1..%d", MaxPageLimit))
 		}
-		p.limit = n
+		ps.page.limit = n
 	}
 	if v := q.Get("cursor"); v != "" {
 		a, _, ok := parseAddress(v)
 		if !ok {
-			return p, "", invalidRequest("cursor must be a next_cursor of an earlier answer")
+			return ps, invalidRequest("cursor must be a next_cursor of an earlier answer")
 		}
-		p.after, p.cursor = a, true
+		ps.page.after, ps.page.cursor = a, true
+	}
+	if v := q.Get("min_block"); v != "" || q.Has("min_block") {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return ps, invalidRequest("min_block must be a block number (base 10)")
+		}
+		ps.minBlock = n
 	}
 	tokens := q["token"]
 	if len(tokens) > MaxTokenFilter {
-		return p, "", invalidRequest(fmt.Sprintf("at most %d token parameters", MaxTokenFilter))
+		return ps, invalidRequest(fmt.Sprintf("at most %d token parameters", MaxTokenFilter))
 	}
 	for _, t := range tokens {
 		a, _, ok := parseAddress(t)
 		if !ok {
-			return p, "", invalidRequest("token must be a contract address")
+			return ps, invalidRequest("token must be a contract address")
 		}
-		p.only = append(p.only, a)
+		ps.page.only = append(ps.page.only, a)
 	}
-	return p, q.Get("address"), nil
+	ps.walletAddress = q.Get("address")
+	return ps, nil
 }
 
 // quoteParam names a parameter in a message: quoted, at most 32 bytes.

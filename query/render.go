@@ -41,8 +41,9 @@ type view struct {
 	// block (or, in a view made for one read, a list read later: a token
 	// once withheld stays so, and more is never less honest);
 	// withheldJSON is its rendering for answers of the default page.
-	withheld     []storage.WithheldToken
-	withheldJSON []byte
+	withheld                []storage.WithheldToken
+	withheldJSON            []byte
+	blockHeader, hashHeader []string // X-Balidx-Block, -Hash (never mutated)
 }
 
 func newView(m storage.Meta, withheld []storage.WithheldToken) *view {
@@ -57,6 +58,7 @@ func newView(m storage.Meta, withheld []storage.WithheldToken) *view {
 	return &view{
 		meta: m, blockJSON: b, unknown: newEntry(common.Address{}, storage.Balances{}),
 		withheld: withheld, withheldJSON: appendWithheld(nil, withheld, defaultPage),
+		blockHeader: []string{strconv.FormatUint(m.Trusted.Number, 10)}, hashHeader: []string{m.Trusted.Hash.Hex()},
 	}
 }
 

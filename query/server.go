@@ -34,6 +34,8 @@ const (
 	DefaultAddr       = "127.0.0.1:8080"
 	DefaultAdminAddr  = "127.0.0.1:9090"
 	DefaultStaleAfter = 2 * time.Minute
+	// DefaultMaxLag: /readyz fails while more messages wait to be applied.
+	DefaultMaxLag = 100
 )
 
 // Config configures a Server. Zero fields take the defaults named.
@@ -44,6 +46,11 @@ type Config struct {
 	// IndexerStatus returns the indexer's last word (head, policy, trust
 	// violation), or nil when none has arrived.
 	IndexerStatus func() *balidx.IndexerStatus
+	// StreamLag, if set, tells how many messages the applier has yet to
+	// apply; past MaxLag, /readyz is 503 behind (a load balancer drains a
+	// replica catching up). MaxLag 0: no bound.
+	StreamLag func() uint64
+	MaxLag    uint64
 	// StaleAfter: status says stale when the trusted block is older;
 	// default DefaultStaleAfter.
 	StaleAfter time.Duration
@@ -79,17 +86,17 @@ type Config struct {
 
 // Server runs the query and admin listeners.
 type Server struct {
-	cfg       Config
-	snap      *Snapshot
-	metrics   *metrics
-	guard     *guard
-	query     *http.Server
-	admin     *http.Server
-	qln       net.Listener
-	aln       net.Listener
-	qconns    *connLimits
-	aconns    *connLimits
-	staleness staleness
+	cfg     Config
+	snap    *Snapshot
+	metrics *metrics
+	guard   *guard
+	query   *http.Server
+	admin   *http.Server
+	qln     net.Listener
+	aln     net.Listener
+	qconns  *connLimits
+	aconns  *connLimits
+	bounds  bounds // min_block is the request's
 }
 
 // New builds the server; Listen binds it, Serve runs it.
@@ -127,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConnsPerIP == 0 {
 		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
-	s := &Server{cfg: cfg, snap: cfg.Snapshot, staleness: staleness{max: cfg.MaxStaleness, now: cfg.Now}}
+	s := &Server{cfg: cfg, snap: cfg.Snapshot, bounds: bounds{maxAge: cfg.MaxStaleness, now: cfg.Now}}
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registry, cfg.Snapshot, cfg.AccessLog); err != nil {
 		return nil, err

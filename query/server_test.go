@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -460,5 +461,56 @@ func TestBloomFalsePositiveRateAtCapacity(t *testing.T) {
 	// Expected 3.6 (9e-7 × 4M); a filter at 1e-5 would pass ~40.
 	if passed > 15 {
 		t.Fatalf("%d of %d unknown addresses passed the filter (rate %.1e, want ≤ %.0e)", passed, probes, float64(passed)/probes, BloomFalsePositiveRate)
+	}
+}
+
+// Every balance answer names the block it is true at in headers; min_block
+// above the trusted block is 503 behind (a replica behind), at or below it
+// an answer; /readyz fails while the applier lags past MaxLag.
+func TestReplicaAgreement(t *testing.T) {
+	var lag atomic.Uint64
+	s, snap := mustServer(t, 0, Config{StreamLag: lag.Load, MaxLag: 10})
+	v := snap.current()
+	number, hash := strconv.FormatUint(v.meta.Trusted.Number, 10), v.meta.Trusted.Hash.Hex()
+	for _, r := range []struct{ method, target, body string }{
+		{"GET", "/v1/balances/" + holder.Hex(), ""},
+		{"GET", "/v1/balances/" + never.Hex(), ""},
+		{"GET", "/go/wallet/balance?address=" + holder.Hex(), ""},
+		{"POST", "/v1/balances", `{"addresses":["` + holder.Hex() + `"]}`},
+		{"GET", "/v1/balances/" + holder.Hex() + "?min_block=" + number, ""},
+	} {
+		a := do(t, s, r.method, r.target, r.body)
+		if a.status != 200 || a.header.Get(HeaderBlock) != number || a.header.Get(HeaderBlockHash) != hash {
+			t.Fatalf("%s %s: %d, block headers %q %q, want 200 at %s %s", r.method, r.target, a.status,
+				a.header.Get(HeaderBlock), a.header.Get(HeaderBlockHash), number, hash)
+		}
+	}
+	ahead := strconv.FormatUint(v.meta.Trusted.Number+1, 10)
+	for _, r := range []struct{ method, target, body string }{
+		{"GET", "/v1/balances/" + holder.Hex() + "?min_block=" + ahead, ""},
+		{"GET", "/v1/balances/" + never.Hex() + "?min_block=" + ahead, ""},
+		{"POST", "/v1/balances?min_block=" + ahead, `{"addresses":["` + holder.Hex() + `"]}`},
+	} {
+		a := do(t, s, r.method, r.target, r.body)
+		if a.status != 503 || a.code() != "behind" || a.header.Get("Retry-After") == "" {
+			t.Fatalf("%s %s: got %d %q (Retry-After %q), want 503 behind", r.method, r.target, a.status, a.code(), a.header.Get("Retry-After"))
+		}
+	}
+	for _, q := range []string{"min_block=-1", "min_block=x", "min_block=1&min_block=2", "min_block="} {
+		if a := do(t, s, "GET", "/v1/balances/"+holder.Hex()+"?"+q, ""); a.status != 400 || a.code() != "invalid_request" {
+			t.Fatalf("%s: got %d %q, want 400 invalid_request", q, a.status, a.code())
+		}
+	}
+	readyz := func() int {
+		rec := httptest.NewRecorder()
+		s.admin.Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code
+	}
+	if code := readyz(); code != 200 {
+		t.Fatalf("readyz caught up: %d", code)
+	}
+	lag.Store(11)
+	if code := readyz(); code != 503 {
+		t.Fatalf("readyz 11 messages behind a bound of 10: %d, want 503", code)
 	}
 }

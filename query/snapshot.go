@@ -168,14 +168,25 @@ const (
 	fromSnapshot               // read from bbolt
 )
 
-// staleness is the operator's hard bound on the trusted block's age
-// (MaxStaleness): past it, balance answers are 503 stale. Zero: no bound.
-type staleness struct {
-	max time.Duration
-	now func() time.Time
+// bounds are what a view must meet to be answered at: the operator's hard
+// bound on the trusted block's age (MaxStaleness; past it, 503 stale; zero:
+// none), and the request's min_block (below it, 503 behind: another
+// replica may be ahead).
+type bounds struct {
+	maxAge   time.Duration
+	now      func() time.Time
+	minBlock uint64
 }
 
-func (st staleness) stale(v *view) bool { return st.max > 0 && age(st.now(), v) > st.max }
+func (b bounds) check(v *view) error {
+	switch {
+	case b.maxAge > 0 && age(b.now(), v) > b.maxAge:
+		return errStale
+	case v.meta.Trusted.Number < b.minBlock:
+		return errBehind
+	}
+	return nil
+}
 
 // age is how old v's trusted block is at now.
 func age(now time.Time, v *view) time.Duration {
@@ -195,8 +206,8 @@ type cached struct {
 }
 
 // lookup returns the answer for a, the view it is true at, and where it
-// came from: errUnavailable before the first block, errStale past the
-// staleness bound. key is a's 20 bytes as a string, for the cache lookup
+// came from: errUnavailable before the first block, the error of a view
+// out of bounds (errStale, errBehind). key is a's 20 bytes as a string, for the cache lookup
 // only (ristretto hashes it and keeps nothing of it): the caller may lend
 // memory it reuses.
 //
@@ -206,14 +217,14 @@ type cached struct {
 // An entry read at a later block than v was cached after a block landed
 // meanwhile: the lookup starts again at the newer view, once, and then
 // reads the snapshot, whose answer names the block it read.
-func (s *Snapshot) lookup(a common.Address, key string, st staleness) (e entry, v *view, src source, err error) {
+func (s *Snapshot) lookup(a common.Address, key string, b bounds) (e entry, v *view, src source, err error) {
 	for range 2 {
 		v = s.view.Load()
 		if v == nil {
 			return nil, nil, fromBloom, errUnavailable
 		}
-		if st.stale(v) {
-			return nil, nil, fromBloom, errStale
+		if err := b.check(v); err != nil {
+			return nil, nil, fromBloom, err
 		}
 		s.mu.RLock()
 		known := s.bloom.Test(a[:])
@@ -304,7 +315,7 @@ type batchResult struct {
 // batch reads every valid address of raw in one transaction. Addresses the
 // Bloom filter has never seen are not read, unless the store has committed a
 // block the filter does not reflect yet; then all are read.
-func (s *Snapshot) batch(raw []string, st staleness) (batchResult, error) {
+func (s *Snapshot) batch(raw []string, b bounds) (batchResult, error) {
 	res := batchResult{entries: make([]batchEntry, len(raw))}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -343,8 +354,8 @@ func (s *Snapshot) batch(raw []string, st staleness) (batchResult, error) {
 		res.entries[i].balances = out[j]
 	}
 	res.view = v
-	if st.stale(v) {
-		return res, errStale
+	if err := b.check(v); err != nil {
+		return res, err
 	}
 	return res, nil
 }

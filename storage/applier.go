@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/balidx/balidx"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,7 @@ type Applier struct {
 	blocks  prometheus.Counter
 	changes prometheus.Counter
 	lag     prometheus.Gauge
+	lagNow  atomic.Uint64
 }
 
 // NewApplier validates cfg.
@@ -65,6 +67,9 @@ func NewApplier(cfg ApplierConfig) (*Applier, error) {
 	}
 	return a, nil
 }
+
+// Lag is how many messages followed on the stream the last block applied.
+func (a *Applier) Lag() uint64 { return a.lagNow.Load() }
 
 // Run applies until ctx ends or the stream and the snapshot disagree.
 // Blocks are collected while more have arrived (up to MaxBatchChanges) and
@@ -106,6 +111,7 @@ func (a *Applier) Run(ctx context.Context) error {
 		a.blocks.Add(float64(res.Blocks))
 		a.changes.Add(float64(res.Changes))
 		a.lag.Set(float64(lag))
+		a.lagNow.Store(lag)
 		if a.cfg.OnApplied != nil {
 			a.cfg.OnApplied(res)
 		}

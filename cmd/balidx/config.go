@@ -54,6 +54,7 @@ type config struct {
 	AccessLogMaxRate     int
 	AccessLogFold        time.Duration
 	StaleAfter           time.Duration
+	MaxLag               uint64
 	MaxStaleness         time.Duration
 	Replicas             int
 	LogLevel             string
@@ -131,6 +132,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.DurationVar(&cfg.AccessLogFold, "access-log-fold-interval", accesslog.DefaultFoldInterval, "how often folded access lines are summarized")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", query.DefaultStaleAfter, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
+		fs.Uint64Var(&cfg.MaxLag, "max-lag", query.DefaultMaxLag, "/readyz is 503 while more messages than this wait on the stream to be applied (a load balancer drains a replica catching up); 0: no bound")
 	}
 	if !p.indexer {
 		fs.Uint64Var(&cfg.ChainID, "chain-id", 0, "chain to serve (default: the snapshot's)")

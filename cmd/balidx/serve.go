@@ -170,6 +170,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			Clients: clients, CORSOrigins: cfg.origins, TrustedProxies: cfg.proxies, MaxNonces: cfg.MaxNonces,
 			MaxInFlight: cfg.MaxInFlight, MaxInFlightPerClient: cfg.MaxInFlightPerClient, MaxInFlightPerIP: cfg.MaxInFlightPerIP,
 			MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP,
+			StreamLag: applier.Lag, MaxLag: cfg.MaxLag,
 			AccessLog: accessLog, Registry: reg, Log: log.With("part", "query"),
 		})
 		if err != nil {

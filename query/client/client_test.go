@@ -3,8 +3,10 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,13 +27,20 @@ const secret = "a-secret-of-at-least-thirty-two-characters"
 // mustNode serves a one-block snapshot on a real loopback listener.
 func mustNode(tb testing.TB) string {
 	tb.Helper()
+	base, _ := nodeAt(tb, 0)
+	return base
+}
+
+// nodeAt serves a snapshot whose trusted block is number; stop stops it.
+func nodeAt(tb testing.TB, number uint64) (base string, stop func()) {
+	tb.Helper()
 	store, err := storage.Open(storage.Config{Path: filepath.Join(tb.TempDir(), "s.db"), ChainID: 1})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { store.Close() })
 	res, err := store.Apply([]balidx.Delta{{ChainID: 1, LastSeq: 1,
-		Block:   balidx.Block{Number: 0, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())},
+		Block:   balidx.Block{Number: number, Hash: common.Hash{1}, Timestamp: uint64(time.Now().Unix())},
 		Changes: []balidx.Change{{Account: holder, Asset: balidx.NativeAsset, Post: *uint256.NewInt(42)}}}})
 	if err != nil {
 		tb.Fatal(err)
@@ -55,13 +64,17 @@ func mustNode(tb testing.TB) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Error(err)
-		}
-	})
-	return "http://" + srv.Addr()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				tb.Error(err)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return "http://" + srv.Addr(), stop
 }
 
 // counting counts the requests that go out.
@@ -137,4 +150,51 @@ func TestRetriesRateLimitAfterRetryAfter(t *testing.T) {
 	if waited := time.Since(start); waited < 900*time.Millisecond {
 		t.Fatalf("retried after %s: Retry-After (1 s) was not honoured", waited)
 	}
+}
+
+// Over several replicas: a dead one is skipped at once; the height an
+// answer names never goes back — a replica behind the highest block seen
+// answers 503 behind, and the client goes to another, never returning the
+// older truth.
+func TestReplicasFailoverAndNeverGoBack(t *testing.T) {
+	ctx := context.Background()
+	ahead, stopAhead := nodeAt(t, 5)
+	behind, _ := nodeAt(t, 3)
+	dead := "http://" + freeAddr(t) // nothing listens
+	c, err := client.New(client.Config{BaseURLs: []string{dead, ahead, behind}, ClientID: "wallet", Secret: secret, MaxAttempts: 2, MaxWait: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Balance(ctx, holder.Hex())
+	if err != nil || b.Block.Number != 5 {
+		t.Fatalf("past a dead replica: %+v, %v; want an answer at block 5", b, err)
+	}
+	if c.HighestBlock() != 5 {
+		t.Fatalf("highest block %d, want 5", c.HighestBlock())
+	}
+	stopAhead()
+	_, err = c.Balance(ctx, holder.Hex())
+	var apiErr *client.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != "behind" {
+		t.Fatalf("with only a replica at block 3 up: %v, want 503 behind (never block 3)", err)
+	}
+
+	// A fresh client, with no height seen, takes block 3 from it.
+	fresh, err := client.New(client.Config{BaseURLs: []string{dead, behind}, ClientID: "wallet", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := fresh.Balance(ctx, holder.Hex()); err != nil || b.Block.Number != 3 {
+		t.Fatalf("fresh client: %+v, %v", b, err)
+	}
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
