@@ -54,6 +54,9 @@ type clientEntry struct {
 	// its requests being served, against its share of the in-flight cap.
 	nonces   *nonceShare
 	inFlight *atomic.Int64
+	// attempts counts its authenticated requests since the sharer's last
+	// report (share.go).
+	attempts *atomic.Int64
 }
 
 // signer verifies signatures and remembers nonces.
@@ -87,13 +90,14 @@ func (s *signer) load(c *Clients) error {
 		}
 		if old != nil {
 			if prev, ok := old.byID[cl.ID]; ok && prev.rate == cl.Rate && prev.burst == cl.Burst {
-				e.limiter, e.nonces, e.inFlight = prev.limiter, prev.nonces, prev.inFlight
+				e.limiter, e.nonces, e.inFlight, e.attempts = prev.limiter, prev.nonces, prev.inFlight, prev.attempts
 			}
 		}
 		if e.limiter == nil {
 			e.limiter = rate.NewLimiter(rate.Limit(cl.Rate), cl.Burst)
 			e.nonces = s.nonces.newShare(cl.Rate, cl.Burst)
 			e.inFlight = new(atomic.Int64)
+			e.attempts = new(atomic.Int64)
 		}
 		need += e.nonces.max
 		t.byID[cl.ID] = e

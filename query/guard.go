@@ -170,6 +170,7 @@ func (g *guard) admit(c echo.Context) (authResult, *atomic.Int64, error) {
 		return res, nil, err
 	}
 	res = authResult{status: "signed", clientID: client.id, sigValid: true}
+	client.attempts.Add(1) // its demand, which the replicas share its quota by
 	if err := (quota{"client", client.limiter}).take(now, h); err != nil {
 		g.metrics.limited.WithLabelValues("client").Inc()
 		res.status = "rate_limited"

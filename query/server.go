@@ -76,6 +76,10 @@ type Config struct {
 	CORSOrigins []string
 	// TrustedProxies may set X-Forwarded-For; from anyone else it is ignored.
 	TrustedProxies []*net.IPNet
+	// Usage, if set, makes each signed client's quota one quota across the
+	// replicas that share it (share.go); Replica names this one among them.
+	Usage   UsageExchange
+	Replica string
 	// AccessLog, if set, gets every request. Serve runs it, and writes it
 	// out once the last request has been answered.
 	AccessLog *accesslog.Log
@@ -97,6 +101,7 @@ type Server struct {
 	qconns  *connLimits
 	aconns  *connLimits
 	bounds  bounds // min_block is the request's
+	sharer  *sharer
 }
 
 // New builds the server; Listen binds it, Serve runs it.
@@ -141,6 +146,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.guard, err = newGuard(&s.cfg, s.metrics); err != nil {
 		return nil, err
+	}
+	if cfg.Usage != nil {
+		if cfg.Replica == "" {
+			return nil, errors.New("query: a usage exchange needs the replica's name")
+		}
+		s.sharer = newSharer(cfg.Replica, cfg.Usage, s.guard.signer, cfg.Now)
+		for _, c := range s.sharer.collectors() {
+			if err := cfg.Registry.Register(c); err != nil {
+				return nil, err
+			}
+		}
 	}
 	trusted := func(ip net.IP) bool {
 		for _, n := range cfg.TrustedProxies {
@@ -250,6 +266,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		done := make(chan struct{})
 		go func() { l.Run(lctx); close(done) }()
 		defer func() { stop(); <-done }() // after the listeners' drain below
+	}
+	if sh := s.sharer; sh != nil {
+		unsubscribe, err := sh.ex.SubscribeUsage(sh.receive)
+		if err != nil {
+			s.qln.Close()
+			s.aln.Close()
+			return fmt.Errorf("quota exchange: %w", err)
+		}
+		defer unsubscribe()
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() { sh.run(stop); close(done) }()
+		defer func() { close(stop); <-done }()
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- s.query.Serve(s.qln) }()

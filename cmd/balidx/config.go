@@ -55,6 +55,7 @@ type config struct {
 	AccessLogFold        time.Duration
 	StaleAfter           time.Duration
 	MaxLag               uint64
+	ReplicaName          string
 	MaxStaleness         time.Duration
 	Replicas             int
 	LogLevel             string
@@ -97,7 +98,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		}
 		fs.Uint64Var(&cfg.Confirmations, "confirmations", def, "a block is trusted once head − number ≥ N")
 		fs.IntVar(&cfg.MaxRefresh, "token-refresh-max", indexer.DefaultMaxRefresh, "most holders of one token re-read at one block when state all its balances depend on changes (a rebase); a token needing more is withheld")
-		fs.StringVar(&cfg.IndexerName, "indexer-name", defaultIndexerName(), "names this indexer among those following the chain (one publishes, holding the lease; the others stand by)")
+		fs.StringVar(&cfg.IndexerName, "indexer-name", defaultProcessName(), "names this indexer among those following the chain (one publishes, holding the lease; the others stand by)")
 		fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", events.DefaultLeaseTTL, "a standby takes over publishing within about 1.25× this after the active indexer stops renewing; the same on every indexer")
 	}
 	fs.StringVar(&cfg.NATS, "nats", "", "NATS server URLs, comma-separated (every node of a cluster); empty starts an embedded server with JetStream")
@@ -132,6 +133,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.DurationVar(&cfg.AccessLogFold, "access-log-fold-interval", accesslog.DefaultFoldInterval, "how often folded access lines are summarized")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", query.DefaultStaleAfter, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
+		fs.StringVar(&cfg.ReplicaName, "replica-name", defaultProcessName(), "names this query replica among those sharing the clients' quotas over NATS")
 		fs.Uint64Var(&cfg.MaxLag, "max-lag", query.DefaultMaxLag, "/readyz is 503 while more messages than this wait on the stream to be applied (a load balancer drains a replica catching up); 0: no bound")
 	}
 	if !p.indexer {
@@ -242,6 +244,9 @@ func (c *config) validate(cmd string) error {
 	if p.indexer && (c.LeaseTTL < time.Second || c.LeaseTTL > 5*time.Minute) {
 		errs = append(errs, fmt.Errorf("--lease-ttl %s: want 1s..5m", c.LeaseTTL))
 	}
+	if p.query && (c.ReplicaName == "" || len(c.ReplicaName) > 128) {
+		errs = append(errs, fmt.Errorf("--replica-name %q: want 1..128 characters", c.ReplicaName))
+	}
 	if p.indexer && (c.IndexerName == "" || len(c.IndexerName) > 128) {
 		errs = append(errs, fmt.Errorf("--indexer-name %q: want 1..128 characters", c.IndexerName))
 	}
@@ -338,8 +343,8 @@ const defaultDataDir dataDir = "./data"
 // snapshot is the path of the snapshot file.
 func (d dataDir) snapshot() string { return filepath.Join(string(d), storage.FileName) }
 
-// defaultIndexerName is host/pid: unique among the indexers of a deployment.
-func defaultIndexerName() string {
+// defaultProcessName is host/pid: unique among the processes of a deployment.
+func defaultProcessName() string {
 	host, err := os.Hostname()
 	if err != nil {
 		host = "unknown-host"

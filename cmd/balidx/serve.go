@@ -171,6 +171,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			MaxInFlight: cfg.MaxInFlight, MaxInFlightPerClient: cfg.MaxInFlightPerClient, MaxInFlightPerIP: cfg.MaxInFlightPerIP,
 			MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP,
 			StreamLag: applier.Lag, MaxLag: cfg.MaxLag,
+			Usage: nl.UsageExchange(), Replica: cfg.ReplicaName,
 			AccessLog: accessLog, Registry: reg, Log: log.With("part", "query"),
 		})
 		if err != nil {
