@@ -19,8 +19,20 @@ import (
 // more, before Blocks waits for a message, it calls fn(nil, false, lag,
 // nil): apply what you hold, nothing more has come. A message that breaks
 // the format stops Blocks with balidx.ErrPoisonedLog. If the server loses
-// the consumer, a new one starts after the last block handed over.
+// the consumer, a new one starts after the last block handed over. If the
+// stream no longer holds fromSeq (its retention removed it), Blocks fails
+// with ErrPositionLost rather than skip what it cannot read.
 func (l *Log) Blocks(ctx context.Context, chainID, fromSeq uint64, fn func(d *balidx.Delta, more bool, lag uint64, ack func()) error) error {
+	first, err := l.FirstSeq(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	if first > max(fromSeq, 1) {
+		return fmt.Errorf("%w: the snapshot goes on from stream message %d, the stream now starts at %d", ErrPositionLost, fromSeq, first)
+	}
 	for {
 		next, err := l.blocks(ctx, chainID, fromSeq, fn)
 		if !errors.Is(err, ErrConsumerLost) {

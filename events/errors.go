@@ -19,6 +19,9 @@ var (
 	// ErrLeaseLost: a renewal of the publishing lease failed, so another
 	// indexer may hold it; the holder must stop publishing at once.
 	ErrLeaseLost = errors.New("publishing lease lost")
+	// ErrPositionLost: the stream no longer holds the message a snapshot
+	// goes on from (retention removed it): start from a newer snapshot.
+	ErrPositionLost = errors.New("stream position no longer retained")
 	// ErrConsumerLost: the server no longer has the consumer delivering to
 	// consume; nothing after it will arrive on that channel.
 	ErrConsumerLost = errors.New("stream consumer lost")

@@ -31,6 +31,11 @@ type Config struct {
 	Listen string
 	// Replicas of the stream and the key-value buckets: 1, 3 or 5. Default 1.
 	Replicas int
+	// MaxAge bounds how long the stream keeps a message (0: all are kept),
+	// set on the stream when SetMaxAge is (the serving processes; every one
+	// of a deployment must give the same); else the stream's stays.
+	MaxAge    time.Duration
+	SetMaxAge bool
 	// Name names the connection on the server.
 	Name string
 }
@@ -77,7 +82,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	err = untilSettled(ctx, func(ctx context.Context) (err error) {
-		l.stream, err = ensureStream(ctx, l.js, streamConfig{Replicas: cfg.Replicas})
+		l.stream, err = ensureStream(ctx, l.js, streamConfig{Replicas: cfg.Replicas, MaxAge: cfg.MaxAge, SetMaxAge: cfg.SetMaxAge})
 		return err
 	})
 	if err != nil {

@@ -15,6 +15,10 @@ type streamConfig struct {
 	Name string
 	// Replicas: 1 on one machine, 3 or 5 on a JetStream cluster; default 1.
 	Replicas int
+	// MaxAge bounds how long a message is kept; 0 keeps every one. An
+	// existing stream's is changed only when SetMaxAge is.
+	MaxAge    time.Duration
+	SetMaxAge bool
 }
 
 // defaultStream is the name of the stream when none is configured.
@@ -49,7 +53,7 @@ func (c streamConfig) jetstreamConfig() jetstream.StreamConfig {
 		Replicas:    c.Replicas,
 		MaxMsgs:     -1,
 		MaxBytes:    -1,
-		MaxAge:      0,
+		MaxAge:      c.MaxAge,
 		MaxMsgSize:  MaxMessageBytes + 4096, // headers and headroom
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  dedupWindow,
@@ -76,6 +80,12 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg streamConfig)
 	if have.MaxMsgSize != 0 && have.MaxMsgSize < want.MaxMsgSize || have.Retention != jetstream.LimitsPolicy {
 		return nil, fmt.Errorf("%w: stream %s exists with max_msg_size %d and retention %s: balidx needs ≥ %d and limits retention",
 			ErrStreamMismatch, want.Name, have.MaxMsgSize, have.Retention, want.MaxMsgSize)
+	}
+	if cfg.SetMaxAge && have.MaxAge != want.MaxAge {
+		have.MaxAge = want.MaxAge
+		if s, err = js.UpdateStream(ctx, have); err != nil {
+			return nil, fmt.Errorf("set stream %s's max age to %s: %w", want.Name, want.MaxAge, err)
+		}
 	}
 	return s, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/balidx/balidx"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // mustLog opens a log on an embedded server in a temporary directory,
@@ -109,5 +110,51 @@ func TestStatusWatchEndedWhileStarting(t *testing.T) {
 	cancel()
 	if err := b.Watch(ctx, 9, func(balidx.IndexerStatus) { t.Error("a status from an ended watch") }); err != nil {
 		t.Fatalf("got %v, want nil", err)
+	}
+}
+
+// A consumer whose position the stream no longer holds (retention removed
+// it) is refused rather than handed what follows a gap.
+func TestBlocksRefusesALostPosition(t *testing.T) {
+	ctx := context.Background()
+	l := mustLog(t)
+	p, _, err := l.Publisher(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parent common.Hash
+	for n := uint64(1); n <= 5; n++ {
+		h := common.Hash{byte(n)}
+		if err := p.Publish(ctx, Split(3, balidx.Block{Number: n, Hash: h, ParentHash: parent}, nil, nil)); err != nil {
+			t.Fatal(err)
+		}
+		parent = h
+	}
+	if err := l.stream.Purge(ctx, jetstream.WithPurgeKeep(2)); err != nil {
+		t.Fatal(err)
+	}
+	err = l.Blocks(ctx, 3, 2, func(*balidx.Delta, bool, uint64, func()) error { return errors.New("handed a block") })
+	if !errors.Is(err, ErrPositionLost) {
+		t.Fatalf("from seq 2 with the stream starting at 4: %v, want ErrPositionLost", err)
+	}
+	got := make(chan uint64, 2)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go l.Blocks(cctx, 3, 4, func(d *balidx.Delta, _ bool, _ uint64, ack func()) error {
+		if d != nil {
+			got <- d.Block.Number
+			ack()
+		}
+		return nil
+	})
+	for _, want := range []uint64{4, 5} {
+		select {
+		case n := <-got:
+			if n != want {
+				t.Fatalf("block %d, want %d", n, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("block %d never came", want)
+		}
 	}
 }

@@ -18,6 +18,9 @@ var (
 	ErrForeignSnapshot = errors.New("snapshot belongs to another chain or format")
 	// ErrCorruptSnapshot: the file cannot be read as a snapshot.
 	ErrCorruptSnapshot = errors.New("snapshot file is corrupt")
+	// ErrDigestMismatch: the balances a file holds do not add up to the
+	// digest it states (a damaged or doctored copy).
+	ErrDigestMismatch = errors.New("snapshot balances do not match its digest")
 	// ErrNoSnapshot: nothing has been applied yet; there is no block to answer for.
 	ErrNoSnapshot = errors.New("no block applied yet")
 	// ErrPoisonedStream: a message on the stream cannot be read as the

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 
 	"github.com/balidx/balidx"
@@ -134,6 +135,39 @@ func (s *Store) ForEachBalance(fn func(account, asset common.Address, amount *ui
 			amount.SetBytes(v)
 			return fn(common.BytesToAddress(k[:20]), common.BytesToAddress(k[20:]), &amount)
 		})
+	})
+	return m, err
+}
+
+// CheckDigest recomputes the digest from every balance the snapshot holds
+// and compares it with the one it states (ErrDigestMismatch): a copy
+// received from elsewhere is checked before it is served.
+func (s *Store) CheckDigest() (Meta, error) {
+	var sum uint256.Int
+	m, err := s.ForEachBalance(func(account, asset common.Address, amount *uint256.Int) error {
+		if !amount.IsZero() {
+			sum.Add(&sum, entryHash(account, asset, amount))
+		}
+		return nil
+	})
+	if err != nil {
+		return m, err
+	}
+	if common.Hash(sum.Bytes32()) != m.Digest {
+		return m, fmt.Errorf("%w: the balances add up to %s, the file states %s", ErrDigestMismatch, common.Hash(sum.Bytes32()), m.Digest)
+	}
+	return m, nil
+}
+
+// CopyTo writes a consistent copy of the whole snapshot file to w, like
+// WriteTo, and returns the state the copy holds (read in the same
+// transaction).
+func (s *Store) CopyTo(w io.Writer) (Meta, error) {
+	var m Meta
+	err := s.db.View(func(tx *bolt.Tx) error {
+		m = readMeta(tx.Bucket(bucketMeta))
+		_, err := tx.WriteTo(w)
+		return err
 	})
 	return m, err
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/balidx/balidx"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
@@ -168,9 +169,24 @@ func TestDigestDependsOnlyOnBalances(t *testing.T) {
 		t.Fatalf("same balances, different digests: %x vs %x", a.Digest, b.Digest)
 	}
 	final[[2]common.Address{bob, tokA}] = u(1000)
-	c := history(mustStore(t, 1), 3)
+	sc := mustStore(t, 1)
+	c := history(sc, 3)
 	if c.Digest == a.Digest {
 		t.Fatal("different balances, same digest")
+	}
+
+	// CheckDigest adds the balances up again; a doctored amount fails it.
+	if _, err := sc.CheckDigest(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.db.Update(func(tx *bolt.Tx) error {
+		v := u(999)
+		return tx.Bucket(bucketBalances).Put(balanceKey(bob, tokA), v.Bytes())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.CheckDigest(); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("a doctored amount: %v, want ErrDigestMismatch", err)
 	}
 }
 

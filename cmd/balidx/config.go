@@ -56,6 +56,9 @@ type config struct {
 	StaleAfter           time.Duration
 	MaxLag               uint64
 	ReplicaName          string
+	SnapshotEvery        uint64
+	Bootstrap            bool
+	StreamMaxAge         time.Duration
 	MaxStaleness         time.Duration
 	Replicas             int
 	LogLevel             string
@@ -108,6 +111,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&cfg.NATSListen, "nats-listen", defListen, "address of the embedded NATS server (port 0: any free port)")
 	fs.IntVar(&cfg.Replicas, "replicas", 1, "stream replicas (3 or 5 on a JetStream cluster)")
+	fs.DurationVar(&cfg.StreamMaxAge, "stream-max-age", 0, "drop stream messages older than this (0: keep all); bounded, new replicas start from the object store's snapshots (--snapshot-every), and balidx rebuild needs the whole stream")
 	defData := string(defaultDataDir)
 	if p.demo {
 		defData = ""
@@ -133,6 +137,8 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.DurationVar(&cfg.AccessLogFold, "access-log-fold-interval", accesslog.DefaultFoldInterval, "how often folded access lines are summarized")
 		fs.DurationVar(&cfg.StaleAfter, "stale-after", query.DefaultStaleAfter, "status reports stale when the trusted block is older")
 		fs.DurationVar(&cfg.MaxStaleness, "max-staleness", 0, "if set, balances answer 503 when the trusted block is older")
+		fs.Uint64Var(&cfg.SnapshotEvery, "snapshot-every", 0, "publish this replica's snapshot to the NATS object store every N blocks, for new replicas to start from (0: never; one replica of a chain is enough)")
+		fs.BoolVar(&cfg.Bootstrap, "bootstrap", true, "start from the object store's newest snapshot when the data directory has none, or when the stream no longer holds what follows it")
 		fs.StringVar(&cfg.ReplicaName, "replica-name", defaultProcessName(), "names this query replica among those sharing the clients' quotas over NATS")
 		fs.Uint64Var(&cfg.MaxLag, "max-lag", query.DefaultMaxLag, "/readyz is 503 while more messages than this wait on the stream to be applied (a load balancer drains a replica catching up); 0: no bound")
 	}
@@ -291,6 +297,9 @@ func (c *config) validate(cmd string) error {
 	}
 	if c.proxies, err = parseCIDRs(c.TrustProxies); err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
+	}
+	if c.StreamMaxAge < 0 || c.StreamMaxAge > 0 && c.StreamMaxAge < time.Hour {
+		errs = append(errs, fmt.Errorf("--stream-max-age %s: want 0 (keep all) or at least 1h", c.StreamMaxAge))
 	}
 	if c.StaleAfter < 0 || c.MaxStaleness < 0 {
 		errs = append(errs, errors.New("staleness bounds must not be negative"))

@@ -47,7 +47,7 @@ func rebuild(ctx context.Context, args []string, getenv func(string) string, std
 		return errors.New("no snapshot to take the chain from: give --chain-id")
 	}
 
-	nl, err := openLog(ctx, *natsURL, *data, "127.0.0.1:0", 1, "balidx rebuild", newLogger("warn", stderr))
+	nl, err := openLog(ctx, events.Config{URL: *natsURL, DataDir: *data, Listen: "127.0.0.1:0", Name: "balidx rebuild"}, newLogger("warn", stderr))
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/balidx/balidx"
+	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/indexer"
 )
 
@@ -37,7 +38,7 @@ func replay(ctx context.Context, args []string, getenv func(string) string, stdo
 	if *trust != "" {
 		policy.Confirmations = 0
 	}
-	nl, err := openLog(ctx, *natsURL, *data, "127.0.0.1:0", 1, "balidx replay", newLogger("warn", stderr))
+	nl, err := openLog(ctx, events.Config{URL: *natsURL, DataDir: *data, Listen: "127.0.0.1:0", Name: "balidx replay"}, newLogger("warn", stderr))
 	if err != nil {
 		return err
 	}

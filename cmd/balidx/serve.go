@@ -67,7 +67,8 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// The log: NATS JetStream.
-	nl, err := openLog(ctx, cfg.NATS, cfg.Data, cfg.NATSListen, cfg.Replicas, "balidx "+cmd, log)
+	nl, err := openLog(ctx, events.Config{URL: cfg.NATS, DataDir: cfg.Data, Listen: cfg.NATSListen, Replicas: cfg.Replicas,
+		MaxAge: cfg.StreamMaxAge, SetMaxAge: true, Name: "balidx " + cmd}, log)
 	if err != nil {
 		return err
 	}
@@ -123,6 +124,15 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 	// The query side: snapshot, applier, HTTP.
 	var srv *query.Server
 	if p.query {
+		snaps, err := nl.Snapshots(ctx)
+		if err != nil {
+			return err
+		}
+		if cfg.Bootstrap {
+			if err := bootstrap(ctx, nl, snaps, dataDir(cfg.Data), chainID, log); err != nil {
+				return err
+			}
+		}
 		store, err := storage.Open(storage.Config{Path: dataDir(cfg.Data).snapshot(), ChainID: chainID})
 		if err != nil {
 			return err
@@ -142,7 +152,16 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			return err
 		}
 		defer snap.Close()
-		applier, err := storage.NewApplier(storage.ApplierConfig{Store: store, Source: nl, ChainID: chainID, OnApplied: snap.OnApplied, Metrics: reg})
+		onApplied := snap.OnApplied
+		if cfg.SnapshotEvery > 0 {
+			pub, err := newSnapshotPublisher(store, snaps, dataDir(cfg.Data), cfg.SnapshotEvery, log.With("part", "snapshots"), reg)
+			if err != nil {
+				return err
+			}
+			onApplied = func(res storage.Applied) { snap.OnApplied(res); pub.onApplied(res) }
+			runs = append(runs, pub.run)
+		}
+		applier, err := storage.NewApplier(storage.ApplierConfig{Store: store, Source: nl, ChainID: chainID, OnApplied: onApplied, Metrics: reg})
 		if err != nil {
 			return err
 		}
@@ -256,8 +275,8 @@ func reloadOn(ctx context.Context, signals <-chan os.Signal, path string, srv *q
 
 // openLog opens the event log: on the servers at url, or with an empty url
 // on an embedded server storing in DATA/nats and listening on listen.
-func openLog(ctx context.Context, url, data, listen string, replicas int, name string, log *slog.Logger) (*events.Log, error) {
-	l, err := events.Open(ctx, events.Config{URL: url, DataDir: data, Listen: listen, Replicas: replicas, Name: name})
+func openLog(ctx context.Context, ec events.Config, log *slog.Logger) (*events.Log, error) {
+	l, err := events.Open(ctx, ec)
 	if err != nil {
 		return nil, err
 	}
