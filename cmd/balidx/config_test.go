@@ -81,6 +81,19 @@ func TestDeployExamples(t *testing.T) {
 	if cfg.Confirmations != 12 || cfg.RPC == "" {
 		t.Fatalf("got %+v", cfg)
 	}
+	raw, err := os.ReadFile("../../deploy/balidx.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys map[string]any
+	if err := yaml.Unmarshal(raw, &keys); err != nil {
+		t.Fatal(err)
+	}
+	newFlagSet("run", &config{}, io.Discard).VisitAll(func(f *flag.Flag) {
+		if _, ok := keys[f.Name]; !ok && f.Name != "config" {
+			t.Errorf("deploy/balidx.example.yaml lacks --%s", f.Name)
+		}
+	})
 	clients, err := query.LoadClients("../../deploy/clients.example.yaml")
 	if err != nil {
 		t.Fatal(err)
