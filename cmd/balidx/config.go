@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -223,7 +224,11 @@ func applyFile(fs *flag.FlagSet, file string, overridden func(string) bool) erro
 		if overridden(k) {
 			continue
 		}
-		if err := fs.Set(k, fmt.Sprint(v)); err != nil {
+		text := fmt.Sprint(v)
+		if n, ok := v.(float64); ok { // YAML numbers arrive as float64: 2097152, not 2.097152e+06
+			text = strconv.FormatFloat(n, 'f', -1, 64)
+		}
+		if err := fs.Set(k, text); err != nil {
 			return fmt.Errorf("config file %s: %s: %w", file, k, err)
 		}
 	}
