@@ -15,7 +15,7 @@ GETH    := bin/geth
 NATS    := bin/nats-server
 RACE    ?= -race
 
-.PHONY: all build run test vet lint e2e crash fuzz bench clean
+.PHONY: all build run test vet lint e2e crash fuzz bench clean image
 
 all: build
 
@@ -45,6 +45,13 @@ $(NATS): go.mod go.sum
 # nats-server processes included.
 test: vet $(GETH) $(NATS)
 	BALIDX_GETH=$(abspath $(GETH)) BALIDX_NATS_SERVER=$(abspath $(NATS)) $(GO) test $(RACE) -count=1 -timeout 20m ./...
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
+
+# The container image as an OCI archive, built without a container engine
+# (deploy/image; `docker load -i bin/balidx-image.tar`). deploy/Dockerfile
+# builds the same with an engine.
+image:
+	cd deploy && $(GO) run ./image -repo .. -o ../bin/balidx-image.tar
 
 lint: vet
 
