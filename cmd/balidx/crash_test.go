@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/internal/poll"
+	"github.com/balidx/balidx/internal/testaddr"
 
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
@@ -92,7 +93,7 @@ func TestCrashLoop(t *testing.T) {
 
 	data := t.TempDir()
 	clients := testClientsFile(t)
-	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	httpAddr, adminAddr := testaddr.Free(t), testaddr.Free(t)
 	args := []string{"run", "--rpc", ws, "--data", data, "--confirmations", "1", "--http", httpAddr, "--admin", adminAddr,
 		"--nats-listen", "127.0.0.1:0", "--clients", clients, "--log-level", "error"}
 	rng := rand.New(rand.NewPCG(1, 9))

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/internal/poll"
+	"github.com/balidx/balidx/internal/testaddr"
 
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/indexer"
@@ -355,7 +356,7 @@ func metric(tb testing.TB, admin, name string) string {
 // freePort is a loopback port free when asked.
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	_, p, _ := net.SplitHostPort(freeAddr(tb))
+	_, p, _ := net.SplitHostPort(testaddr.Free(tb))
 	n, err := strconv.Atoi(p)
 	if err != nil {
 		tb.Fatal(err)

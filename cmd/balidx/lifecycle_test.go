@@ -10,6 +10,7 @@ import (
 
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/indexer/devchain"
+	"github.com/balidx/balidx/internal/testaddr"
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"go.uber.org/goleak"
@@ -38,7 +39,7 @@ func TestFailedStartLeavesNothingBehind(t *testing.T) {
 		prep func(t *testing.T, data string)
 		want string
 	}{
-		{"node unreachable", "run", []string{"--rpc", "ws://" + freeAddr(t)}, nil, "dial node"},
+		{"node unreachable", "run", []string{"--rpc", "ws://" + testaddr.Free(t)}, nil, "dial node"},
 		{"NATS port taken", "run", []string{"--nats-listen", busy}, nil, "embedded nats"},
 		{"snapshot of another chain", "run", nil, func(t *testing.T, data string) {
 			s, err := storage.Open(storage.Config{Path: filepath.Join(data, "snapshot.db"), ChainID: 2})
@@ -60,7 +61,7 @@ func TestFailedStartLeavesNothingBehind(t *testing.T) {
 			if tt.prep != nil {
 				tt.prep(t, data)
 			}
-			natsAddr, httpAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+			natsAddr, httpAddr, adminAddr := testaddr.Free(t), testaddr.Free(t), testaddr.Free(t)
 			args := []string{tt.cmd, "--rpc", demo.Chain.WSEndpoint(), "--data", data, "--nats-listen", natsAddr,
 				"--admin", adminAddr, "--confirmations", "1", "--log-level", "error"}
 			if tt.cmd != "indexer" {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,26 +25,13 @@ func TestBootstrapFromObjectStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer demo.Close()
-	natsAddr, ixAdmin := freeAddr(t), freeAddr(t)
-	ixDone := make(chan error, 1)
-	ixLog := &syncBuffer{}
-	go func() {
-		ixDone <- run(ctx, []string{"indexer", "--rpc", demo.Chain.WSEndpoint(), "--data", t.TempDir(),
-			"--nats-listen", natsAddr, "--admin", ixAdmin, "--confirmations", "1", "--log-level", "warn"}, func(string) string { return "" }, io.Discard, ixLog)
-	}()
+	natsAddr, _, indexerStopped := startIndexer(t, ctx, demo)
 	defer func() {
 		cancel()
-		if err := <-ixDone; err != nil {
-			t.Errorf("indexer: %v\n%s", err, ixLog)
+		if err := indexerStopped(); err != nil {
+			t.Error(err)
 		}
 	}()
-	poll.Until(t, 30*time.Second, func() error {
-		c, err := net.Dial("tcp", natsAddr)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	})
 	q1 := startBalidx(t, "query", "--nats", "nats://"+natsAddr, "--data", t.TempDir(), "--chain-id", "1337", "--snapshot-every", "5")
 	defer q1.stop(t)
 	steps(t, demo, 14)

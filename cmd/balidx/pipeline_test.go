@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/internal/poll"
+	"github.com/balidx/balidx/internal/testaddr"
 
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/events"
@@ -79,26 +80,13 @@ func TestIndexerAndQueryApart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer demo.Close()
-	natsAddr, ixAdmin := freeAddr(t), freeAddr(t)
-	ixDone := make(chan error, 1)
-	ixLog := &syncBuffer{}
-	go func() {
-		ixDone <- run(ctx, []string{"indexer", "--rpc", demo.Chain.WSEndpoint(), "--data", t.TempDir(),
-			"--nats-listen", natsAddr, "--admin", ixAdmin, "--confirmations", "1", "--log-level", "warn"}, func(string) string { return "" }, io.Discard, ixLog)
-	}()
+	natsAddr, ixAdmin, indexerStopped := startIndexer(t, ctx, demo)
 	defer func() {
 		cancel()
-		if err := <-ixDone; err != nil {
-			t.Errorf("indexer: %v\n%s", err, ixLog)
+		if err := indexerStopped(); err != nil {
+			t.Error(err)
 		}
 	}()
-	poll.Until(t, 30*time.Second, func() error {
-		c, err := net.Dial("tcp", natsAddr)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	})
 	q := startBalidx(t, "query", "--nats", "nats://"+natsAddr, "--data", t.TempDir(), "--chain-id", "1337")
 	defer q.stop(t)
 	steps(t, demo, 12)
@@ -194,7 +182,7 @@ type instance struct {
 func startBalidx(tb testing.TB, cmd string, args ...string) *instance {
 	tb.Helper()
 	for attempt := 1; ; attempt++ {
-		b := &instance{http: freeAddr(tb), admin: freeAddr(tb), done: make(chan error, 1), stderr: &syncBuffer{}}
+		b := &instance{http: testaddr.Free(tb), admin: testaddr.Free(tb), done: make(chan error, 1), stderr: &syncBuffer{}}
 		full := append([]string{cmd, "--http", b.http, "--admin", b.admin, "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}, args...)
 		if cmd != "indexer" {
 			full = append(full, "--clients", testClientsFile(tb))
@@ -525,18 +513,6 @@ func decodeAnswer(resp *http.Response, into any) error {
 	return json.Unmarshal(body, into)
 }
 
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// checkFor polls cond until it holds or total passes.
-
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -564,7 +540,7 @@ func TestNATSOutage(t *testing.T) {
 	}
 	defer demo.Close()
 	natsDir := t.TempDir()
-	natsAddr := freeAddr(t)
+	natsAddr := testaddr.Free(t)
 	startNATS := func() *events.Embedded {
 		srv, err := events.StartEmbedded(events.EmbeddedConfig{StoreDir: natsDir, Listen: natsAddr})
 		if err != nil {
@@ -586,4 +562,31 @@ func TestNATSOutage(t *testing.T) {
 	steps(t, demo, 3)
 	st := b.waitCaughtUp(t, demo, 1)
 	checkEveryBalance(t, demoView(demo), b.http, st)
+}
+
+// startIndexer runs `balidx indexer` against demo until ctx ends, its
+// embedded NATS server on a free port (natsAddr), its admin listener on
+// another; stopped waits for it to end and returns its error, with its log.
+func startIndexer(t *testing.T, ctx context.Context, demo *devchain.Demo) (natsAddr, admin string, stopped func() error) {
+	t.Helper()
+	natsAddr, admin = testaddr.Free(t), testaddr.Free(t)
+	done := make(chan error, 1)
+	logs := &syncBuffer{}
+	go func() {
+		done <- run(ctx, []string{"indexer", "--rpc", demo.Chain.WSEndpoint(), "--data", t.TempDir(),
+			"--nats-listen", natsAddr, "--admin", admin, "--confirmations", "1", "--log-level", "warn"}, func(string) string { return "" }, io.Discard, logs)
+	}()
+	poll.Until(t, 30*time.Second, func() error {
+		c, err := net.Dial("tcp", natsAddr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	return natsAddr, admin, func() error {
+		if err := <-done; err != nil {
+			return fmt.Errorf("indexer: %w\n%s", err, logs)
+		}
+		return nil
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/events/eventstest"
 	"github.com/balidx/balidx/internal/poll"
+	"github.com/balidx/balidx/internal/testaddr"
 )
 
 // Two `balidx indexer` processes follow a real geth --dev through a
@@ -57,7 +58,7 @@ func TestStandbyIndexerTakesOver(t *testing.T) {
 		logs        *syncBuffer
 	}
 	start := func(name string) *proc {
-		p := &proc{name: name, admin: freeAddr(t), logs: &syncBuffer{}}
+		p := &proc{name: name, admin: testaddr.Free(t), logs: &syncBuffer{}}
 		p.cmd = exec.Command(bin, "indexer", "--rpc", ws, "--nats", cluster.URLs(), "--replicas", "3",
 			"--data", filepath.Join(t.TempDir(), name), "--admin", p.admin, "--confirmations", "1",
 			"--indexer-name", name, "--lease-ttl", ttl.String(), "--log-level", "info")

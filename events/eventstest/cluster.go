@@ -2,7 +2,6 @@ package eventstest
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/balidx/balidx/internal/poll"
+	"github.com/balidx/balidx/internal/testaddr"
 )
 
 // NATSServerEnv names the nats-server binary the cluster tests run (make
@@ -46,7 +46,7 @@ func StartCluster(tb testing.TB) *Cluster {
 	dir := tb.TempDir()
 	var clients, routes, mons [3]string
 	for i := range 3 {
-		clients[i], routes[i], mons[i] = freeAddr(tb), freeAddr(tb), freeAddr(tb)
+		clients[i], routes[i], mons[i] = testaddr.Free(tb), testaddr.Free(tb), testaddr.Free(tb)
 	}
 	c := &Cluster{bin: bin}
 	for i := range 3 {
@@ -144,13 +144,3 @@ func (c *Cluster) waitReady(tb testing.TB, i int) {
 
 // WaitReady waits until node i, started again, reports JetStream healthy.
 func (c *Cluster) WaitReady(tb testing.TB, i int) { c.waitReady(tb, i) }
-
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}

@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/balidx/balidx"
 
+	"github.com/balidx/balidx/internal/testaddr"
 	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/query/client"
 	"github.com/balidx/balidx/storage"
@@ -160,7 +160,7 @@ func TestReplicasFailoverAndNeverGoBack(t *testing.T) {
 	ctx := context.Background()
 	ahead, stopAhead := nodeAt(t, 5)
 	behind, _ := nodeAt(t, 3)
-	dead := "http://" + freeAddr(t) // nothing listens
+	dead := "http://" + testaddr.Free(t) // nothing listens
 	c, err := client.New(client.Config{BaseURLs: []string{dead, ahead, behind}, ClientID: "wallet", Secret: secret, MaxAttempts: 2, MaxWait: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -187,14 +187,4 @@ func TestReplicasFailoverAndNeverGoBack(t *testing.T) {
 	if b, err := fresh.Balance(ctx, holder.Hex()); err != nil || b.Block.Number != 3 {
 		t.Fatalf("fresh client: %+v, %v", b, err)
 	}
-}
-
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
