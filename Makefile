@@ -15,7 +15,7 @@ GETH    := bin/geth
 NATS    := bin/nats-server
 RACE    ?= -race
 
-.PHONY: all build run test vet lint e2e crash fuzz bench clean image
+.PHONY: all build run test vet lint e2e crash chaos fuzz bench clean image
 
 all: build
 
@@ -46,6 +46,13 @@ $(NATS): go.mod go.sum
 test: vet $(GETH) $(NATS)
 	BALIDX_GETH=$(abspath $(GETH)) BALIDX_NATS_SERVER=$(abspath $(NATS)) $(GO) test $(RACE) -count=1 -timeout 20m ./...
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
+
+# Chaos: the whole deployment as processes (3 nats-server, geth --dev, 2
+# indexers, 3 query replicas, a client load) under BALIDX_CHAOS_ROUNDS
+# rounds of every fault (make test runs one round).
+chaos: build $(GETH) $(NATS)
+	BALIDX_GETH=$(abspath $(GETH)) BALIDX_NATS_SERVER=$(abspath $(NATS)) BALIDX_CHAOS_ROUNDS=$${BALIDX_CHAOS_ROUNDS:-5} \
+		$(GO) test -count=1 -timeout 15m -run TestChaos -v ./cmd/balidx/
 
 # The container image as an OCI archive, built without a container engine
 # (deploy/image; `docker load -i bin/balidx-image.tar`). deploy/Dockerfile

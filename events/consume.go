@@ -55,7 +55,9 @@ func consume(ctx context.Context, s jetstream.Stream, cfg consumeConfig) (<-chan
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cc.OptStartSeq = cfg.FromSeq
 	}
-	cons, err := s.CreateConsumer(ctx, cc)
+	actx, cancel := context.WithTimeout(ctx, apiTimeout)
+	cons, err := s.CreateConsumer(actx, cc)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("create consumer from seq %d: %w", cfg.FromSeq, err)
 	}

@@ -77,7 +77,9 @@ func (le *Lease) Acquire(ctx context.Context) (LeaseHolder, error) {
 		if err != nil {
 			return LeaseHolder{}, err
 		}
-		rev, err := le.kv.Create(ctx, le.key, data)
+		actx, cancel := context.WithTimeout(ctx, apiTimeout)
+		rev, err := le.kv.Create(actx, le.key, data)
+		cancel()
 		var apiErr *jetstream.APIError
 		switch {
 		case err == nil:
@@ -135,6 +137,8 @@ func (le *Lease) Release(ctx context.Context) error {
 	if le.rev == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	err := le.kv.Delete(ctx, le.key, jetstream.LastRevision(le.rev))
 	le.rev = 0
 	return err
@@ -142,6 +146,8 @@ func (le *Lease) Release(ctx context.Context) error {
 
 // Holder returns who holds the lease now, or nil.
 func (le *Lease) Holder(ctx context.Context) (*LeaseHolder, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	e, err := le.kv.Get(ctx, le.key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil

@@ -178,12 +178,16 @@ func untilSettled(ctx context.Context, fn func(context.Context) error) error {
 // Each calls fn with every message of chainID on the stream, in stream
 // order, until fn returns an error.
 func (l *Log) Each(ctx context.Context, chainID uint64, fn func(*BlockDelta) error) error {
-	info, err := l.stream.Info(ctx)
+	ictx, cancel := context.WithTimeout(ctx, apiTimeout)
+	info, err := l.stream.Info(ictx)
+	cancel()
 	if err != nil {
 		return err
 	}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := l.stream.GetMsg(ctx, seq)
+		gctx, cancel := context.WithTimeout(ctx, apiTimeout)
+		m, err := l.stream.GetMsg(gctx, seq)
+		cancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}

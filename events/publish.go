@@ -38,6 +38,8 @@ func newPublisher(ctx context.Context, js jetstream.JetStream, s jetstream.Strea
 // lastDelta returns the last part published for chainID and its stream
 // sequence, or (nil, 0, nil) on an empty stream.
 func lastDelta(ctx context.Context, s jetstream.Stream, chainID uint64) (*BlockDelta, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	m, err := s.GetLastMsgForSubject(ctx, Subject(chainID))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, 0, nil
@@ -59,6 +61,11 @@ const PublishDeadline = 2 * time.Minute
 
 // publishAttempt bounds one attempt.
 const publishAttempt = 5 * time.Second
+
+// apiTimeout bounds one JetStream API call whatever the caller's context
+// allows: a request sent to a node that dies is never answered, and the
+// client would wait for the caller's whole deadline.
+const apiTimeout = 10 * time.Second
 
 // Publish appends the parts of one block. It returns after the server has
 // stored (and, with the durability settings of this package, synced) each

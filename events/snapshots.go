@@ -127,6 +127,8 @@ func (s *Snapshots) Prune(ctx context.Context, chainID uint64, keep int) error {
 // FirstSeq is the first message the stream still holds (1 until retention
 // removes some).
 func (l *Log) FirstSeq(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return 0, err

@@ -42,6 +42,8 @@ func (b *StatusBoard) Put(ctx context.Context, s balidx.IndexerStatus) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	if _, err := b.kv.Put(ctx, strconv.FormatUint(s.ChainID, 10), data); err != nil {
 		return fmt.Errorf("put indexer status: %w", err)
 	}
@@ -50,6 +52,8 @@ func (b *StatusBoard) Put(ctx context.Context, s balidx.IndexerStatus) error {
 
 // Get returns the last stored status of chainID, or nil.
 func (b *StatusBoard) Get(ctx context.Context, chainID uint64) (*balidx.IndexerStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
 	e, err := b.kv.Get(ctx, strconv.FormatUint(chainID, 10))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil

@@ -13,7 +13,8 @@ import (
 // and stands by while another indexer does: any number of indexers may
 // follow one chain, and exactly one publishes. It returns nil when ctx
 // ends (releasing the lease, so that a standby takes over at once), or the
-// error that stopped publishing for good.
+// error that stops publishing for good (one the operator must act on); any
+// other stands it down, to try again.
 //
 // The active indexer stands down — stops publishing and waits for the
 // lease again — when a renewal fails (events.ErrLeaseLost), and when the
@@ -55,8 +56,19 @@ func (ix *Indexer) RunActive(ctx context.Context, lease *events.Lease) error {
 			ix.cfg.Log.Warn("standing down: another indexer may publish", "err", err)
 		case errors.Is(err, errStopped):
 			return nil
-		default:
+		case isFatal(err):
 			return err
+		default:
+			// A start that failed for a reason waiting can cure (NATS
+			// electing a leader while the stream's last block was read):
+			// stand down, and try again.
+			ix.metrics.failures.Inc()
+			ix.cfg.Log.Warn("could not start publishing; standing down, will try again", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
 		}
 	}
 }
