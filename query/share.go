@@ -12,7 +12,7 @@ import (
 )
 
 // UsageExchange carries usage reports between the query replicas of a
-// deployment (events.Log does, over NATS). To query a report is bytes.
+// deployment (events.Log does, over NATS); here a report is only bytes.
 type UsageExchange interface {
 	PublishUsage(report []byte) error
 	// SubscribeUsage calls fn with every replica's reports, this one's too.
