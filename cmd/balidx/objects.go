@@ -32,9 +32,13 @@ const keepSnapshots = 2
 func bootstrap(ctx context.Context, nl *events.Log, snaps *events.Snapshots, dir dataDir, chainID uint64, log *slog.Logger) error {
 	path := dir.snapshot()
 	if _, err := os.Stat(path); err == nil {
-		lost, seq, first, err := positionLost(ctx, nl, path)
+		lost, m, first, err := positionLost(ctx, nl, path)
 		if err != nil || !lost {
 			return err
+		}
+		seq := m.StreamSeq
+		if chainID == 0 {
+			chainID = m.ChainID // the chain of the snapshot moved aside
 		}
 		aside := fmt.Sprintf("%s.lost-%d", path, time.Now().Unix())
 		log.Warn("the stream no longer holds what follows the snapshot: starting from a newer one", "snapshot_seq", seq, "stream_first", first, "moved_to", aside)
@@ -78,20 +82,20 @@ func bootstrap(ctx context.Context, nl *events.Log, snaps *events.Snapshots, dir
 
 // positionLost reports whether the stream has dropped messages the
 // snapshot at path has not applied.
-func positionLost(ctx context.Context, nl *events.Log, path string) (lost bool, seq, first uint64, err error) {
+func positionLost(ctx context.Context, nl *events.Log, path string) (lost bool, m storage.Meta, first uint64, err error) {
 	s, err := storage.Open(storage.Config{Path: path, ReadOnly: true})
 	if err != nil {
-		return false, 0, 0, err
+		return false, m, 0, err
 	}
-	m, err := s.Meta()
+	m, err = s.Meta()
 	s.Close()
 	if err != nil {
-		return false, 0, 0, err
+		return false, m, 0, err
 	}
 	if first, err = nl.FirstSeq(ctx); err != nil {
-		return false, 0, 0, err
+		return false, m, 0, err
 	}
-	return first > m.StreamSeq+1, m.StreamSeq, first, nil
+	return first > m.StreamSeq+1, m, first, nil
 }
 
 // checkSnapshot opens a fetched snapshot read-only and checks it is what
