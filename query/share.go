@@ -82,6 +82,11 @@ func (sh *sharer) receive(data []byte) {
 	if json.Unmarshal(data, &r) != nil || r.Replica == "" || r.Replica == sh.self {
 		return
 	}
+	for id, v := range r.Rates {
+		if !(v >= 0 && v <= 1e9) { // NaN, negative or absurd: not a demand
+			delete(r.Rates, id)
+		}
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if _, ok := sh.peers[r.Replica]; !ok && len(sh.peers) >= maxPeers {
@@ -145,7 +150,9 @@ func (sh *sharer) tick() {
 			for _, p := range sh.peers {
 				total += p.rates[id]
 			}
-			share = (mine[id] + eps) / total
+			if total > 0 {
+				share = (mine[id] + eps) / total
+			}
 		}
 		e.limiter.SetLimitAt(now, rate.Limit(e.rate*share))
 		e.limiter.SetBurstAt(now, max(1, int(math.Ceil(float64(e.burst)*share))))

@@ -93,3 +93,16 @@ func TestOneQuotaAcrossReplicas(t *testing.T) {
 		}
 	}
 }
+
+// A report's rates are demands: a negative or absurd one is dropped, and
+// a report naming this replica, or too large, is ignored.
+func TestUsageReportsAreChecked(t *testing.T) {
+	sh := newSharer("me", nil, nil, time.Now)
+	sh.receive([]byte(`{"replica":"other","rates":{"a":-5,"b":1e12,"c":3}}`))
+	sh.receive([]byte(`{"replica":"me","rates":{"a":1}}`))
+	sh.receive(make([]byte, maxReportBytes+1))
+	p, ok := sh.peers["other"]
+	if len(sh.peers) != 1 || !ok || len(p.rates) != 1 || p.rates["c"] != 3 {
+		t.Fatalf("peers %+v", sh.peers)
+	}
+}
