@@ -11,11 +11,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/balidx/balidx/internal/testio"
 	"github.com/balidx/balidx/query/accesslog"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -464,7 +464,7 @@ func TestClientRequestsCounted(t *testing.T) {
 // signature; a refused request's line too, written out when the server
 // stops (under the flush interval).
 func TestAccessLog(t *testing.T) {
-	var buf syncBuffer
+	var buf testio.Buffer
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	log := accesslog.New(accesslog.Config{Out: &buf, FlushInterval: time.Hour})
 	s := authServer(t, twoClients(), clk, func(c *Config) {
@@ -516,23 +516,4 @@ func TestAccessLog(t *testing.T) {
 			t.Fatalf("log line leaks credentials: %s", lines[i])
 		}
 	}
-}
-
-// syncBuffer is a strings.Builder safe for the access log's writer and
-// the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

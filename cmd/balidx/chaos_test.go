@@ -19,6 +19,7 @@ import (
 	"github.com/balidx/balidx/events/eventstest"
 	"github.com/balidx/balidx/internal/poll"
 	"github.com/balidx/balidx/internal/testaddr"
+	"github.com/balidx/balidx/internal/testio"
 	"github.com/balidx/balidx/query/client"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -70,16 +71,10 @@ func TestChaos(t *testing.T) {
 		name, http, admin, data string
 		args                    func() []string
 		cmd                     *exec.Cmd
-		logs                    *syncBuffer
+		logs                    *testio.Buffer
 	}
 	start := func(p *proc) {
-		p.logs = &syncBuffer{}
-		p.cmd = exec.Command(bin, p.args()...)
-		p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		p.cmd, p.logs = startProcess(t, bin, p.args()...)
 	}
 	kill := func(p *proc) {
 		_ = p.cmd.Process.Kill()
@@ -325,20 +320,7 @@ func TestChaos(t *testing.T) {
 		}
 	}
 
-	// The stream: every block once, in order, each the chain's.
-	deltas := eventstest.Deltas(t, nl, chainID.Uint64())
-	for i, d := range deltas {
-		if d.Number != uint64(i) {
-			t.Fatalf("stream message %d is block %d: a gap or a duplicate", i, d.Number)
-		}
-		h, err := eth.HeaderByNumber(ctx, new(big.Int).SetUint64(d.Number))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Hash() != d.Hash {
-			t.Fatalf("block %d: published %s, the chain has %s", d.Number, d.Hash, h.Hash())
-		}
-	}
+	deltas := checkStreamIsChain(t, ctx, nl, eth, chainID.Uint64())
 	// Every answer the client got equals the chain at its block.
 	for _, b := range answers {
 		want, err := eth.BalanceAt(ctx, common.HexToAddress(b.Address), new(big.Int).SetUint64(b.Block.Number))

@@ -19,7 +19,6 @@ import (
 
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/query"
-	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 )
@@ -146,28 +145,20 @@ func TestCrashLoop(t *testing.T) {
 	}
 
 	// A clean rebuild from the stream reaches the same block and digest.
-	before := snapshotMeta(t, filepath.Join(data, "snapshot.db"))
+	before, err := snapshotMeta(filepath.Join(data, "snapshot.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"rebuild", "--data", data}, func(string) string { return "" }, &out, io.Discard); err != nil {
 		t.Fatalf("rebuild: %v\n%s", err, out.String())
 	}
-	after := snapshotMeta(t, filepath.Join(data, "snapshot.db"))
+	after, err := snapshotMeta(filepath.Join(data, "snapshot.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if after.Trusted != before.Trusted || after.StreamSeq != before.StreamSeq || after.Digest != before.Digest || after.Accounts != before.Accounts {
 		t.Fatalf("after %d kills the snapshot %+v differs from a clean rebuild %+v", kills, before, after)
 	}
 	t.Logf("%d kills; block %d; digest %s equals a clean rebuild", kills, after.Trusted.Number, after.Digest)
-}
-
-func snapshotMeta(tb testing.TB, path string) storage.Meta {
-	tb.Helper()
-	s, err := storage.Open(storage.Config{Path: path, ReadOnly: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer s.Close()
-	m, err := s.Meta()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return m
 }

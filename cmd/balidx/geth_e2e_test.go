@@ -19,6 +19,7 @@ import (
 
 	"github.com/balidx/balidx/internal/poll"
 	"github.com/balidx/balidx/internal/testaddr"
+	"github.com/balidx/balidx/internal/testio"
 
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/indexer"
@@ -211,7 +212,7 @@ type gethProc struct {
 	bin, apis, dir string
 	port           int
 	cmd            *exec.Cmd
-	logs           *syncBuffer
+	logs           *testio.Buffer
 }
 
 func (g *gethProc) url() string { return fmt.Sprintf("ws://127.0.0.1:%d", g.port) }
@@ -223,7 +224,7 @@ func (g *gethProc) start(tb testing.TB) {
 		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", fmt.Sprint(g.port), "--ws.api", g.apis,
 		"--nodiscover", "--maxpeers", "0", "--ipcdisable", "--authrpc.port", "0", "--verbosity", "2")
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with the test, however it ends
-	g.logs = &syncBuffer{}
+	g.logs = &testio.Buffer{}
 	g.cmd.Stdout, g.cmd.Stderr = g.logs, g.logs
 	if err := g.cmd.Start(); err != nil {
 		tb.Fatal(err)

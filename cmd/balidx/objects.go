@@ -83,13 +83,7 @@ func bootstrap(ctx context.Context, nl *events.Log, snaps *events.Snapshots, dir
 // positionLost reports whether the stream has dropped messages the
 // snapshot at path has not applied.
 func positionLost(ctx context.Context, nl *events.Log, path string) (lost bool, m storage.Meta, first uint64, err error) {
-	s, err := storage.Open(storage.Config{Path: path, ReadOnly: true})
-	if err != nil {
-		return false, m, 0, err
-	}
-	m, err = s.Meta()
-	s.Close()
-	if err != nil {
+	if m, err = snapshotMeta(path); err != nil {
 		return false, m, 0, err
 	}
 	if first, err = nl.FirstSeq(ctx); err != nil {

@@ -13,12 +13,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/balidx/balidx/internal/poll"
 	"github.com/balidx/balidx/internal/testaddr"
+	"github.com/balidx/balidx/internal/testio"
 
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/events"
@@ -171,7 +171,7 @@ type instance struct {
 	http, admin string
 	cancel      func()
 	done        chan error
-	stderr      *syncBuffer
+	stderr      *testio.Buffer
 }
 
 // startBalidx calls run with the given command and free loopback ports,
@@ -182,7 +182,7 @@ type instance struct {
 func startBalidx(tb testing.TB, cmd string, args ...string) *instance {
 	tb.Helper()
 	for attempt := 1; ; attempt++ {
-		b := &instance{http: testaddr.Free(tb), admin: testaddr.Free(tb), done: make(chan error, 1), stderr: &syncBuffer{}}
+		b := &instance{http: testaddr.Free(tb), admin: testaddr.Free(tb), done: make(chan error, 1), stderr: &testio.Buffer{}}
 		full := append([]string{cmd, "--http", b.http, "--admin", b.admin, "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}, args...)
 		if cmd != "indexer" {
 			full = append(full, "--clients", testClientsFile(tb))
@@ -513,23 +513,6 @@ func decodeAnswer(resp *http.Response, into any) error {
 	return json.Unmarshal(body, into)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // The NATS server goes away and comes back (same store, same port): the
 // indexer's publishing and the applier resume without loss or duplication.
 func TestNATSOutage(t *testing.T) {
@@ -571,7 +554,7 @@ func startIndexer(t *testing.T, ctx context.Context, demo *devchain.Demo) (natsA
 	t.Helper()
 	natsAddr, admin = testaddr.Free(t), testaddr.Free(t)
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &testio.Buffer{}
 	go func() {
 		done <- run(ctx, []string{"indexer", "--rpc", demo.Chain.WSEndpoint(), "--data", t.TempDir(),
 			"--nats-listen", natsAddr, "--admin", admin, "--confirmations", "1", "--log-level", "warn"}, func(string) string { return "" }, io.Discard, logs)

@@ -109,15 +109,21 @@ func copyFile(from, to string) error {
 	return out.Close()
 }
 
+// snapshotMeta reads the description of the snapshot file at path, opened
+// read-only (a file of another format is refused).
+func snapshotMeta(path string) (storage.Meta, error) {
+	s, err := storage.Open(storage.Config{Path: path, ReadOnly: true})
+	if err != nil {
+		return storage.Meta{}, err
+	}
+	defer s.Close()
+	return s.Meta()
+}
+
 // describe opens a snapshot file read-only (refusing anything else) and
 // prints its chain, trusted block, stream position and digest.
 func describe(w io.Writer, what, path string) error {
-	s, err := storage.Open(storage.Config{Path: path, ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	m, err := s.Meta()
+	m, err := snapshotMeta(path)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/balidx/balidx/events/eventstest"
 	"github.com/balidx/balidx/internal/poll"
 	"github.com/balidx/balidx/internal/testaddr"
+	"github.com/balidx/balidx/internal/testio"
+	"github.com/ethereum/go-ethereum/ethclient"
 )
 
 // Two `balidx indexer` processes follow a real geth --dev through a
@@ -55,18 +57,13 @@ func TestStandbyIndexerTakesOver(t *testing.T) {
 	type proc struct {
 		name, admin string
 		cmd         *exec.Cmd
-		logs        *syncBuffer
+		logs        *testio.Buffer
 	}
 	start := func(name string) *proc {
-		p := &proc{name: name, admin: testaddr.Free(t), logs: &syncBuffer{}}
-		p.cmd = exec.Command(bin, "indexer", "--rpc", ws, "--nats", cluster.URLs(), "--replicas", "3",
+		p := &proc{name: name, admin: testaddr.Free(t)}
+		p.cmd, p.logs = startProcess(t, bin, "indexer", "--rpc", ws, "--nats", cluster.URLs(), "--replicas", "3",
 			"--data", filepath.Join(t.TempDir(), name), "--admin", p.admin, "--confirmations", "1",
 			"--indexer-name", name, "--lease-ttl", ttl.String(), "--log-level", "info")
-		p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
 		return p
 	}
@@ -155,21 +152,43 @@ func TestStandbyIndexerTakesOver(t *testing.T) {
 		t.Fatalf("indexer-b's stand-downs: %v", m)
 	}
 
-	// The stream: every block once, in order, each the chain's.
-	deltas := eventstest.Deltas(t, nl, chainID.Uint64())
+	deltas := checkStreamIsChain(t, ctx, nl, eth, chainID.Uint64())
+	t.Logf("%d blocks published by two indexers, each once", len(deltas))
+}
+
+// startProcess starts bin with args, its output in logs; it dies with the
+// test process, however that ends.
+func startProcess(tb testing.TB, bin string, args ...string) (*exec.Cmd, *testio.Buffer) {
+	tb.Helper()
+	logs := &testio.Buffer{}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return cmd, logs
+}
+
+// checkStreamIsChain checks that the stream holds every block of chainID
+// once, in order from block 0, each with the chain's hash, and returns
+// them.
+func checkStreamIsChain(tb testing.TB, ctx context.Context, nl *events.Log, eth *ethclient.Client, chainID uint64) []*events.BlockDelta {
+	tb.Helper()
+	deltas := eventstest.Deltas(tb, nl, chainID)
 	for i, d := range deltas {
 		if d.Number != uint64(i) {
-			t.Fatalf("stream message %d is block %d: a gap or a duplicate", i, d.Number)
+			tb.Fatalf("stream message %d is block %d: a gap or a duplicate", i, d.Number)
 		}
 		h, err := eth.HeaderByNumber(ctx, new(big.Int).SetUint64(d.Number))
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		if h.Hash() != d.Hash {
-			t.Fatalf("block %d: published %s, the chain has %s", d.Number, d.Hash, h.Hash())
+			tb.Fatalf("block %d: published %s, the chain has %s", d.Number, d.Hash, h.Hash())
 		}
 	}
-	t.Logf("%d blocks published by two indexers, each once", len(deltas))
+	return deltas
 }
 
 // buildBalidx builds this command into the test's directory.
