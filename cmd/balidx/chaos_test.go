@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/balidx/balidx/events"
 	"github.com/balidx/balidx/events/eventstest"
 	"github.com/balidx/balidx/internal/poll"
 	"github.com/balidx/balidx/internal/testaddr"
@@ -45,25 +44,10 @@ func TestChaos(t *testing.T) {
 	if n := os.Getenv("BALIDX_CHAOS_ROUNDS"); n != "" {
 		fmt.Sscan(n, &rounds)
 	}
-	cluster := eventstest.StartCluster(t)
-	bin := buildBalidx(t)
-	ws := startGeth(t, gethBin, "eth,net,web3,debug")
-	rc, eth, dev := dialGeth(t, ws)
 	ctx, cancel := context.WithTimeout(context.Background(), 14*time.Minute)
 	defer cancel()
-	chainID, err := eth.ChainID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nl, err := events.Open(ctx, events.Config{URL: cluster.URLs(), Replicas: 3, Name: t.Name()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
-	board, err := nl.StatusBoard(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := startDeployment(t, ctx, gethBin)
+	cluster, bin, ws, rc, eth, dev, nl, board, chainID := d.cluster, d.bin, d.ws, d.rc, d.eth, d.dev, d.nl, d.board, d.chainID
 	const ttl = 2 * time.Second
 	clients := testClientsFile(t)
 

@@ -19,7 +19,9 @@ import (
 	"github.com/balidx/balidx/internal/poll"
 	"github.com/balidx/balidx/internal/testaddr"
 	"github.com/balidx/balidx/internal/testio"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
 )
 
 // Two `balidx indexer` processes follow a real geth --dev through a
@@ -33,25 +35,10 @@ func TestStandbyIndexerTakesOver(t *testing.T) {
 	if gethBin == "" {
 		t.Skip("BALIDX_GETH is not set: make test builds bin/geth")
 	}
-	cluster := eventstest.StartCluster(t)
-	bin := buildBalidx(t)
-	ws := startGeth(t, gethBin, "eth,net,web3,debug")
-	_, eth, _ := dialGeth(t, ws)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	nl, err := events.Open(ctx, events.Config{URL: cluster.URLs(), Replicas: 3, Name: t.Name()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
-	chainID, err := eth.ChainID(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	board, err := nl.StatusBoard(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := startDeployment(t, ctx, gethBin)
+	cluster, bin, ws, eth, nl, board, chainID := d.cluster, d.bin, d.ws, d.eth, d.nl, d.board, d.chainID
 
 	const ttl = 2 * time.Second
 	type proc struct {
@@ -154,6 +141,38 @@ func TestStandbyIndexerTakesOver(t *testing.T) {
 
 	deltas := checkStreamIsChain(t, ctx, nl, eth, chainID.Uint64())
 	t.Logf("%d blocks published by two indexers, each once", len(deltas))
+}
+
+// deployment is what the multi-process tests share: a 3-node NATS
+// cluster, this command built, a geth --dev, the log (R3) and the status
+// board on the cluster, and the chain's id.
+type deployment struct {
+	cluster *eventstest.Cluster
+	bin, ws string
+	rc      *rpc.Client
+	eth     *ethclient.Client
+	dev     common.Address
+	nl      *events.Log
+	board   *events.StatusBoard
+	chainID *big.Int
+}
+
+func startDeployment(t *testing.T, ctx context.Context, gethBin string) *deployment {
+	t.Helper()
+	d := &deployment{cluster: eventstest.StartCluster(t), bin: buildBalidx(t), ws: startGeth(t, gethBin, "eth,net,web3,debug")}
+	d.rc, d.eth, d.dev = dialGeth(t, d.ws)
+	var err error
+	if d.chainID, err = d.eth.ChainID(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d.nl, err = events.Open(ctx, events.Config{URL: d.cluster.URLs(), Replicas: 3, Name: t.Name()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.nl.Close)
+	if d.board, err = d.nl.StatusBoard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // startProcess starts bin with args, its output in logs; it dies with the
