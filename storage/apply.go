@@ -30,7 +30,7 @@ type Applied struct {
 func (s *Store) Apply(blocks []balidx.Delta) (Applied, error) {
 	var res Applied
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		a := applyTx{meta: tx.Bucket(bucketMeta), bal: tx.Bucket(bucketBalances), withheld: tx.Bucket(bucketWithheld), seen: map[common.Address]struct{}{}}
+		a := applyTx{meta: tx.Bucket(bucketMeta), bal: tx.Bucket(bucketBalances), withheld: tx.Bucket(bucketWithheld), tokens: tx.Bucket(bucketTokens), seen: map[common.Address]struct{}{}}
 		a.m = readMeta(a.meta)
 		a.digest.SetBytes32(a.m.Digest[:])
 		a.cur = a.bal.Cursor()
@@ -66,13 +66,13 @@ func (s *Store) Apply(blocks []balidx.Delta) (Applied, error) {
 }
 
 type applyTx struct {
-	meta, bal, withheld *bolt.Bucket
-	cur                 *bolt.Cursor
-	m                   Meta
-	digest              uint256.Int
-	seen                map[common.Address]struct{}
-	accounts            []common.Address
-	newlyWithheld       []WithheldToken
+	meta, bal, withheld, tokens *bolt.Bucket
+	cur                         *bolt.Cursor
+	m                           Meta
+	digest                      uint256.Int
+	seen                        map[common.Address]struct{}
+	accounts                    []common.Address
+	newlyWithheld               []WithheldToken
 }
 
 func (a *applyTx) block(b *balidx.Delta) error {
@@ -131,6 +131,13 @@ func (a *applyTx) change(b *balidx.Delta, c *balidx.Change) error {
 			if err := a.withhold(b, c.Asset, balidx.Inconsistent); err != nil {
 				return err
 			}
+		}
+	}
+	if isToken && a.tokens.Get(c.Asset[:]) == nil {
+		var since [8]byte
+		binary.BigEndian.PutUint64(since[:], b.Number)
+		if err := a.tokens.Put(c.Asset[:], since[:]); err != nil {
+			return fmt.Errorf("block %d: register token %s: %w", b.Number, c.Asset.Hex(), err)
 		}
 	}
 	if v == nil && !hasAccount(a.cur, c.Account) {

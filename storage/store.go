@@ -30,6 +30,10 @@ var (
 	// bucketWithheld holds the withheld tokens: contract → reason code (one
 	// byte, the index in balidx.Reasons) ‖ the block it is withheld from.
 	bucketWithheld = []byte("withheld")
+	// bucketTokens holds every token the snapshot has seen a change of:
+	// contract → the first block with one (8 bytes, big-endian). It says
+	// which tokens are indexed without a scan of the balances.
+	bucketTokens = []byte("tokens")
 
 	keyFormat        = []byte("format")
 	keyChainID       = []byte("chain_id")
@@ -140,6 +144,9 @@ func (s *Store) init(cfg Config) error {
 			if _, err := tx.CreateBucket(bucketWithheld); err != nil {
 				return err
 			}
+			if _, err := tx.CreateBucket(bucketTokens); err != nil {
+				return err
+			}
 			if err := putU64(meta, keyFormat, formatVersion); err != nil {
 				return err
 			}
@@ -164,8 +171,33 @@ func (s *Store) init(cfg Config) error {
 			}
 		}
 		// Files written before tokens could be withheld have no bucket.
-		_, err := tx.CreateBucketIfNotExists(bucketWithheld)
+		if _, err := tx.CreateBucketIfNotExists(bucketWithheld); err != nil {
+			return err
+		}
+		if tx.Bucket(bucketTokens) == nil {
+			return registerHeldTokens(tx)
+		}
+		return nil
+	})
+}
+
+// registerHeldTokens makes the token registry of a file written before it
+// existed, from the balances it holds (at the trusted block: the first
+// block of a change is not known). A token whose every entry was deleted
+// is not in it: such a file's node says the token is not indexed, which
+// is honest; a rebuild from the stream registers it.
+func registerHeldTokens(tx *bolt.Tx) error {
+	tokens, err := tx.CreateBucket(bucketTokens)
+	if err != nil {
 		return err
+	}
+	var since [8]byte
+	binary.BigEndian.PutUint64(since[:], readMeta(tx.Bucket(bucketMeta)).Trusted.Number)
+	return tx.Bucket(bucketBalances).ForEach(func(k, _ []byte) error {
+		if bytes.Equal(k[20:], zeroAddress[:]) || tokens.Get(k[20:]) != nil {
+			return nil
+		}
+		return tokens.Put(k[20:], since[:])
 	})
 }
 
