@@ -117,9 +117,33 @@ func writeError(c echo.Context, e *Error) error {
 		// timeout: the drain gets a second.
 		_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(drainTimeout))
 	}
+	if e.Status == http.StatusTooManyRequests && c.Path() == RPCRoute {
+		// The JSON-RPC error wallet libraries retry on (viem, the Go client).
+		var b rpcErrorBody
+		b.Version, b.Error.Code, b.Error.Message = "2.0", rpcLimitExceeded, "limit exceeded"
+		b.Error.Data.Code, b.Error.Data.Message = e.Code, e.Message
+		return c.JSON(e.Status, b)
+	}
 	var b errorBody
 	b.Error.Code, b.Error.Message = e.Code, e.Message
 	return c.JSON(e.Status, b)
+}
+
+// rpcErrorBody is a JSON-RPC error answer of the whole request (id null),
+// with the API's error in data.
+type rpcErrorBody struct {
+	Version string `json:"jsonrpc"`
+	ID      *int   `json:"id"`
+	Error   struct {
+		Code    int       `json:"code"`
+		Message string    `json:"message"`
+		Data    errorData `json:"data"`
+	} `json:"error"`
+}
+
+type errorData struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
 // appendEntryError renders one address's error in a batch answer.

@@ -99,7 +99,11 @@ func (g *guard) reload(c *Clients) error {
 // middleware refuses what must not reach a handler.
 func (g *guard) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := checkFraming(c.Request()); err != nil {
+		maxBody := int64(MaxBatchBody)
+		if c.Path() == RPCRoute {
+			maxBody = MaxRPCBody
+		}
+		if err := checkFraming(c.Request(), maxBody); err != nil {
 			return err
 		}
 		if done, err := g.cors.check(c); done || err != nil {
@@ -126,7 +130,8 @@ func (g *guard) admit(c echo.Context) (authResult, *atomic.Int64, error) {
 		if anon == nil {
 			return authResult{status: "missing_credentials"}, nil, errMissingCredentials
 		}
-		if err := (quota{anon.name, anon.get(ip)}).take(now, h); err != nil {
+		charged := quota{anon.name, anon.get(ip)}
+		if err := charged.take(now, h); err != nil {
 			g.metrics.limited.WithLabelValues("anonymous").Inc()
 			return authResult{status: "rate_limited"}, nil, err
 		}
@@ -138,6 +143,7 @@ func (g *guard) admit(c echo.Context) (authResult, *atomic.Int64, error) {
 			g.metrics.shed.Inc()
 			return authResult{status: "anonymous"}, nil, errOverloaded
 		}
+		requestOf(c).charged = charged
 		return authResult{status: "anonymous"}, slot, nil
 	}
 	sr := signedHeaders(req)
@@ -171,7 +177,8 @@ func (g *guard) admit(c echo.Context) (authResult, *atomic.Int64, error) {
 	}
 	res = authResult{status: "signed", clientID: client.id, sigValid: true}
 	client.attempts.Add(1) // its demand, which the replicas share its quota by
-	if err := (quota{"client", client.limiter}).take(now, h); err != nil {
+	charged := quota{"client", client.limiter}
+	if err := charged.take(now, h); err != nil {
 		g.metrics.limited.WithLabelValues("client").Inc()
 		res.status = "rate_limited"
 		return res, nil, err
@@ -192,6 +199,8 @@ func (g *guard) admit(c echo.Context) (authResult, *atomic.Int64, error) {
 		g.metrics.shed.Inc()
 		return res, nil, errOverloaded
 	}
+	r := requestOf(c)
+	r.charged, r.demand = charged, client.attempts
 	return res, client.inFlight, nil
 }
 
@@ -212,16 +221,16 @@ func (g *guard) failed(ip string, now time.Time, h http.Header, reason error) er
 // checkFraming refuses, before anything is read, a request whose body is
 // not one this API takes: no body on GET (and no Transfer-Encoding at all:
 // with Content-Length too it is a smuggling shape, RFC 9112 §6.1), and a
-// POST body within MaxBatchBody by its declared Content-Length — 413 at
+// POST body within maxBody (its route's) by its declared Content-Length — 413 at
 // once, not after waiting for bytes that will be refused anyway. Each
 // refusal closes the connection: what follows on it cannot be trusted.
-func checkFraming(req *http.Request) *Error {
+func checkFraming(req *http.Request, maxBody int64) *Error {
 	switch {
 	case len(req.TransferEncoding) > 0:
 		return errTransferEncoding
 	case req.Method != http.MethodPost && req.ContentLength != 0:
 		return errBodyNotTaken
-	case req.ContentLength > MaxBatchBody:
+	case req.ContentLength > maxBody:
 		return errTooLarge
 	}
 	return nil

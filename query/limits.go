@@ -59,8 +59,11 @@ type quota struct {
 // take charges one token at now. When the bucket is empty it returns the
 // 429 to answer, with Retry-After and the RateLimit fields set on h (API.md
 // asks for them on 429 and 503; a 200 stays lean).
-func (q quota) take(now time.Time, h http.Header) *Error {
-	r := q.limiter.ReserveN(now, 1)
+func (q quota) take(now time.Time, h http.Header) *Error { return q.takeN(now, 1, h) }
+
+// takeN charges n tokens at once (a JSON-RPC batch's calls), all or none.
+func (q quota) takeN(now time.Time, n int, h http.Header) *Error {
+	r := q.limiter.ReserveN(now, n)
 	if !r.OK() {
 		return q.refuse(math.MaxInt32, h, now)
 	}

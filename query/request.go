@@ -1,7 +1,11 @@
 package query
 
 import (
+	"fmt"
+	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -24,6 +28,11 @@ type request struct {
 	auth  authResult
 	reads int
 	key   common.Address // backs the cache key of this request's lookup
+	// charged is the quota the guard charged the request to, and demand
+	// the signed client's count of requests (share.go; nil: anonymous):
+	// a JSON-RPC batch spends one request of each per call.
+	charged quota
+	demand  *atomic.Int64
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}
@@ -35,6 +44,22 @@ func requestOf(c echo.Context) *request {
 		return r
 	}
 	return &request{Context: c}
+}
+
+// spend charges n more requests to the caller's quota, all or none (n ≤ 0:
+// nothing). More than the quota's burst can never be had at once: 413.
+func (r *request) spend(now time.Time, n int, h http.Header) *Error {
+	if n <= 0 || r.charged.limiter == nil {
+		return nil
+	}
+	if burst := r.charged.limiter.Burst(); n+1 > burst {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
+			Message: fmt.Sprintf("%d calls in one request are more than the %s quota's burst of %d: send smaller batches", n+1, r.charged.name, burst)}
+	}
+	if r.demand != nil {
+		r.demand.Add(int64(n))
+	}
+	return r.charged.takeN(now, n, h)
 }
 
 // cacheKey is a's bytes as a string without an allocation: it lives in the

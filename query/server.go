@@ -15,6 +15,7 @@ import (
 
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/query/accesslog"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -80,6 +81,9 @@ type Config struct {
 	// replicas that share it (share.go); Replica names this one among them.
 	Usage   UsageExchange
 	Replica string
+	// Multicall3 is where Multicall3 is deployed on the chain (the
+	// JSON-RPC endpoint's eth_call); default DefaultMulticall3.
+	Multicall3 common.Address
 	// AccessLog, if set, gets every request. Serve runs it, and writes it
 	// out once the last request has been answered.
 	AccessLog *accesslog.Log
@@ -138,6 +142,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxConnsPerIP == 0 {
 		cfg.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if cfg.Multicall3 == (common.Address{}) {
+		cfg.Multicall3 = DefaultMulticall3
 	}
 	s := &Server{cfg: cfg, snap: cfg.Snapshot, bounds: bounds{maxAge: cfg.MaxStaleness, now: cfg.Now}}
 	var err error
@@ -229,6 +236,7 @@ func (s *Server) queryRoutes() *echo.Echo {
 	e.POST("/v1/balances", s.postBalances)
 	e.GET("/go/wallet/balance", s.getWalletBalance)
 	e.GET("/v1/status", s.getStatus)
+	e.POST(RPCRoute, s.postRPC)
 	return e
 }
 

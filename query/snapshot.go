@@ -299,6 +299,28 @@ func (s *Snapshot) SnapshotReads() uint64 { return s.snapshotReads.Load() }
 // Bloom filter (its false positives, ~1e-6 of them).
 func (s *Snapshot) UnknownReads() uint64 { return s.unknownReads.Load() }
 
+// amounts reads holdings in one transaction (none: nothing is read) and
+// returns the view they are true at, within b.
+func (s *Snapshot) amounts(holdings []storage.Holding, b bounds) (*view, []storage.Amount, error) {
+	v := s.view.Load()
+	if v == nil {
+		return nil, nil, errUnavailable
+	}
+	var out []storage.Amount
+	if len(holdings) > 0 {
+		out = make([]storage.Amount, len(holdings))
+		m, err := s.store.ReadAmounts(holdings, out)
+		s.snapshotReads.Add(uint64(len(holdings)))
+		if err != nil {
+			return nil, nil, err
+		}
+		if v = s.view.Load(); v.meta.Trusted.Number != m.Trusted.Number {
+			v = newView(m, nil) // a block committed, not yet published: answered at the block read
+		}
+	}
+	return v, out, b.check(v)
+}
+
 // batchEntry is one address of a batch.
 type batchEntry struct {
 	valid    bool

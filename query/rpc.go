@@ -1,0 +1,471 @@
+package query
+
+// The wallets' own protocol: a read-only Ethereum JSON-RPC endpoint
+// (docs/API.md "Ethereum JSON-RPC"), answered from the snapshot only. A
+// request — one call or a batch — is planned whole (rpccall.go decodes
+// eth_call), charged to the caller's quota call by call, read in one
+// snapshot transaction, and every call answered at that one block.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/balidx/balidx"
+	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/labstack/echo/v4"
+)
+
+// RPCRoute is the JSON-RPC endpoint's path.
+const RPCRoute = "/rpc"
+
+// Limits of the JSON-RPC endpoint.
+const (
+	// MaxRPCBody bounds a JSON-RPC body: an aggregate3 of MaxRPCCalls
+	// inner calls is ~52 KB of hex.
+	MaxRPCBody = 128 << 10
+	// MaxRPCCalls bounds the calls of a batch and the inner calls of one
+	// aggregate3.
+	MaxRPCCalls = 100
+	// maxRPCDepth bounds the nesting of a body's JSON, checked before it is
+	// decoded: a batch of calls whose eth_call carries a state override is 6.
+	maxRPCDepth = 8
+	// maxMethodEcho bounds how much of an unknown method's name an error
+	// repeats.
+	maxMethodEcho = 64
+)
+
+// JSON-RPC error codes, as geth answers them.
+const (
+	rpcInvalidRequest = -32600
+	rpcMethodNotFound = -32601
+	rpcInvalidParams  = -32602
+	rpcServerError    = -32000
+	rpcLimitExceeded  = -32005
+)
+
+// rpcError is a JSON-RPC error object.
+type rpcError struct {
+	code    int
+	message string
+}
+
+var (
+	errHeaderNotFound = &rpcError{rpcServerError, "header not found"}
+	errEmptyBatch     = &rpcError{rpcInvalidRequest, "empty batch"}
+	errBatchTooLarge  = &rpcError{rpcInvalidRequest, "batch too large"}
+	errNotJSONRPC     = &rpcError{rpcInvalidRequest, "invalid request"}
+)
+
+func invalidParams(format string, args ...any) *rpcError {
+	return &rpcError{rpcInvalidParams, fmt.Sprintf(format, args...)}
+}
+
+func notServed(format string, args ...any) *rpcError {
+	return &rpcError{rpcServerError, "balidx: " + fmt.Sprintf(format, args...)}
+}
+
+// rpcMessage is one call as sent.
+type rpcMessage struct {
+	Version string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
+}
+
+// rpcCall is one call, planned: what it reads and at which block, or the
+// error it is answered with before anything is read.
+type rpcCall struct {
+	id     json.RawMessage // nil: a notification, answered with nothing
+	method string
+	err    *rpcError
+	block  blockSel
+	// reads are indices into the request's holdings: one for
+	// eth_getBalance and for an eth_call of one balance.
+	reads []int
+	// inner are an aggregate3's calls, in order (nil otherwise).
+	inner []innerCall
+}
+
+// rpcRequest is a whole body, planned.
+type rpcRequest struct {
+	batch    bool
+	calls    []rpcCall
+	holdings []storage.Holding
+	cost     int // requests of the caller's quota it spends
+}
+
+func (s *Server) postRPC(c echo.Context) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxRPCBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errTooLarge
+	}
+	if err != nil {
+		return invalidRequest("body could not be read")
+	}
+	req, err := s.planRPC(body)
+	if err != nil {
+		return err
+	}
+	r := requestOf(c)
+	h := c.Response().Header()
+	if err := r.spend(s.cfg.Now(), req.cost-1, h); err != nil {
+		return err
+	}
+	v, amounts, err := s.snap.amounts(req.holdings, s.bounds)
+	r.reads += len(req.holdings)
+	if err != nil {
+		return err
+	}
+	h[HeaderBlock], h[HeaderBlockHash] = v.blockHeader, v.hashHeader
+	out := make([]byte, 0, 128*len(req.calls))
+	if req.batch {
+		out = append(out, '[')
+	}
+	n := 0
+	for i := range req.calls {
+		call := &req.calls[i]
+		if call.id == nil {
+			continue
+		}
+		if n > 0 {
+			out = append(out, ',')
+		}
+		n++
+		out = s.appendRPCAnswer(out, req, call, v, amounts)
+	}
+	if req.batch {
+		out = append(out, ']')
+	}
+	if n == 0 && !req.batch {
+		return c.NoContent(http.StatusOK) // a notification: nothing to answer
+	}
+	return c.JSONBlob(http.StatusOK, out)
+}
+
+// planRPC decodes a body: a call or a batch of at most MaxRPCCalls. A body
+// that is not JSON, or nests deeper than maxRPCDepth, is refused whole
+// (400); a call that is not JSON-RPC is answered with its error.
+func (s *Server) planRPC(body []byte) (*rpcRequest, error) {
+	body = bytes.TrimSpace(body)
+	if !json.Valid(body) || jsonDepth(body) > maxRPCDepth {
+		return nil, invalidRequest(fmt.Sprintf("body must be a JSON-RPC 2.0 call or batch, nested at most %d deep", maxRPCDepth))
+	}
+	if body[0] != '{' && body[0] != '[' {
+		return nil, invalidRequest("body must be a JSON-RPC 2.0 call (an object) or batch (an array)")
+	}
+	req := &rpcRequest{batch: body[0] == '['}
+	if !req.batch {
+		req.calls = []rpcCall{s.planCall(body, req)}
+		req.cost = max(req.cost, 1)
+		return req, nil
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, invalidRequest("a batch must be an array of calls")
+	}
+	switch {
+	case len(raw) == 0:
+		req.batch = false
+		req.calls = []rpcCall{{id: json.RawMessage("null"), err: errEmptyBatch}}
+	case len(raw) > MaxRPCCalls:
+		// As geth answers: one error, with the first call's id.
+		first := rpcCall{id: json.RawMessage("null"), err: errBatchTooLarge}
+		var m rpcMessage
+		if json.Unmarshal(raw[0], &m) == nil && validID(m.ID) {
+			first.id = m.ID
+		}
+		req.calls = []rpcCall{first}
+	default:
+		req.calls = make([]rpcCall, len(raw))
+		for i, m := range raw {
+			req.calls[i] = s.planCall(m, req)
+		}
+	}
+	req.cost = max(req.cost, 1)
+	return req, nil
+}
+
+// planCall decodes one call and adds what it reads to req.
+func (s *Server) planCall(raw json.RawMessage, req *rpcRequest) rpcCall {
+	var m rpcMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m.Version != "2.0" || m.Method == "" || !validID(m.ID) {
+		return rpcCall{id: json.RawMessage("null"), err: errNotJSONRPC}
+	}
+	call := rpcCall{id: m.ID, method: m.Method}
+	req.cost++
+	params, err := splitParams(m.Params)
+	if err != nil {
+		call.err = err
+		return call
+	}
+	switch m.Method {
+	case "eth_chainId", "net_version", "eth_blockNumber":
+	case "eth_getBalance":
+		call.err = planGetBalance(&call, params, req)
+	case "eth_call":
+		call.err = s.planEthCall(&call, params, req)
+	default:
+		name := m.Method
+		if len(name) > maxMethodEcho {
+			name = name[:maxMethodEcho] + "…"
+		}
+		call.err = &rpcError{rpcMethodNotFound, fmt.Sprintf("the method %s does not exist/is not available", name)}
+	}
+	return call
+}
+
+// validID: absent (a notification), a string, a number or null.
+func validID(id json.RawMessage) bool {
+	if id == nil {
+		return true
+	}
+	switch c := id[0]; {
+	case c == '"', c == '-', c >= '0' && c <= '9':
+		return true
+	}
+	return string(id) == "null"
+}
+
+// splitParams accepts absent params, null, or an array.
+func splitParams(raw json.RawMessage) ([]json.RawMessage, *rpcError) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var params []json.RawMessage
+	if err := json.Unmarshal(raw, &params); err != nil {
+		return nil, invalidParams("non-array args")
+	}
+	return params, nil
+}
+
+func planGetBalance(call *rpcCall, params []json.RawMessage, req *rpcRequest) *rpcError {
+	if len(params) < 1 {
+		return invalidParams("missing value for required argument 0")
+	}
+	if len(params) < 2 {
+		return invalidParams("missing value for required argument 1")
+	}
+	if len(params) > 2 {
+		return invalidParams("too many arguments, want at most 2")
+	}
+	a, err := decodeAddressArg(params[0], 0)
+	if err != nil {
+		return err
+	}
+	if call.block, err = parseBlockSel(params[1], 1); err != nil {
+		return err
+	}
+	call.reads = []int{req.read(a, balidx.NativeAsset)}
+	return nil
+}
+
+// read adds a holding to read, once, and returns its index.
+func (req *rpcRequest) read(account, asset common.Address) int {
+	h := storage.Holding{Account: account, Asset: asset}
+	for i, have := range req.holdings {
+		if have == h {
+			return i
+		}
+	}
+	req.holdings = append(req.holdings, h)
+	return len(req.holdings) - 1
+}
+
+func decodeAddressArg(raw json.RawMessage, arg int) (common.Address, *rpcError) {
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return common.Address{}, invalidParams("invalid argument %d: an address must be a string", arg)
+	}
+	a, _, ok := parseAddress(s)
+	if !ok {
+		return a, invalidParams("invalid argument %d: an address is 0x and 40 hex digits (mixed case: a valid EIP-55 checksum)", arg)
+	}
+	return a, nil
+}
+
+// blockSel is a call's block parameter: the trusted block (latest, safe,
+// finalized), a number, a hash, or one the node cannot answer for.
+type blockSel struct {
+	kind   blockKind
+	number uint64
+	hash   common.Hash
+}
+
+type blockKind uint8
+
+const (
+	blockLatest blockKind = iota
+	blockNumber
+	blockHash
+	blockNone // pending, earliest: never answered
+)
+
+// parseBlockSel reads a tag, a hex number, a 66-character hash, or an
+// EIP-1898 object ({blockHash, requireCanonical} / {blockNumber}).
+func parseBlockSel(raw json.RawMessage, arg int) (blockSel, *rpcError) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '{' {
+		var o struct {
+			BlockHash        *string `json:"blockHash"`
+			BlockNumber      *string `json:"blockNumber"`
+			RequireCanonical bool    `json:"requireCanonical"`
+		}
+		if json.Unmarshal(raw, &o) != nil {
+			return blockSel{}, invalidParams("invalid argument %d: not a block number or hash object", arg)
+		}
+		switch {
+		case o.BlockHash != nil && o.BlockNumber != nil:
+			return blockSel{}, invalidParams("invalid argument %d: cannot specify both BlockHash and BlockNumber, choose one or the other", arg)
+		case o.BlockHash != nil:
+			h, err := parseBlockHash(*o.BlockHash, arg)
+			return blockSel{kind: blockHash, hash: h}, err
+		case o.BlockNumber != nil:
+			return parseBlockTag(*o.BlockNumber, arg)
+		}
+		return blockSel{}, invalidParams("invalid argument %d: a block object needs blockHash or blockNumber", arg)
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return blockSel{}, invalidParams("invalid argument %d: a block is a tag, a hex number, a block hash or an EIP-1898 object", arg)
+	}
+	if len(s) == 66 {
+		h, err := parseBlockHash(s, arg)
+		return blockSel{kind: blockHash, hash: h}, err
+	}
+	return parseBlockTag(s, arg)
+}
+
+func parseBlockTag(s string, arg int) (blockSel, *rpcError) {
+	switch s {
+	case "latest", "safe", "finalized":
+		return blockSel{kind: blockLatest}, nil
+	case "pending", "earliest":
+		return blockSel{kind: blockNone}, nil
+	}
+	if len(s) < 3 || len(s) > 18 || s[0] != '0' || s[1] != 'x' && s[1] != 'X' {
+		return blockSel{}, invalidParams("invalid argument %d: a block number is 0x and at most 16 hex digits", arg)
+	}
+	n, err := strconv.ParseUint(s[2:], 16, 64)
+	if err != nil {
+		return blockSel{}, invalidParams("invalid argument %d: a block number is 0x and at most 16 hex digits", arg)
+	}
+	return blockSel{kind: blockNumber, number: n}, nil
+}
+
+func parseBlockHash(s string, arg int) (common.Hash, *rpcError) {
+	var h common.Hash
+	if len(s) != 66 || s[0] != '0' || s[1] != 'x' && s[1] != 'X' {
+		return h, invalidParams("invalid argument %d: a block hash is 0x and 64 hex digits", arg)
+	}
+	if _, err := hexDecode(h[:], s[2:]); err != nil {
+		return h, invalidParams("invalid argument %d: a block hash is 0x and 64 hex digits", arg)
+	}
+	return h, nil
+}
+
+// answers reports whether sel names block b, the one every call of the
+// request is answered at.
+func (sel blockSel) answers(b balidx.Block) bool {
+	switch sel.kind {
+	case blockLatest:
+		return true
+	case blockNumber:
+		return sel.number == b.Number
+	case blockHash:
+		return sel.hash == b.Hash
+	}
+	return false
+}
+
+// appendRPCAnswer renders one call's answer at view v.
+func (s *Server) appendRPCAnswer(b []byte, req *rpcRequest, call *rpcCall, v *view, amounts []storage.Amount) []byte {
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, call.id...)
+	start := len(b)
+	b = append(b, `,"result":"`...)
+	b, err := s.appendResult(b, req, call, v, amounts)
+	if err != nil {
+		b = append(b[:start], `,"error":{"code":`...)
+		b = strconv.AppendInt(b, int64(err.code), 10)
+		b = append(b, `,"message":`...)
+		msg, _ := json.Marshal(err.message) // a string always marshals
+		b = append(b, msg...)
+		return append(b, "}}"...)
+	}
+	return append(b, `"}`...)
+}
+
+// appendResult appends a call's result (the JSON string's content), or
+// says its error.
+func (s *Server) appendResult(b []byte, req *rpcRequest, call *rpcCall, v *view, amounts []storage.Amount) ([]byte, *rpcError) {
+	if call.err != nil {
+		return b, call.err
+	}
+	m := &v.meta
+	switch call.method {
+	case "eth_chainId":
+		return strconv.AppendUint(append(b, "0x"...), m.ChainID, 16), nil
+	case "net_version":
+		return strconv.AppendUint(b, m.ChainID, 10), nil
+	case "eth_blockNumber":
+		return strconv.AppendUint(append(b, "0x"...), m.Trusted.Number, 16), nil
+	}
+	if !call.block.answers(m.Trusted) {
+		return b, errHeaderNotFound
+	}
+	if call.method == "eth_getBalance" {
+		i := call.reads[0]
+		if err := servable(req.holdings[i], &amounts[i]); err != nil {
+			return b, err
+		}
+		return append(b, amounts[i].Value.Hex()...), nil
+	}
+	return appendCallResult(b, req, call, amounts)
+}
+
+// jsonDepth is how deep body's arrays and objects nest (body is valid JSON).
+func jsonDepth(body []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
+}
+
+// hexDecode decodes s (hex digits, either case) into dst, which must be
+// len(s)/2 long.
+func hexDecode(dst []byte, s string) (int, error) {
+	if len(s) != 2*len(dst) {
+		return 0, errors.New("wrong length")
+	}
+	var flags byte
+	for i := range dst {
+		hi, lo := hexDigits[s[2*i]], hexDigits[s[2*i+1]]
+		flags |= hi | lo
+		dst[i] = hi<<4 | lo&0xf
+	}
+	if flags&hexInvalid != 0 {
+		return 0, errors.New("not hex")
+	}
+	return len(dst), nil
+}
