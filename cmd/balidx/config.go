@@ -17,6 +17,7 @@ import (
 	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/query/accesslog"
 	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/common"
 	"sigs.k8s.io/yaml"
 )
 
@@ -40,6 +41,7 @@ type config struct {
 	Clients       string
 	CORSOrigins   string
 	TrustProxies  string
+	Multicall3    string
 	MaxInFlight   int
 	// MaxInFlightPerClient and MaxInFlightPerIP: 0 takes the query
 	// package's defaults (half and an eighth of MaxInFlight).
@@ -66,9 +68,10 @@ type config struct {
 	DemoAccounts         int
 	BlockInterval        time.Duration
 
-	// Parsed by validate, from CORSOrigins and TrustProxies.
-	origins []string
-	proxies []*net.IPNet
+	// Parsed by validate, from CORSOrigins, TrustProxies and Multicall3.
+	origins    []string
+	proxies    []*net.IPNet
+	multicall3 common.Address
 }
 
 // maxConfigFile bounds the config file.
@@ -124,6 +127,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&cfg.Clients, "clients", "", "clients file (API.md): client ids, secrets, rates; re-read on SIGHUP")
 		fs.StringVar(&cfg.CORSOrigins, "cors-origins", "", "exact browser origins allowed, comma-separated (scheme://host[:port])")
 		fs.StringVar(&cfg.TrustProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated")
+		fs.StringVar(&cfg.Multicall3, "multicall3", query.DefaultMulticall3.Hex(), "address of Multicall3 on the chain: POST /rpc answers its getEthBalance and aggregate3")
 		fs.IntVar(&cfg.MaxInFlight, "max-in-flight", query.DefaultMaxInFlight, "requests served at once; past it, 503 overloaded")
 		fs.IntVar(&cfg.MaxInFlightPerClient, "max-in-flight-per-client", 0, "requests of one signed client served at once (0: half of --max-in-flight)")
 		fs.IntVar(&cfg.MaxInFlightPerIP, "max-in-flight-per-ip", 0, "anonymous requests of one client IP served at once (0: an eighth of --max-in-flight)")
@@ -302,6 +306,12 @@ func (c *config) validate(cmd string) error {
 	}
 	if c.proxies, err = parseCIDRs(c.TrustProxies); err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
+	}
+	if p.query {
+		if !common.IsHexAddress(c.Multicall3) {
+			errs = append(errs, fmt.Errorf("--multicall3 %q: want 0x and 40 hex digits", c.Multicall3))
+		}
+		c.multicall3 = common.HexToAddress(c.Multicall3)
 	}
 	if c.StreamMaxAge < 0 || c.StreamMaxAge > 0 && c.StreamMaxAge < time.Hour {
 		errs = append(errs, fmt.Errorf("--stream-max-age %s: want 0 (keep all) or at least 1h", c.StreamMaxAge))

@@ -186,7 +186,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 			Addr: cfg.HTTP, AdminAddr: cfg.Admin, Snapshot: snap,
 			IndexerStatus: ixStatus.Load,
 			StaleAfter:    cfg.StaleAfter, MaxStaleness: cfg.MaxStaleness,
-			Clients: clients, CORSOrigins: cfg.origins, TrustedProxies: cfg.proxies, MaxNonces: cfg.MaxNonces,
+			Clients: clients, CORSOrigins: cfg.origins, TrustedProxies: cfg.proxies, MaxNonces: cfg.MaxNonces, Multicall3: cfg.multicall3,
 			MaxInFlight: cfg.MaxInFlight, MaxInFlightPerClient: cfg.MaxInFlightPerClient, MaxInFlightPerIP: cfg.MaxInFlightPerIP,
 			MaxConns: cfg.MaxConns, MaxConnsPerIP: cfg.MaxConnsPerIP,
 			StreamLag: applier.Lag, MaxLag: cfg.MaxLag,
