@@ -211,18 +211,30 @@ func startGeth(tb testing.TB, bin, apis string) string {
 type gethProc struct {
 	bin, apis, dir string
 	port           int
-	cmd            *exec.Cmd
-	logs           *testio.Buffer
+	// onDemand makes a block only when a transaction waits (--dev.period
+	// 0), not every second; httpPort, if set, serves HTTP JSON-RPC too.
+	onDemand bool
+	httpPort int
+	cmd      *exec.Cmd
+	logs     *testio.Buffer
 }
 
 func (g *gethProc) url() string { return fmt.Sprintf("ws://127.0.0.1:%d", g.port) }
 
 func (g *gethProc) start(tb testing.TB) {
 	tb.Helper()
-	g.cmd = exec.Command(g.bin, "--dev", "--dev.period", "1",
+	period := "1"
+	if g.onDemand {
+		period = "0"
+	}
+	args := []string{"--dev", "--dev.period", period,
 		"--datadir", g.dir, "--state.scheme", "hash", "--gcmode", "archive", "--cache.preimages",
 		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", fmt.Sprint(g.port), "--ws.api", g.apis,
-		"--nodiscover", "--maxpeers", "0", "--ipcdisable", "--authrpc.port", "0", "--verbosity", "2")
+		"--nodiscover", "--maxpeers", "0", "--ipcdisable", "--authrpc.port", "0", "--verbosity", "2"}
+	if g.httpPort != 0 {
+		args = append(args, "--http", "--http.addr", "127.0.0.1", "--http.port", fmt.Sprint(g.httpPort), "--http.api", "eth,net,web3")
+	}
+	g.cmd = exec.Command(g.bin, args...)
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with the test, however it ends
 	g.logs = &testio.Buffer{}
 	g.cmd.Stdout, g.cmd.Stderr = g.logs, g.logs

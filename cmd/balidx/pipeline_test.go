@@ -184,7 +184,7 @@ func startBalidx(tb testing.TB, cmd string, args ...string) *instance {
 	for attempt := 1; ; attempt++ {
 		b := &instance{http: testaddr.Free(tb), admin: testaddr.Free(tb), done: make(chan error, 1), stderr: &testio.Buffer{}}
 		full := append([]string{cmd, "--http", b.http, "--admin", b.admin, "--nats-listen", "127.0.0.1:0", "--log-level", "warn"}, args...)
-		if cmd != "indexer" {
+		if cmd != "indexer" && !slices.Contains(args, "--clients") {
 			full = append(full, "--clients", testClientsFile(tb))
 		}
 		ctx, cancel := context.WithCancel(context.Background())

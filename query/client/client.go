@@ -10,8 +10,6 @@ package client
 import (
 	"bytes"
 	"context"
-	crand "crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -258,15 +256,5 @@ func (c *Client) once(ctx context.Context, base *url.URL, method, path string, m
 
 // sign sets the four headers of a signed request, with a fresh nonce.
 func (c *Client) sign(req *http.Request, body []byte) error {
-	var raw [16]byte
-	if _, err := crand.Read(raw[:]); err != nil {
-		return err
-	}
-	nonce := base64.RawURLEncoding.EncodeToString(raw[:])
-	ts := strconv.FormatInt(c.cfg.Now().Unix(), 10)
-	req.Header.Set(query.HeaderClientID, c.cfg.ClientID)
-	req.Header.Set(query.HeaderTimestamp, ts)
-	req.Header.Set(query.HeaderNonce, nonce)
-	req.Header.Set(query.HeaderSignature, query.Sign([]byte(c.cfg.Secret), req.Method, req.URL.EscapedPath(), req.URL.RawQuery, ts, nonce, body))
-	return nil
+	return sign(req, c.cfg.ClientID, c.cfg.Secret, c.cfg.Now(), body)
 }
