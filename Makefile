@@ -40,11 +40,21 @@ $(NATS): export CGO_ENABLED := 0
 $(NATS): go.mod go.sum
 	$(GO) build -o $(NATS) github.com/nats-io/nats-server/v2
 
+# The wallet libraries of the JSON-RPC conformance test: ethers and viem at
+# the versions rpc-conformance/package-lock.json pins, run by Node (both
+# from Debian when missing).
+WALLETS := rpc-conformance/node_modules/.package-lock.json
+$(WALLETS): rpc-conformance/package.json rpc-conformance/package-lock.json
+	command -v node >/dev/null && command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	cd rpc-conformance && npm ci --no-audit --no-fund
+	touch $@
+
 # What CI runs: vet and every test with the race detector, the end-to-end
-# test against a real geth --dev and the cluster tests against three real
-# nats-server processes included.
-test: vet $(GETH) $(NATS)
-	BALIDX_GETH=$(abspath $(GETH)) BALIDX_NATS_SERVER=$(abspath $(NATS)) $(GO) test $(RACE) -count=1 -timeout 20m ./...
+# tests against a real geth --dev (ethers and viem among them) and the
+# cluster tests against three real nats-server processes included.
+test: vet $(GETH) $(NATS) $(WALLETS)
+	BALIDX_GETH=$(abspath $(GETH)) BALIDX_NATS_SERVER=$(abspath $(NATS)) BALIDX_WALLETS=$(abspath rpc-conformance) \
+		$(GO) test $(RACE) -count=1 -timeout 20m ./...
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
 
 # Chaos: the whole deployment as processes (3 nats-server, geth --dev, 2
@@ -100,4 +110,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf bin
+	rm -rf bin rpc-conformance/node_modules
