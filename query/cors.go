@@ -29,7 +29,7 @@ var varyOrigin = []string{"Origin"}
 
 const (
 	corsAllowHeaders  = "X-Client-ID, X-Timestamp, X-Nonce, X-Request-Signature, Content-Type, If-None-Match"
-	corsExposeHeaders = "ETag, Retry-After, RateLimit, RateLimit-Policy"
+	corsExposeHeaders = "ETag, Retry-After, RateLimit, RateLimit-Policy, X-Balidx-Block, X-Balidx-Block-Hash"
 )
 
 // check sets the CORS fields. done is true when it answered a preflight.
