@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,4 +227,37 @@ func BenchmarkBloomRebuild(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(s.bloom.Cap())/8/n, "bytes/account")
+}
+
+// BenchmarkRPCGetBalance is one eth_getBalance over POST /rpc, anonymous:
+// the JSON-RPC endpoint's own cost (compare BenchmarkBalanceAnonymousCacheHit).
+func BenchmarkRPCGetBalance(b *testing.B) {
+	benchRPC(b, 1)
+}
+
+// BenchmarkRPCGetBalanceBatch100 is a batch of 100 eth_getBalance, of 100
+// addresses (one known), per request.
+func BenchmarkRPCGetBalanceBatch100(b *testing.B) {
+	benchRPC(b, 100)
+}
+
+func benchRPC(b *testing.B, calls int) {
+	s := benchServer(b, false)
+	body := call("eth_getBalance", holder, "latest")
+	if calls > 1 {
+		parts := make([]string, calls)
+		for i := range parts {
+			a := holder
+			if i > 0 {
+				a = common.BigToAddress(big.NewInt(int64(i)))
+			}
+			parts[i] = call("eth_getBalance", a, "latest")
+		}
+		body = "[" + strings.Join(parts, ",") + "]"
+	}
+	serve(b, s.query.Handler, func() *http.Request {
+		r := httptest.NewRequest("POST", RPCRoute, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		return r
+	})
 }

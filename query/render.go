@@ -37,10 +37,9 @@ type view struct {
 	meta      storage.Meta
 	blockJSON []byte // {"number":…,"hash":"0x…","timestamp":…}
 	unknown   entry  // the answer for an address never seen (Bloom negative)
-	// withheld lists the tokens whose amounts are not served at this
-	// block (or, in a view made for one read, a list read later: a token
-	// once withheld stays so, and more is never less honest);
-	// withheldJSON is its rendering for answers of the default page.
+	// withheld lists the tokens not served at this block (in a view made
+	// for one read, a list read later: a token once withheld stays so),
+	// withheldJSON renders it for answers of the default page.
 	withheld                []storage.WithheldToken
 	withheldJSON            []byte
 	blockHeader, hashHeader []string // X-Balidx-Block, -Hash (never mutated)
@@ -102,18 +101,21 @@ func (e entry) bodyStart() int {
 	return entryHeader + addressLen
 }
 
-// body is the default page's rendering.
+// body is the default page's rendering; native (32 bytes big-endian) and
+// the tokens follow it.
 func (e entry) body() []byte {
 	i := e.bodyStart()
-	return e[i : i+int(binary.LittleEndian.Uint32(e[9:]))]
+	return e[i : i+int(binary.LittleEndian.Uint32(e[9:])) : len(e)]
 }
+
+func (e entry) native() []byte { b := e.body(); return b[len(b) : len(b)+nativeLen] }
 
 // balances decodes the balances, for a page other than the default.
 func (e entry) balances() storage.Balances {
-	i := e.bodyStart() + int(binary.LittleEndian.Uint32(e[9:]))
 	b := storage.Balances{Known: e.known()}
-	b.Native.SetBytes32(e[i : i+nativeLen])
-	rest := e[i+nativeLen:]
+	native := e.native()
+	b.Native.SetBytes32(native)
+	rest := native[nativeLen:cap(native)]
 	b.Tokens = make([]storage.TokenBalance, len(rest)/tokenLen)
 	for j := range b.Tokens {
 		t := rest[j*tokenLen:]
@@ -163,9 +165,7 @@ var answerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return 
 // snapshot does not cover the whole chain, 304 when If-None-Match names
 // this answer, else the answer with its ETag.
 func writeAnswer(c echo.Context, q balanceQuery, e entry, v *view) error {
-	// The EIP-55 form is the entry's; an unknown address's entry has none,
-	// and it is rendered into the answer.
-	address := e.address()
+	address := e.address() // the EIP-55 form; "" in an unknown address's entry, rendered here
 	if q.mixed {
 		var buf [addressLen]byte
 		want := address
