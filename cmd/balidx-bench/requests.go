@@ -58,14 +58,35 @@ func plainGet(host, path string) []byte {
 	return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, host)
 }
 
-// rpcPosts makes eth_getBalance requests at "latest" for addresses drawn by pick.
-func rpcPosts(pick func(*randSource) address) func(host string, run int) requests {
+// rpcCalls makes POST requests of eth_getBalance at "latest" — one call,
+// or a batch of calls — for addresses drawn by pick: to balidx's /rpc
+// signed by the bench client (each nonce once), or to geth's / unsigned.
+func rpcCalls(pick func(*randSource) address, calls int, signed bool) func(host string, run int) requests {
 	return func(host string, run int) requests {
+		ts := strconv.FormatInt(time.Now().Unix(), 10)
 		rngs := threadRNGs(run)
 		return func(thread, i int) []byte {
-			a := pick(rngs[thread])
-			body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"eth_getBalance","params":["0x%x","latest"]}`, i, a[:])
-			return fmt.Appendf(nil, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, len(body), body)
+			var body []byte
+			if calls > 1 {
+				body = append(body, '[')
+			}
+			for c := range calls {
+				if c > 0 {
+					body = append(body, ',')
+				}
+				a := pick(rngs[thread])
+				body = fmt.Appendf(body, `{"jsonrpc":"2.0","id":%d,"method":"eth_getBalance","params":["0x%x","latest"]}`, c, a[:])
+			}
+			if calls > 1 {
+				body = append(body, ']')
+			}
+			if !signed {
+				return fmt.Appendf(nil, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", host, len(body), body)
+			}
+			nonce := fmt.Sprintf("rpc-%05d-%d-%09d", run, thread, i)
+			sig := query.Sign([]byte(benchSecret), "POST", query.RPCRoute, "", ts, nonce, body)
+			return fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s: %s\r\n%s: %s\r\n%s: %s\r\n%s: %s\r\n\r\n%s",
+				query.RPCRoute, host, len(body), query.HeaderClientID, benchClient, query.HeaderTimestamp, ts, query.HeaderNonce, nonce, query.HeaderSignature, sig, body)
 		}
 	}
 }
