@@ -105,7 +105,7 @@ crash: build $(GETH)
 # Each fuzz target for FUZZTIME (seeds in query/testdata/fuzz/).
 FUZZTIME ?= 60s
 fuzz:
-	for f in FuzzParseAddress FuzzVerifySignature FuzzParseBatch FuzzParseQuery; do \
+	for f in FuzzParseAddress FuzzVerifySignature FuzzParseBatch FuzzParseQuery FuzzRPC; do \
 		$(GO) test -run XXX -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./query/ || exit 1; \
 	done
 

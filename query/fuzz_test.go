@@ -125,3 +125,53 @@ func FuzzParseQuery(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRPC: whatever the body, POST /rpc answers 200 with JSON-RPC (one
+// answer a call with an id), or 400/413 with the API's error: never a 500,
+// never a result that is not canonical hex, never an amount it cannot vouch
+// for (the snapshot holds holder's balances only).
+func FuzzRPC(f *testing.F) {
+	for _, seed := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["` + holder.Hex() + `","latest"]}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},{"jsonrpc":"2.0","id":"x","method":"eth_getBalance","params":["` + never.Hex() + `",{"blockNumber":"0x1"}]}]`,
+		`{"jsonrpc":"2.0","id":2,"method":"eth_call","params":[{"to":"` + tokA.Hex() + `","input":"0x70a08231000000000000000000000000742d35cc6634c0532925a3b844bc454e4438f44e"},"0x1"]}`,
+		`{"jsonrpc":"2.0","id":3,"method":"eth_call","params":[{"to":"` + DefaultMulticall3.Hex() + `","data":"0x82ad56cb00000000000000000000000000000000000000000000000000000000000000200000000000000000000000000000000000000000000000000000000000000001"}]}`,
+		`[5,{"id":7},null]`, `[]`, `{}`, `{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":{"a":1}}`,
+	} {
+		f.Add(seed)
+	}
+	s, _ := mustServer(f, 7, Config{}) // partial coverage: an address never seen has no zero
+	f.Fuzz(func(t *testing.T, body string) {
+		a := rpc(t, s, body)
+		switch a.status {
+		case 200:
+		case 400, 413:
+			if a.one["error"] == nil {
+				t.Fatalf("%d without an API error: %s", a.status, a.raw)
+			}
+			return
+		default:
+			t.Fatalf("%q: status %d %s", body, a.status, a.raw)
+		}
+		answers := a.many
+		if a.one != nil {
+			answers = []map[string]any{a.one}
+		}
+		for _, m := range answers {
+			if m["jsonrpc"] != "2.0" || (m["result"] == nil) == (m["error"] == nil) {
+				t.Fatalf("%q: not a JSON-RPC answer: %v", body, m)
+			}
+			r, ok := m["result"].(string)
+			if !ok {
+				continue
+			}
+			quantity := len(r) < 66 // else ABI words, which may start with zeros
+			if r != "1" && (!strings.HasPrefix(r, "0x") || quantity && len(r) > 3 && r[2] == '0') {
+				t.Fatalf("%q: result %q is not canonical", body, r)
+			}
+			if r == "0x0" {
+				t.Fatalf("%q: a zero under partial coverage, where the snapshot holds no zero: %v", body, m)
+			}
+		}
+	})
+}

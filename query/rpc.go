@@ -78,7 +78,26 @@ type rpcMessage struct {
 	Version string          `json:"jsonrpc"`
 	ID      json.RawMessage `json:"id"`
 	Method  string          `json:"method"`
-	Params  json.RawMessage `json:"params"`
+	Params  rpcParams       `json:"params"`
+}
+
+// rpcParams is a call's params: absent or null (none), an array (its
+// elements, raw), or anything else (notArray, answered -32602), decoded
+// with the call rather than after it.
+type rpcParams struct {
+	list     []json.RawMessage
+	notArray bool
+}
+
+func (p *rpcParams) UnmarshalJSON(b []byte) error {
+	switch b[0] {
+	case 'n':
+		return nil
+	case '[':
+		return json.Unmarshal(b, &p.list)
+	}
+	p.notArray = true
+	return nil
 }
 
 // rpcCall is one call, planned: what it reads and at which block, or the
@@ -186,61 +205,76 @@ func (s *Server) planRPC(body []byte) (*rpcRequest, error) {
 	req := &rpcRequest{batch: body[0] == '['}
 	if !req.batch {
 		var m rpcMessage
-		var syntax *json.SyntaxError
 		err := json.Unmarshal(body, &m)
-		if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) {
+		if isSyntaxError(err) {
 			return nil, errNotJSONRPCBody
 		}
 		req.calls = []rpcCall{s.planMessage(&m, err, req)}
 		req.cost = max(req.cost, 1)
 		return req, nil
 	}
-	var raw []json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
+	// The batch is decoded in one pass; a call of another shape (a number,
+	// a method that is not a string) fails that, and then each call is
+	// decoded alone, to be answered alone.
+	var msgs []rpcMessage
+	var decodeErrs []error
+	if err := json.Unmarshal(body, &msgs); isSyntaxError(err) {
 		return nil, errNotJSONRPCBody
+	} else if err != nil {
+		var raw []json.RawMessage
+		if json.Unmarshal(body, &raw) != nil {
+			return nil, errNotJSONRPCBody
+		}
+		msgs, decodeErrs = make([]rpcMessage, len(raw)), make([]error, len(raw))
+		for i := range raw {
+			decodeErrs[i] = json.Unmarshal(raw[i], &msgs[i])
+		}
+	}
+	decodeErr := func(i int) error {
+		if decodeErrs == nil {
+			return nil
+		}
+		return decodeErrs[i]
 	}
 	switch {
-	case len(raw) == 0:
+	case len(msgs) == 0:
 		req.batch = false
 		req.calls = []rpcCall{{id: json.RawMessage("null"), err: errEmptyBatch}}
-	case len(raw) > MaxRPCCalls:
+	case len(msgs) > MaxRPCCalls:
 		// As geth answers: one error, with the first call's id.
 		first := rpcCall{id: json.RawMessage("null"), err: errBatchTooLarge}
-		var m rpcMessage
-		if json.Unmarshal(raw[0], &m) == nil && validID(m.ID) {
-			first.id = m.ID
+		if decodeErr(0) == nil && msgs[0].ID != nil && validID(msgs[0].ID) {
+			first.id = msgs[0].ID
 		}
 		req.calls = []rpcCall{first}
 	default:
-		req.calls = make([]rpcCall, len(raw))
-		for i, m := range raw {
-			req.calls[i] = s.planCall(m, req)
+		req.calls = make([]rpcCall, len(msgs))
+		for i := range msgs {
+			req.calls[i] = s.planMessage(&msgs[i], decodeErr(i), req)
 		}
 	}
 	req.cost = max(req.cost, 1)
 	return req, nil
 }
 
-// planCall decodes one call of a batch and plans it.
-func (s *Server) planCall(raw json.RawMessage, req *rpcRequest) rpcCall {
-	var m rpcMessage
-	err := json.Unmarshal(raw, &m)
-	return s.planMessage(&m, err, req)
+func isSyntaxError(err error) bool {
+	var syntax *json.SyntaxError
+	return errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-// planMessage plans a decoded call (err: its decoding's) and adds what it
-// reads to req.
+// planMessage plans a decoded call (decodeErr: its decoding's) and adds
+// what it reads to req.
 func (s *Server) planMessage(m *rpcMessage, decodeErr error, req *rpcRequest) rpcCall {
 	if decodeErr != nil || m.Version != "2.0" || m.Method == "" || !validID(m.ID) {
 		return rpcCall{id: json.RawMessage("null"), err: errNotJSONRPC}
 	}
 	call := rpcCall{id: m.ID, method: m.Method}
 	req.cost++
-	params, err := splitParams(m.Params)
-	if err != nil {
-		call.err = err
+	if m.Params.notArray {
+		call.err = invalidParams("non-array args")
 		return call
 	}
+	params := m.Params.list
 	switch m.Method {
 	case "eth_chainId", "net_version", "eth_blockNumber":
 	case "eth_getBalance":
@@ -267,19 +301,6 @@ func validID(id json.RawMessage) bool {
 		return true
 	}
 	return string(id) == "null"
-}
-
-// splitParams accepts absent params, null, or an array.
-func splitParams(raw json.RawMessage) ([]json.RawMessage, *rpcError) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	var params []json.RawMessage
-	if err := json.Unmarshal(raw, &params); err != nil {
-		return nil, invalidParams("non-array args")
-	}
-	return params, nil
 }
 
 func planGetBalance(call *rpcCall, params []json.RawMessage, req *rpcRequest) *rpcError {
@@ -316,8 +337,8 @@ func (req *rpcRequest) read(account, asset common.Address) int {
 }
 
 func decodeAddressArg(raw json.RawMessage, arg int) (common.Address, *rpcError) {
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
+	s, ok := jsonString(raw)
+	if !ok {
 		return common.Address{}, invalidParams("invalid argument %d: an address must be a string", arg)
 	}
 	a, _, ok := parseAddress(s)
@@ -325,6 +346,16 @@ func decodeAddressArg(raw json.RawMessage, arg int) (common.Address, *rpcError) 
 		return a, invalidParams("invalid argument %d: an address is 0x and 40 hex digits (mixed case: a valid EIP-55 checksum)", arg)
 	}
 	return a, nil
+}
+
+// jsonString is the string raw holds: read directly when it has no escape
+// (an address, a tag, a hash: the usual case), else by encoding/json.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	return s, json.Unmarshal(raw, &s) == nil
 }
 
 // blockSel is a call's block parameter: the trusted block (latest, safe,
@@ -368,8 +399,8 @@ func parseBlockSel(raw json.RawMessage, arg int) (blockSel, *rpcError) {
 		}
 		return blockSel{}, invalidParams("invalid argument %d: a block object needs blockHash or blockNumber", arg)
 	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
+	s, ok := jsonString(raw)
+	if !ok {
 		return blockSel{}, invalidParams("invalid argument %d: a block is a tag, a hex number, a block hash or an EIP-1898 object", arg)
 	}
 	if len(s) == 66 {
