@@ -1,7 +1,6 @@
 package query
 
 import (
-	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -46,15 +45,20 @@ func requestOf(c echo.Context) *request {
 	return &request{Context: c}
 }
 
+// burst is the most requests the caller's quota grants at once (0: the
+// request was charged to none).
+func (r *request) burst() int {
+	if r.charged.limiter == nil {
+		return 0
+	}
+	return r.charged.limiter.Burst()
+}
+
 // spend charges n more requests to the caller's quota, all or none (n ≤ 0:
-// nothing). More than the quota's burst can never be had at once: 413.
+// nothing).
 func (r *request) spend(now time.Time, n int, h http.Header) *Error {
 	if n <= 0 || r.charged.limiter == nil {
 		return nil
-	}
-	if burst := r.charged.limiter.Burst(); n+1 > burst {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large",
-			Message: fmt.Sprintf("%d calls in one request are more than the %s quota's burst of %d: send smaller batches", n+1, r.charged.name, burst)}
 	}
 	if r.demand != nil {
 		r.demand.Add(int64(n))

@@ -136,6 +136,13 @@ func (s *Server) postRPC(c echo.Context) error {
 		return err
 	}
 	r := requestOf(c)
+	if burst := r.burst(); burst > 0 && req.cost > burst {
+		// Never to be had at once, however long the caller waits: refused
+		// as geth refuses a batch too large, which libraries do not retry.
+		req.calls = []rpcCall{{id: req.firstID(), err: &rpcError{rpcInvalidRequest,
+			fmt.Sprintf("%d calls in one request are more than this caller's quota grants at once (%d): send smaller batches", req.cost, burst)}}}
+		req.holdings, req.cost = nil, 1
+	}
 	h := c.Response().Header()
 	if err := r.spend(s.cfg.Now(), req.cost-1, h); err != nil {
 		return err
@@ -322,6 +329,16 @@ func planGetBalance(call *rpcCall, params []json.RawMessage, req *rpcRequest) *r
 	}
 	call.reads = []int{req.read(a, balidx.NativeAsset)}
 	return nil
+}
+
+// firstID is the id of the request's first call that has one, or null.
+func (req *rpcRequest) firstID() json.RawMessage {
+	for _, c := range req.calls {
+		if c.id != nil {
+			return c.id
+		}
+	}
+	return json.RawMessage("null")
 }
 
 // read adds a holding to read, once, and returns its index.

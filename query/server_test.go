@@ -383,6 +383,9 @@ func TestStatus(t *testing.T) {
 	if a.status != 200 || a.body["lag_blocks"] != float64(12) || a.body["trust_violation"] != nil {
 		t.Fatalf("got %s", a.raw)
 	}
+	if a.header.Get(HeaderBlock) != "1" || a.header.Get(HeaderBlockHash) != (common.Hash{2}).Hex() {
+		t.Fatalf("block headers: %v", a.header)
+	}
 	snapshot := a.body["snapshot"].(map[string]any)
 	if snapshot["accounts"] != float64(1) || snapshot["token_balances"] != float64(3) || len(snapshot["digest"].(string)) != 66 {
 		t.Fatalf("snapshot %v", snapshot)

@@ -70,6 +70,11 @@ func (s *Server) status() (*Status, bool) {
 	if v == nil {
 		return nil, false
 	}
+	return s.statusAt(v), true
+}
+
+// statusAt is the status at view v.
+func (s *Server) statusAt(v *view) *Status {
 	m := v.meta
 	st := &Status{
 		ChainID:        m.ChainID,
@@ -93,16 +98,18 @@ func (s *Server) status() (*Status, bool) {
 			st.LagBlocks = ix.Head - m.Trusted.Number
 		}
 	}
-	return st, true
+	return st
 }
 
 func (s *Server) getStatus(c echo.Context) error {
 	if c.Request().URL.RawQuery != "" {
 		return invalidRequest("/v1/status takes no parameters")
 	}
-	st, ok := s.status()
-	if !ok {
+	v := s.snap.current()
+	if v == nil {
 		return errUnavailable
 	}
-	return c.JSON(http.StatusOK, st)
+	h := c.Response().Header()
+	h[HeaderBlock], h[HeaderBlockHash] = v.blockHeader, v.hashHeader
+	return c.JSON(http.StatusOK, s.statusAt(v))
 }
