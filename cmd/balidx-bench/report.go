@@ -177,6 +177,11 @@ func (s *summary) addGoBench(file string) error {
 	add("access log, one line folded, ns", "WriteFolded ns/op", "", 0)
 	add("handler chain for a signed cached answer, ns (no network)", "BalanceSignedCacheHit ns/op", "", 0)
 	add("the same, drawn at random from 100k cached accounts (CPU caches missed), ns", "BalanceSignedHotSet ns/op", "", 0)
+	add("POST /rpc, one eth_getBalance (anonymous, cached), ns (no network)", "RPCGetBalance ns/op", "", 0)
+	add("POST /rpc, one eth_getBalance, allocations", "RPCGetBalance allocs/op", "", 0)
+	if v, ok := get("RPCGetBalanceBatch100 ns/op"); ok {
+		s.add("POST /rpc, a batch of 100 eth_getBalance, ns a call (no network)", v/100, "", 0)
+	}
 	if bloom, ok := get("BloomRebuild bytes/account"); ok {
 		s.add("Bloom filter, MB per million accounts", bloom, "", 0)
 		s.add("cache bound, MB (whatever the count)", 64, "", 0)
