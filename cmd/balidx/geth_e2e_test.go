@@ -215,6 +215,9 @@ type gethProc struct {
 	// 0), not every second; httpPort, if set, serves HTTP JSON-RPC too.
 	onDemand bool
 	httpPort int
+	// noPreimages runs a full node without --cache.preimages (not an
+	// archive): it cannot name the accounts of its state.
+	noPreimages bool
 	cmd      *exec.Cmd
 	logs     *testio.Buffer
 }
@@ -228,9 +231,14 @@ func (g *gethProc) start(tb testing.TB) {
 		period = "0"
 	}
 	args := []string{"--dev", "--dev.period", period,
-		"--datadir", g.dir, "--state.scheme", "hash", "--gcmode", "archive", "--cache.preimages",
+		"--datadir", g.dir, "--state.scheme", "hash",
 		"--ws", "--ws.addr", "127.0.0.1", "--ws.port", fmt.Sprint(g.port), "--ws.api", g.apis,
 		"--nodiscover", "--maxpeers", "0", "--ipcdisable", "--authrpc.port", "0", "--verbosity", "2"}
+	if g.noPreimages {
+		args = append(args, "--gcmode", "full") // an archive records preimages whatever the flag
+	} else {
+		args = append(args, "--gcmode", "archive", "--cache.preimages")
+	}
 	if g.httpPort != 0 {
 		args = append(args, "--http", "--http.addr", "127.0.0.1", "--http.port", fmt.Sprint(g.httpPort), "--http.api", "eth,net,web3")
 	}

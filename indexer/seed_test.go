@@ -1,0 +1,90 @@
+package indexer_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/balidx/balidx/indexer"
+	"github.com/ethereum/go-ethereum/common"
+)
+
+// Every account of the state at a block, page by page: the same set
+// whatever the page size, in key order, each with the balance the chain
+// gives it at that block, every account the chain knows of among them.
+func TestEachAccountReadsTheWholeState(t *testing.T) {
+	demo := mustDemo(t)
+	ctx := context.Background()
+	for range 5 {
+		steps(t, demo, 1)
+	}
+	head, err := demo.Chain.Client.HeaderByNumber(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := indexer.NewNode(demo.Chain.RPC)
+	read := func(max int) ([]indexer.StateAccount, int) {
+		var all []indexer.StateAccount
+		pages := 0
+		err := node.EachAccount(ctx, head.Hash(), nil, max, func(p indexer.AccountPage) error {
+			pages++
+			if len(p.Accounts) > max {
+				t.Fatalf("a page of %d, %d asked for", len(p.Accounts), max)
+			}
+			all = append(all, p.Accounts...)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return all, pages
+	}
+	small, pages := read(3)
+	whole, _ := read(indexer.MaxAccountPage)
+	if len(small) != len(whole) || pages < len(whole)/3 {
+		t.Fatalf("%d accounts in %d pages of 3, %d in pages of %d", len(small), pages, len(whole), indexer.MaxAccountPage)
+	}
+	seen := map[common.Address]bool{}
+	for i, a := range small {
+		if i > 0 && bytes.Compare(small[i-1].Key[:], a.Key[:]) >= 0 {
+			t.Fatalf("keys out of order at %d", i)
+		}
+		if a != whole[i] {
+			t.Fatalf("account %d differs between page sizes: %+v, %+v", i, a, whole[i])
+		}
+		want, err := demo.Chain.Client.BalanceAt(ctx, a.Address, head.Number)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want.Cmp(a.Balance.ToBig()) != 0 {
+			t.Errorf("%s: %s read, the chain says %s", a.Address, a.Balance.Dec(), want)
+		}
+		seen[a.Address] = true
+	}
+	for _, h := range demo.Holders() { // a holder of tokens only may have no account
+		if b, err := demo.Chain.Client.BalanceAt(ctx, h, head.Number); err != nil || b.Sign() > 0 && !seen[h] {
+			t.Errorf("holder %s of %v wei (%v) not among the %d accounts", h, b, err, len(small))
+		}
+	}
+	for a := range demo.Chain.Genesis().Alloc {
+		if !seen[a] {
+			t.Errorf("genesis account %s not among the %d accounts", a, len(small))
+		}
+	}
+	t.Logf("%d accounts at block %d, %d pages of 3", len(small), head.Number, pages)
+	// Resuming from a page's next key reads the rest, as from the start.
+	var rest []indexer.StateAccount
+	first, err := node.AccountRange(ctx, head.Hash(), nil, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.EachAccount(ctx, head.Hash(), first.Next, 3, func(p indexer.AccountPage) error { rest = append(rest, p.Accounts...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Accounts)+len(rest) != len(whole) || rest[0] != whole[3] {
+		t.Fatalf("resumed: %d + %d accounts, want %d", len(first.Accounts), len(rest), len(whole))
+	}
+	if _, err := node.AccountRange(ctx, head.Hash(), nil, indexer.MaxAccountPage+1); err == nil {
+		t.Fatal("a page over the node's maximum was asked for")
+	}
+}
