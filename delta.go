@@ -1,6 +1,10 @@
 package balidx
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/ethereum/go-ethereum/common/hexutil"
+)
 
 // Delta is what one trusted block changed, whole: every balance change
 // (all the block's parts), the tokens withheld from it on, and, on a
@@ -15,7 +19,19 @@ type Delta struct {
 	From     *BlockRef
 	Changes  []Change
 	Withheld []Withheld
-	LastSeq  uint64
+	// Seed is set on a page of a seeded start: the state at Block, read
+	// from the node, published before Block+1 (events/FORMAT.md "Seeds").
+	Seed    *SeedPage
+	LastSeq uint64
+}
+
+// SeedPage places one page of a seed: its number (1, 2, …), the state key
+// the next page starts from (empty on the last), and whether it is the
+// last, with which the seeded block becomes trusted.
+type SeedPage struct {
+	Page uint64        `json:"page"`
+	Next hexutil.Bytes `json:"next,omitempty"`
+	Last bool          `json:"last,omitempty"`
 }
 
 // ErrPoisonedLog: a message on the log cannot be read as the event format

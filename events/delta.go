@@ -15,9 +15,15 @@ import (
 )
 
 // Version is the BlockDelta format version this build writes. Version 2
-// added Withheld; this build reads versions 1 and 2 (a version 1 message
-// is a version 2 message without Withheld).
-const Version = 2
+// added Withheld, version 3 Seed; this build reads versions 1 to 3 (a
+// version 1 message is a version 2 message without Withheld, a version 2
+// message a version 3 message without Seed). Only seed pages are written
+// as version 3: every other message stays version 2, which older readers
+// read.
+const Version = 3
+
+// deltaVersion is the version of every message but a seed page.
+const deltaVersion = 2
 
 // oldestVersion is the oldest format version this build reads.
 const oldestVersion = 1
@@ -50,6 +56,10 @@ type BlockDelta struct {
 	From    *balidx.BlockRef `json:"from,omitempty"`
 	Part    int              `json:"part"`
 	Parts   int              `json:"parts"`
+	// Seed, on a page of a seeded start (version 3), places the page: a
+	// seed page is one message (part 1 of 1) whose changes are accounts of
+	// the state at the block, pre 0 (events/FORMAT.md "Seeds").
+	Seed    *balidx.SeedPage `json:"seed,omitempty"`
 	Changes []balidx.Change  `json:"changes"`
 	// Withheld, on a block's first part, lists the tokens whose balances
 	// are withheld from this block on: the indexer cannot keep them exact
@@ -63,6 +73,9 @@ type BlockDelta struct {
 // at the same height, or a correction of a block, is not.
 func (d *BlockDelta) MsgID() string {
 	id := fmt.Sprintf("%d:%d:%s:%d", d.ChainID, d.Number, d.Hash.Hex(), d.Part)
+	if d.Seed != nil {
+		id = fmt.Sprintf("%d:%d:%s:seed:%d", d.ChainID, d.Number, d.Hash.Hex(), d.Seed.Page)
+	}
 	if d.From != nil {
 		id += fmt.Sprintf(":from:%d:%s", d.From.Number, d.From.Hash.Hex())
 	}
@@ -82,7 +95,7 @@ func Split(chainID uint64, b balidx.Block, changes []balidx.Change, withheld []b
 	for i := range out {
 		lo := i * MaxChangesPerPart
 		hi := min(lo+MaxChangesPerPart, len(changes))
-		out[i] = BlockDelta{Version: Version, ChainID: chainID, Block: b, Part: i + 1, Parts: parts, Changes: changes[lo:hi]}
+		out[i] = BlockDelta{Version: deltaVersion, ChainID: chainID, Block: b, Part: i + 1, Parts: parts, Changes: changes[lo:hi]}
 	}
 	out[0].Withheld = withheld
 	return out
@@ -139,6 +152,9 @@ func (d *BlockDelta) validate() error {
 		return fmt.Errorf("%w: %d", ErrUnsupportedVersion, d.Version)
 	case d.Version < 2 && len(d.Withheld) > 0:
 		return fmt.Errorf("%w: block %d: withheld tokens in a version %d message", ErrInvalidDelta, d.Number, d.Version)
+	case d.Seed != nil && (d.Version < 3 || d.Parts != 1 || d.From != nil || len(d.Withheld) > 0 || d.Seed.Page < 1 ||
+		d.Seed.Last != (len(d.Seed.Next) == 0) || len(d.Seed.Next) != 0 && len(d.Seed.Next) != common.HashLength):
+		return fmt.Errorf("%w: block %d: a seed page must be version 3, one part, no correction nor withheld tokens, page ≥ 1, and carry a 32-byte next key unless it is the last", ErrInvalidDelta, d.Number)
 	case d.Part != 1 && len(d.Withheld) > 0:
 		return fmt.Errorf("%w: block %d: withheld tokens on part %d", ErrInvalidDelta, d.Number, d.Part)
 	case len(d.Withheld) > MaxChangesPerPart:
@@ -155,6 +171,13 @@ func (d *BlockDelta) validate() error {
 		return fmt.Errorf("%w: block %d corrects a block without hash", ErrInvalidDelta, d.Number)
 	case len(d.Changes) > MaxChangesPerPart:
 		return fmt.Errorf("%w: block %d part %d has %d changes (max %d)", ErrTooLarge, d.Number, d.Part, len(d.Changes), MaxChangesPerPart)
+	}
+	if d.Seed != nil {
+		for _, c := range d.Changes {
+			if !c.Pre.IsZero() {
+				return fmt.Errorf("%w: block %d seed page %d: account %s has pre %s, a seed's is 0", ErrInvalidDelta, d.Number, d.Seed.Page, c.Account.Hex(), c.Pre.Dec())
+			}
+		}
 	}
 	for _, w := range d.Withheld {
 		if w.Asset == balidx.NativeAsset || !slices.Contains(balidx.Reasons, w.Reason) || w.Reason == balidx.Inconsistent {

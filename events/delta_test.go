@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 func sampleDelta() BlockDelta {
 	max := new(uint256.Int).SetAllOne()
 	return BlockDelta{
-		Version: Version, ChainID: 1337,
+		Version: deltaVersion, ChainID: 1337,
 		Block: balidx.Block{
 			Number:     42,
 			Hash:       common.HexToHash("0x00000000000000000000000000000000000000000000000000000000000000aa"),
@@ -102,6 +102,39 @@ func TestGoldenCorrection(t *testing.T) {
 	}
 }
 
+func TestGoldenSeedPage(t *testing.T) {
+	d := sampleDelta()
+	d.Version, d.Withheld = Version, nil
+	d.Changes[0].Pre = uint256.Int{}
+	d.Seed = &balidx.SeedPage{Page: 7, Next: common.HexToHash("0x8000000000000000000000000000000000000000000000000000000000000001").Bytes()}
+	back := checkGolden(t, "seed-v3.golden.json", &d)
+	if back.Seed == nil || back.Seed.Page != 7 || !bytes.Equal(back.Seed.Next, d.Seed.Next) || back.Seed.Last {
+		t.Fatalf("round trip: %+v", back.Seed)
+	}
+	if plain := sampleDelta(); back.MsgID() == plain.MsgID() || back.MsgID() != "1337:42:0x00000000000000000000000000000000000000000000000000000000000000aa:seed:7" {
+		t.Fatalf("a seed page's message id: %s", back.MsgID())
+	}
+	for name, mut := range map[string]func(d *BlockDelta){
+		"version 2":         func(d *BlockDelta) { d.Version = 2 },
+		"a pre":             func(d *BlockDelta) { d.Changes[0].Pre = *uint256.NewInt(1) },
+		"two parts":         func(d *BlockDelta) { d.Parts = 2 },
+		"page 0":            func(d *BlockDelta) { d.Seed.Page = 0 },
+		"last with a next":  func(d *BlockDelta) { d.Seed.Last = true },
+		"no next, not last": func(d *BlockDelta) { d.Seed.Next = nil },
+		"a short next":      func(d *BlockDelta) { d.Seed.Next = d.Seed.Next[:31] },
+		"a correction":      func(d *BlockDelta) { d.From = &balidx.BlockRef{Number: 1, Hash: common.Hash{1}} },
+	} {
+		bad := sampleDelta()
+		bad.Version, bad.Withheld = Version, nil
+		bad.Changes[0].Pre = uint256.Int{}
+		bad.Seed = &balidx.SeedPage{Page: 7, Next: d.Seed.Next}
+		mut(&bad)
+		if _, err := Encode(&bad); !errors.Is(err, ErrInvalidDelta) && !errors.Is(err, ErrUnsupportedVersion) && !errors.Is(err, ErrTooLarge) {
+			t.Errorf("%s: encoded (%v)", name, err)
+		}
+	}
+}
+
 func TestDecodeRefuses(t *testing.T) {
 	good, err := Encode(ptr(sampleDelta()))
 	if err != nil {
@@ -115,7 +148,7 @@ func TestDecodeRefuses(t *testing.T) {
 	}{
 		{"not json", "nope", ErrInvalidDelta},
 		{"no version", `{"chain_id":1}`, ErrInvalidDelta},
-		{"future version", strings.Replace(s, `"version":2`, `"version":3`, 1), ErrUnsupportedVersion},
+		{"future version", strings.Replace(s, `"version":2`, `"version":4`, 1), ErrUnsupportedVersion},
 		{"version 0", strings.Replace(s, `"version":2`, `"version":0`, 1), ErrUnsupportedVersion},
 		{"withheld in version 1", strings.Replace(s, `"version":2`, `"version":1`, 1), ErrInvalidDelta},
 		{"withheld on part 2", strings.Replace(strings.Replace(s, `"parts":1`, `"parts":2`, 1), `"part":1`, `"part":2`, 1), ErrInvalidDelta},

@@ -137,6 +137,11 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 	v := newView(res.Meta, withheld) // in contract order, as Store.Withheld lists them
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !res.Meta.HasTrusted {
+		// A page of a seed: its accounts join the filter, and nothing is
+		// answered until the seed's last page makes its block trusted.
+		v = nil
+	}
 	if len(res.NewlyWithheld) > 0 {
 		// Any cached answer may hold an amount of a token withheld now:
 		// rare enough to drop them all rather than find their holders.
@@ -156,7 +161,9 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 		s.cache.Del(string(a[:]))
 	}
 	s.cache.Wait() // no Set queued before the Del can land after it
-	s.view.Store(v)
+	if v != nil {
+		s.view.Store(v)
+	}
 }
 
 // source says where an answer came from.

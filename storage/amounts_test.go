@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -90,5 +91,64 @@ func TestTokenRegistryMadeForOlderFiles(t *testing.T) {
 	}
 	if out[0].Status != AmountExact || out[0].Value.Uint64() != 7 {
 		t.Fatalf("got %+v", out[0])
+	}
+}
+
+// A seed arrives page by page, each in its own transaction: nothing is
+// trusted until the last page, which makes the seed's block trusted with
+// the native coin's coverage full; pages out of order, or a block before
+// the seed ends, are refused; redelivered pages change nothing.
+func TestSeedPages(t *testing.T) {
+	s := mustStore(t, 1)
+	seedBlock := balidx.Block{Number: 100, Hash: common.Hash{0xaa}, ParentHash: common.Hash{0xa9}}
+	page := func(n uint64, seq uint64, last bool, changes ...balidx.Change) balidx.Delta {
+		p := &balidx.SeedPage{Page: n, Last: last}
+		if !last {
+			p.Next = common.Hash{byte(n)}.Bytes()
+		}
+		return balidx.Delta{ChainID: 1, Block: seedBlock, Seed: p, Changes: changes, LastSeq: seq}
+	}
+	carol := common.HexToAddress("0x00000000000000000000000000000000000ca401")
+	p1 := page(1, 1, false, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(5)})
+	p2 := page(2, 2, false, balidx.Change{Account: bob, Asset: balidx.NativeAsset, Post: u(6)})
+	p3 := page(3, 3, true, balidx.Change{Account: carol, Asset: balidx.NativeAsset, Post: u(7)})
+	if _, err := s.Apply([]balidx.Delta{p2}); !errors.Is(err, ErrDiscontinuity) {
+		t.Fatalf("page 2 first: %v", err)
+	}
+	res, err := s.Apply([]balidx.Delta{p1})
+	if err != nil || res.Meta.HasTrusted || !res.Meta.Seeding || res.Meta.SeedPage != 1 || res.Meta.Accounts != 1 {
+		t.Fatalf("page 1: %+v %v", res.Meta, err)
+	}
+	if _, err := s.Read([]common.Address{alice}, make([]Balances, 1)); !errors.Is(err, ErrNoSnapshot) {
+		t.Fatalf("read while seeding: %v, want ErrNoSnapshot", err)
+	}
+	next := blk(101, 4)
+	next.ParentHash = seedBlock.Hash
+	if _, err := s.Apply([]balidx.Delta{next}); !errors.Is(err, ErrDiscontinuity) {
+		t.Fatalf("a block before the seed's last page: %v", err)
+	}
+	if _, err := s.Apply([]balidx.Delta{p1, p2}); err != nil { // p1 again: skipped by its sequence
+		t.Fatal(err)
+	}
+	if res, err = s.Apply([]balidx.Delta{p3, next}); err != nil {
+		t.Fatal(err)
+	}
+	m := res.Meta
+	if !m.HasTrusted || m.Trusted.Number != 101 || m.Seeding || !m.CoverageFull || m.CoverageFrom != 100 || m.Accounts != 3 {
+		t.Fatalf("after the last page and the next block: %+v", m)
+	}
+	out := make([]Amount, 2)
+	if _, err := s.ReadAmounts([]Holding{{carol, balidx.NativeAsset}, {common.Address{9}, balidx.NativeAsset}}, out); err != nil ||
+		out[0].Value.Uint64() != 7 || out[1].Status != AmountExact || !out[1].Value.IsZero() {
+		t.Fatalf("after the seed: %+v %v (an account outside the seed holds 0: coverage is full)", out, err)
+	}
+	// The same state applied as one genesis-like block: the same digest.
+	other := mustStore(t, 1)
+	whole := balidx.Delta{ChainID: 1, Block: seedBlock, LastSeq: 1, Changes: append(append(p1.Changes, p2.Changes...), p3.Changes...)}
+	if _, err := other.Apply([]balidx.Delta{whole}); err != nil {
+		t.Fatal(err)
+	}
+	if om, _ := other.Meta(); om.Digest != m.Digest {
+		t.Fatal("a seed's digest differs from the same balances applied at once")
 	}
 }

@@ -76,6 +76,9 @@ type applyTx struct {
 }
 
 func (a *applyTx) block(b *balidx.Delta) error {
+	if b.Seed != nil || a.m.Seeding {
+		return a.seedPage(b)
+	}
 	switch {
 	case a.m.ChainID != 0 && b.ChainID != a.m.ChainID:
 		return fmt.Errorf("%w: block %d is of chain %d, the snapshot of chain %d", ErrForeignSnapshot, b.Number, b.ChainID, a.m.ChainID)
@@ -105,6 +108,40 @@ func (a *applyTx) block(b *balidx.Delta) error {
 	a.m.Trusted = b.Block
 	a.m.HasTrusted = true
 	a.m.StreamSeq = b.LastSeq
+	return nil
+}
+
+// seedPage applies one page of a seed: accounts of the state at the seed's
+// block, to a snapshot that has no block yet. Pages come in order, each in
+// the transaction it arrives in; with the last, the block is trusted and
+// the native coin's coverage is full from it (every account of the state
+// is in the snapshot: an absent one holds 0).
+func (a *applyTx) seedPage(b *balidx.Delta) error {
+	switch {
+	case b.Seed == nil:
+		return fmt.Errorf("%w: block %d while the seed of block %d is at page %d", ErrDiscontinuity, b.Number, a.m.SeedBlock.Number, a.m.SeedPage)
+	case a.m.ChainID != 0 && b.ChainID != a.m.ChainID:
+		return fmt.Errorf("%w: seed of chain %d, the snapshot of chain %d", ErrForeignSnapshot, b.ChainID, a.m.ChainID)
+	case a.m.HasTrusted:
+		return fmt.Errorf("%w: a seed of block %d, but the snapshot trusts block %d already", ErrDiscontinuity, b.Number, a.m.Trusted.Number)
+	case a.m.Seeding && (b.Block != a.m.SeedBlock || b.Seed.Page != a.m.SeedPage+1):
+		return fmt.Errorf("%w: seed page %d of block %d (%s) after page %d of block %d (%s)", ErrDiscontinuity,
+			b.Seed.Page, b.Number, b.Hash.TerminalString(), a.m.SeedPage, a.m.SeedBlock.Number, a.m.SeedBlock.Hash.TerminalString())
+	case !a.m.Seeding && b.Seed.Page != 1:
+		return fmt.Errorf("%w: seed page %d of block %d without the pages before it", ErrDiscontinuity, b.Seed.Page, b.Number)
+	}
+	a.m.ChainID = b.ChainID
+	for i := range b.Changes {
+		if err := a.change(b, &b.Changes[i]); err != nil {
+			return err
+		}
+	}
+	a.m.StreamSeq = b.LastSeq
+	a.m.Seeding, a.m.SeedBlock, a.m.SeedPage = !b.Seed.Last, b.Block, b.Seed.Page
+	if b.Seed.Last {
+		a.m.Trusted, a.m.HasTrusted = b.Block, true
+		a.m.CoverageFrom, a.m.CoverageFull = b.Number, true
+	}
 	return nil
 }
 
@@ -202,6 +239,16 @@ func (a *applyTx) storeMeta() error {
 	}
 	if err := a.meta.Put(keyDigest, m.Digest[:]); err != nil {
 		return err
+	}
+	if m.Seeding {
+		if err := a.meta.Put(keySeed, binary.BigEndian.AppendUint64(encodeBlock(m.SeedBlock), m.SeedPage)); err != nil {
+			return err
+		}
+	} else if err := a.meta.Delete(keySeed); err != nil {
+		return err
+	}
+	if !m.HasTrusted {
+		return nil // seeding: no block to trust yet
 	}
 	return a.meta.Put(keyTrusted, encodeBlock(m.Trusted))
 }

@@ -45,6 +45,7 @@ var (
 	keyAccounts      = []byte("accounts")
 	keyTokenBalances = []byte("token_balances")
 	keyWithheld      = []byte("withheld_tokens")
+	keySeed          = []byte("seed") // a seed in progress: its block, then its last page applied
 )
 
 // Config opens a Store.
@@ -75,6 +76,12 @@ type Meta struct {
 	Accounts      uint64 // accounts with any entry
 	TokenBalances uint64 // non-zero token balances
 	Withheld      uint64 // withheld tokens (Store.Withheld lists them)
+	// Seeding is set while a seed is being applied, page by page: SeedBlock
+	// is the block it is the state at, SeedPage the last page applied. The
+	// snapshot has no trusted block until the seed's last page.
+	Seeding   bool
+	SeedBlock balidx.Block
+	SeedPage  uint64
 }
 
 // Open opens or creates the snapshot at cfg.Path.
@@ -237,6 +244,9 @@ func readMeta(b *bolt.Bucket) Meta {
 		Withheld:      getU64(b, keyWithheld),
 	}
 	copy(m.Digest[:], b.Get(keyDigest))
+	if v := b.Get(keySeed); len(v) == blockLen+8 {
+		m.Seeding, m.SeedBlock, m.SeedPage = true, decodeBlock(v), binary.BigEndian.Uint64(v[blockLen:])
+	}
 	if v := b.Get(keyTrusted); len(v) == blockLen {
 		m.Trusted = decodeBlock(v)
 		m.HasTrusted = true
