@@ -33,6 +33,12 @@ type Config struct {
 	// allocation (from GenesisFile, else listed by the node): full coverage.
 	StartBlock  uint64
 	GenesisFile string
+	// Seed makes an empty stream start with the whole state at StartBlock,
+	// read from the node (debug_accountRange, which needs the node's
+	// preimages) SeedPage accounts a page (default MaxAccountPage): the
+	// native coin's coverage is full from there.
+	Seed     bool
+	SeedPage int
 	// MaxRefresh bounds the holders of one token re-read at one block when
 	// state every holder's balance depends on changes (a rebase); a token
 	// that needs more is withheld. Default DefaultMaxRefresh. A replay
@@ -76,6 +82,12 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 	}
 	if cfg.MaxRefresh == 0 {
 		cfg.MaxRefresh = DefaultMaxRefresh
+	}
+	if cfg.SeedPage == 0 {
+		cfg.SeedPage = MaxAccountPage
+	}
+	if cfg.Seed && (cfg.StartBlock == 0 || cfg.SeedPage < 1 || cfg.SeedPage > MaxAccountPage) {
+		return nil, fmt.Errorf("indexer: a seed needs a start block ≥ 1 (block 0's state is the genesis allocation) and 1..%d accounts a page", MaxAccountPage)
 	}
 	if cfg.MaxRefresh < 0 {
 		return nil, fmt.Errorf("indexer: token refresh ceiling %d: want a positive number", cfg.MaxRefresh)
@@ -158,6 +170,14 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		return fmt.Errorf("read the tokens the stream holds: %w", err)
 	}
 	cur := cursor{next: ix.cfg.StartBlock}
+	if last == nil && ix.cfg.Seed || last != nil && last.Seed != nil && !last.Seed.Last {
+		if last, err = ix.seed(ctx, pub, last); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
 	if last != nil {
 		if last.Part < last.Parts {
 			cur = cursor{next: last.Number, parentHash: last.ParentHash, skipParts: last.Part, resumeHash: last.Hash}
@@ -376,7 +396,7 @@ func (ix *Indexer) violation(ctx context.Context, h *NodeBlock, published common
 // isFatal tells the errors that waiting cannot cure: the operator has to
 // change something (the node's flags, the start block, the publishers).
 func isFatal(err error) bool {
-	for _, target := range []error{events.ErrPublishConflict, events.ErrTooLarge, ErrWrongChain, ErrHistoricalState, ErrNoGenesis, ErrNoDebugAPI} {
+	for _, target := range []error{events.ErrPublishConflict, events.ErrTooLarge, ErrWrongChain, ErrHistoricalState, ErrNoGenesis, ErrNoDebugAPI, ErrNoPreimages, ErrBadAccountPage} {
 		if errors.Is(err, target) {
 			return true
 		}

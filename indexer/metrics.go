@@ -18,6 +18,8 @@ type metrics struct {
 	// What the token rules cost (tokens.go).
 	profiles, preimageTraces, refreshes, refreshedHolders prometheus.Counter
 	withheld                                              *prometheus.CounterVec
+	// A seeded start (seed.go).
+	seedAccounts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
@@ -36,6 +38,7 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 		preimageTraces:   prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_preimage_traces_total", Help: "Blocks traced for KECCAK256 preimages, to name holders whose balance slot changed without a Transfer log."}),
 		refreshes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_refreshes_total", Help: "Times every known holder of a token was re-read after state all its balances depend on changed (a rebase)."}),
 		refreshedHolders: prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_refreshed_holders_total", Help: "Holders re-read by those refreshes."}),
+		seedAccounts:     prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_seed_accounts_total", Help: "Accounts of the seed block's state read from the node and published (a seeded start)."}),
 		withheld:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "balidx_indexer_tokens_withheld_total", Help: "Tokens withheld (their balances no longer served), by reason."}, []string{"reason"}),
 	}
 	if reg == nil {
@@ -45,7 +48,7 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 		Name: "balidx_indexer_node_breaker_state", Help: "Circuit breaker in front of the node: 0 closed, 1 half-open (probing), 2 open.",
 	}, func() float64 { return float64(node.BreakerState()) })
 	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures, m.retries, m.active, m.activeSince, m.standDowns, breaker, node.latency, node.errors,
-		m.profiles, m.preimageTraces, m.refreshes, m.refreshedHolders, m.withheld} {
+		m.profiles, m.preimageTraces, m.refreshes, m.refreshedHolders, m.withheld, m.seedAccounts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -1,16 +1,23 @@
 package indexer
 
-// The first step of a seeded start (issue 21): every account of the state
-// at a block, read from the node page by page in the state trie's key
-// order, each checked before it is taken. Publishing them as the block's
-// delta comes next; see docs/SEED.md.
+// A seeded start: every account of the state at a block, read from the
+// node page by page in the state trie's key order, each checked before it
+// is taken, and published page by page before the block after it is
+// followed (events/FORMAT.md "Seeds").
 
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"time"
+
+	"github.com/balidx/balidx"
+	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -130,4 +137,164 @@ func (n *Node) EachAccount(ctx context.Context, at common.Hash, start []byte, ma
 		}
 		start = p.Next
 	}
+}
+
+// seed publishes the state at block StartBlock, page by page, each page one
+// message whose changes are the page's accounts holding any of the native
+// coin (pre 0), before the block after it is followed. The stream is its
+// record: resume, the last seed page on the stream, says where a seed cut
+// short (a crash, a restart) goes on — its next key, the same pages after
+// it — so that a seed interrupted anywhere ends as one that was not. It
+// returns the seed's last page.
+func (ix *Indexer) seed(ctx context.Context, pub *events.Publisher, resume *events.BlockDelta) (*events.BlockDelta, error) {
+	n := ix.cfg.StartBlock
+	if resume != nil {
+		n = resume.Number // the stream's seed, whatever this start was told
+	}
+	h, err := ix.seedBlock(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	page, start := uint64(1), []byte(nil)
+	if resume != nil {
+		if h.Hash != resume.Hash {
+			return nil, fmt.Errorf("%w: the seed on the stream is of block %d %s, the node's block %d is now %s: a reorg deeper than the trust policy; start again on an empty stream",
+				ErrBadAnswer, resume.Number, resume.Hash, n, h.Hash)
+		}
+		page, start = resume.Seed.Page+1, resume.Seed.Next
+		ix.cfg.Log.Info("resuming the seed", "block", n, "page", page)
+	} else {
+		ix.cfg.Log.Info("seeding the state", "block", n, "hash", h.Hash)
+	}
+	block := h.Block()
+	progress := newSeedProgress(ix.cfg.Log, ix.cfg.Now, n)
+	for {
+		var p AccountPage
+		if err := ix.retrying(ctx, "seed page", func() (err error) {
+			p, err = ix.cfg.Node.AccountRange(ctx, h.Hash, start, ix.cfg.SeedPage)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		changes := make([]balidx.Change, 0, len(p.Accounts))
+		for _, a := range p.Accounts {
+			if !a.Balance.IsZero() { // an absent account holds 0: coverage is full
+				changes = append(changes, balidx.Change{Account: a.Address, Asset: balidx.NativeAsset, Post: a.Balance})
+			}
+		}
+		balidx.SortChanges(changes)
+		d := events.BlockDelta{Version: events.Version, ChainID: ix.chainID, Block: block, Part: 1, Parts: 1, Changes: changes,
+			Seed: &balidx.SeedPage{Page: page, Next: p.Next, Last: p.Next == nil}}
+		if err := ix.retrying(ctx, "publish seed page", func() error { return pub.Publish(ctx, []events.BlockDelta{d}) }); err != nil {
+			return nil, err
+		}
+		ix.metrics.seedAccounts.Add(float64(len(p.Accounts)))
+		ix.metrics.changes.Add(float64(len(changes)))
+		progress.page(len(p.Accounts), p.Next)
+		if p.Next == nil {
+			progress.done()
+			return &d, nil
+		}
+		page, start = page+1, p.Next
+	}
+}
+
+// seedBlock waits until block n is trusted and returns it.
+func (ix *Indexer) seedBlock(ctx context.Context, n uint64) (*NodeBlock, error) {
+	for {
+		head, err := ix.cfg.Node.HeaderByNumber(ctx, rpc.LatestBlockNumber)
+		if err == nil && head != nil {
+			trusted, ok, terr := ix.trusted(ctx, head)
+			if err = terr; err == nil && ok && trusted >= n {
+				h, err := ix.cfg.Node.HeaderByNumber(ctx, rpc.BlockNumber(n))
+				if err == nil && (h == nil || uint64(h.Number) != n) {
+					err = fmt.Errorf("%w: block %d is trusted but the node does not return it", ErrBadAnswer, n)
+				}
+				if err == nil {
+					return h, nil
+				}
+			}
+		}
+		if err != nil && isFatal(err) {
+			return nil, err
+		}
+		if err != nil {
+			ix.cfg.Log.Warn("waiting for the seed's block", "block", n, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(ix.cfg.PollInterval):
+		}
+	}
+}
+
+// retrying runs f until it succeeds, fails for good (isFatal), or ctx ends,
+// waiting longer after each failure.
+func (ix *Indexer) retrying(ctx context.Context, what string, f func() error) error {
+	backoff := newBackoff(ix.cfg.PollInterval, 30*time.Second)
+	for {
+		err := f()
+		if err == nil || isFatal(err) || ctx.Err() != nil {
+			return err
+		}
+		ix.metrics.failures.Inc()
+		wait := backoff.next()
+		ix.cfg.Log.Warn(what+" failed, will retry", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// seedProgress logs a seed's progress every seedLogEvery: accounts read,
+// their rate, and an estimate of what is left. State keys are hashes,
+// spread evenly, so the position of the next key says how much of the
+// state has been read.
+type seedProgress struct {
+	log           *slog.Logger
+	now           func() time.Time
+	block         uint64
+	start, logged time.Time
+	accounts      int
+	startFraction float64
+	fractionKnown bool
+}
+
+const seedLogEvery = 10 * time.Second
+
+func newSeedProgress(log *slog.Logger, now func() time.Time, block uint64) *seedProgress {
+	t := now()
+	return &seedProgress{log: log, now: now, block: block, start: t, logged: t}
+}
+
+func (s *seedProgress) page(accounts int, next []byte) {
+	s.accounts += accounts
+	if next == nil {
+		return
+	}
+	fraction := float64(binary.BigEndian.Uint64(next)) / (1 << 64)
+	if !s.fractionKnown {
+		s.startFraction, s.fractionKnown = fraction, true
+	}
+	t := s.now()
+	if t.Sub(s.logged) < seedLogEvery {
+		return
+	}
+	s.logged = t
+	elapsed := t.Sub(s.start)
+	rate := float64(s.accounts) / elapsed.Seconds()
+	args := []any{"block", s.block, "accounts", s.accounts, "per_second", int(rate), "done", fmt.Sprintf("%.1f%%", 100*fraction)}
+	if read := fraction - s.startFraction; read > 0 {
+		args = append(args, "eta", (time.Duration(float64(elapsed) * (1 - fraction) / read)).Round(time.Second))
+	}
+	s.log.Info("seeding", args...)
+}
+
+func (s *seedProgress) done() {
+	elapsed := s.now().Sub(s.start)
+	s.log.Info("seeded", "block", s.block, "accounts", s.accounts, "took", elapsed.Round(time.Millisecond),
+		"per_second", int(float64(s.accounts)/max(elapsed.Seconds(), 1e-9)))
 }

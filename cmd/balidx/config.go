@@ -34,6 +34,8 @@ type config struct {
 	Trust         string
 	Genesis       string
 	StartBlock    uint64
+	Seed          bool
+	SeedPage      int
 	MaxRefresh    int
 	IndexerName   string
 	LeaseTTL      time.Duration
@@ -96,6 +98,8 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&cfg.RPC, "rpc", "", "node URL: ws://, wss://, http://, https:// (WebSocket follows new heads; HTTP polls)")
 		fs.StringVar(&cfg.Genesis, "genesis", "", "genesis JSON file: seeds the genesis allocation when starting at block 0")
 		fs.Uint64Var(&cfg.StartBlock, "start-block", 0, "first block to index on an empty stream (0: from genesis, full coverage)")
+		fs.BoolVar(&cfg.Seed, "seed", false, "start an empty stream with the whole state at --start-block, read from the node (needs its preimages): the native coin's coverage is full from there")
+		fs.IntVar(&cfg.SeedPage, "seed-page", indexer.MaxAccountPage, "accounts read from the node per debug_accountRange while seeding (1..256)")
 		fs.StringVar(&cfg.Trust, "trust", "", "trust the node's 'safe' or 'finalized' block instead of counting confirmations")
 	}
 	if p.indexer {
@@ -296,6 +300,12 @@ func (c *config) validate(cmd string) error {
 	}
 	if p.query && (c.AccessLogFold < time.Second || c.AccessLogFold > time.Hour) {
 		errs = append(errs, fmt.Errorf("--access-log-fold-interval %s: want 1s..1h", c.AccessLogFold))
+	}
+	if p.node && c.Seed && c.StartBlock == 0 {
+		errs = append(errs, errors.New("--seed needs --start-block N ≥ 1: block 0's state is the genesis allocation, which --start-block 0 alone seeds"))
+	}
+	if p.node && (c.SeedPage < 1 || c.SeedPage > indexer.MaxAccountPage) {
+		errs = append(errs, fmt.Errorf("--seed-page %d: want 1..%d", c.SeedPage, indexer.MaxAccountPage))
 	}
 	if p.query && (c.CacheMB < 1 || c.CacheMB > maxCacheMB) {
 		errs = append(errs, fmt.Errorf("--cache-mb %d: want 1..%d", c.CacheMB, maxCacheMB))

@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/internal/poll"
+	"github.com/balidx/balidx/query"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 )
@@ -56,4 +59,91 @@ func TestGethAccountRange(t *testing.T) {
 		}
 		g.stop(t)
 	}
+}
+
+// A node started from the whole state at block N (--seed) agrees with one
+// indexed from genesis at every later block: the same digest, every
+// account's balance the chain's. Its seed is cut short after its first
+// page and resumed by a restart, from the stream's last page.
+func TestSeededStartAgreesWithGenesis(t *testing.T) {
+	gethBin := os.Getenv("BALIDX_GETH")
+	if gethBin == "" {
+		t.Skip("BALIDX_GETH is not set: `make test` builds geth and runs this test")
+	}
+	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir(), onDemand: true}
+	g.start(t)
+	t.Cleanup(func() { g.stop(t) })
+	ctx := context.Background()
+	rc, eth, dev := dialGeth(t, g.url())
+	sender := newDevSender(t, rc, eth, dev)
+	mined := func(h common.Hash) uint64 {
+		var n uint64
+		poll.Until(t, 30*time.Second, func() error {
+			r, err := eth.TransactionReceipt(ctx, h)
+			if err == nil {
+				n = r.BlockNumber.Uint64()
+			}
+			return err
+		})
+		return n
+	}
+	send := func(to common.Address, wei int64) common.Hash {
+		return sender.send(t, map[string]any{"to": to, "value": (*hexutil.Big)(big.NewInt(wei)), "gas": hexutil.Uint64(21000)})
+	}
+	var last common.Hash
+	for i := range 12 {
+		last = send(common.BigToAddress(big.NewInt(int64(i+1)<<40)), int64(i+1)*1e12)
+	}
+	seedAt := mined(last)
+	for i := range 6 { // after the seed's block: some accounts change, one is new
+		last = send(common.BigToAddress(big.NewInt(int64(i*2+1)<<40)), 7)
+	}
+	last = send(common.HexToAddress("0x00000000000000000000000000000000000a17e7"), 99)
+	mined(send(dev, 0)) // one block more: the last of the activity is trusted
+	lastActivity := mined(last)
+
+	genesisNode := startBalidx(t, "run", "--rpc", g.url(), "--data", t.TempDir(), "--confirmations", "1")
+	defer genesisNode.stop(t)
+	seededData := t.TempDir()
+	args := []string{"--rpc", g.url(), "--data", seededData, "--confirmations", "1", "--start-block", strconv.FormatUint(seedAt, 10), "--seed", "--seed-page", "1"}
+	first := startBalidx(t, "run", args...)
+	poll.Until(t, 30*time.Second, func() error {
+		if v := metric(t, first.admin, "balidx_indexer_seed_accounts_total"); v == "" || v == "0" {
+			return fmt.Errorf("no seed page published yet (%q)", v)
+		}
+		return nil
+	})
+	cutAt := metric(t, first.admin, "balidx_indexer_seed_accounts_total")
+	first.stop(t) // cut short after its first pages
+	seeded := startBalidx(t, "run", args...)
+	defer seeded.stop(t)
+
+	var stGenesis, stSeeded query.Status
+	poll.Until(t, 60*time.Second, func() error { // both at one block, after the activity
+		for _, n := range []struct {
+			b  *instance
+			st *query.Status
+		}{{genesisNode, &stGenesis}, {seeded, &stSeeded}} {
+			n.b.checkRunning(t)
+			if err := getJSON("http://"+n.b.http+"/v1/status", n.st); err != nil {
+				return err
+			}
+		}
+		if stSeeded.Trusted.Number < lastActivity || stGenesis.Trusted != stSeeded.Trusted {
+			return fmt.Errorf("trusted %d and %d, waiting for both at one block ≥ %d", stGenesis.Trusted.Number, stSeeded.Trusted.Number, lastActivity)
+		}
+		return nil
+	})
+	if stGenesis.Trusted != stSeeded.Trusted || stGenesis.Snapshot.Digest != stSeeded.Snapshot.Digest {
+		t.Fatalf("from genesis: block %+v digest %s; seeded at %d: block %+v digest %s", stGenesis.Trusted, stGenesis.Snapshot.Digest, seedAt, stSeeded.Trusted, stSeeded.Snapshot.Digest)
+	}
+	if !stSeeded.Coverage.Full || stSeeded.Coverage.FromBlock != seedAt {
+		t.Fatalf("seeded node's coverage %+v: want full from %d", stSeeded.Coverage, seedAt)
+	}
+	resumed := metric(t, seeded.admin, "balidx_indexer_seed_accounts_total")
+	if resumed == "" || resumed == "0" {
+		t.Fatalf("the restart published no seed page (the first run had read %s accounts): the cut did not fall inside the seed", cutAt)
+	}
+	t.Logf("seeded at block %d: %s accounts before the cut, %s after; both nodes at block %d, digest %s", seedAt, cutAt, resumed, stSeeded.Trusted.Number, stSeeded.Snapshot.Digest)
+	checkEveryBalance(t, chainView{eth: eth, rpc: rc}, seeded.http, stSeeded)
 }
