@@ -53,9 +53,9 @@ type BlockDelta struct {
 	// trusted block is exactly From, its pre amounts are that snapshot's,
 	// and it takes the snapshot to this block — across a reorg deeper than
 	// the trust policy. Absent on every ordinary delta.
-	From    *balidx.BlockRef `json:"from,omitempty"`
-	Part    int              `json:"part"`
-	Parts   int              `json:"parts"`
+	From  *balidx.BlockRef `json:"from,omitempty"`
+	Part  int              `json:"part"`
+	Parts int              `json:"parts"`
 	// Seed, on a page of a seeded start (version 3), places the page: a
 	// seed page is one message (part 1 of 1) whose changes are accounts of
 	// the state at the block, pre 0 (events/FORMAT.md "Seeds").

@@ -218,8 +218,8 @@ type gethProc struct {
 	// noPreimages runs a full node without --cache.preimages (not an
 	// archive): it cannot name the accounts of its state.
 	noPreimages bool
-	cmd      *exec.Cmd
-	logs     *testio.Buffer
+	cmd         *exec.Cmd
+	logs        *testio.Buffer
 }
 
 func (g *gethProc) url() string { return fmt.Sprintf("ws://127.0.0.1:%d", g.port) }
