@@ -267,6 +267,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
+	if gethState != nil {
+		if err := seedRead(ctx, gethState.host, out, &s); err != nil {
+			return err
+		}
+	}
 	if cfg.goBench != "" {
 		if err := s.addGoBench(cfg.goBench); err != nil {
 			return err

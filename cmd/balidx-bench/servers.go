@@ -224,13 +224,20 @@ func startGethWithGenesis(ctx context.Context, bin, dir string, accounts []accou
 	if err := writeGenesis(genesis, accounts); err != nil {
 		return nil, err
 	}
-	if out, err := exec.CommandContext(ctx, bin, "init", "--datadir", dir, "--state.scheme", "hash", genesis).CombinedOutput(); err != nil {
+	// With the accounts' preimages, and the debug API: the seed's read of
+	// the whole state (seed.go) asks this node too.
+	if out, err := exec.CommandContext(ctx, bin, "init", "--datadir", dir, "--state.scheme", "hash", "--cache.preimages", genesis).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("geth init: %v: %s", err, tail(out))
 	}
-	return startGeth(ctx, bin, "--datadir", dir, "--state.scheme", "hash", "--networkid", "31337")
+	return startGethAPI(ctx, bin, "eth,debug", "--datadir", dir, "--state.scheme", "hash", "--cache.preimages", "--networkid", "31337")
 }
 
 func startGeth(ctx context.Context, bin string, args ...string) (*proc, error) {
+	return startGethAPI(ctx, bin, "eth", args...)
+}
+
+// startGethAPI is startGeth serving the JSON-RPC namespaces apis.
+func startGethAPI(ctx context.Context, bin, apis string, args ...string) (*proc, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -238,7 +245,7 @@ func startGeth(ctx context.Context, bin string, args ...string) (*proc, error) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	cmd := exec.Command(bin, append(args, "--http", "--http.addr", "127.0.0.1", "--http.port", strconv.Itoa(port),
-		"--http.api", "eth", "--nodiscover", "--maxpeers", "0", "--ipcdisable", "--port", "0", "--authrpc.port", "0", "--verbosity", "1")...)
+		"--http.api", apis, "--nodiscover", "--maxpeers", "0", "--ipcdisable", "--port", "0", "--authrpc.port", "0", "--verbosity", "1")...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with this process, however it ends
 	if err := cmd.Start(); err != nil {
 		return nil, err
