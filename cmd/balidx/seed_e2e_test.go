@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/internal/poll"
 	"github.com/balidx/balidx/query"
+	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 )
@@ -116,7 +119,6 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 	cutAt := metric(t, first.admin, "balidx_indexer_seed_accounts_total")
 	first.stop(t) // cut short after its first pages
 	seeded := startBalidx(t, "run", args...)
-	defer seeded.stop(t)
 
 	var stGenesis, stSeeded query.Status
 	poll.Until(t, 60*time.Second, func() error { // both at one block, after the activity
@@ -146,4 +148,20 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 	}
 	t.Logf("seeded at block %d: %s accounts before the cut, %s after; both nodes at block %d, digest %s", seedAt, cutAt, resumed, stSeeded.Trusted.Number, stSeeded.Snapshot.Digest)
 	checkEveryBalance(t, chainView{eth: eth, rpc: rc}, seeded.http, stSeeded)
+
+	// The seed is on the stream like any block: a rebuild from the stream
+	// alone makes the same snapshot.
+	seeded.stop(t)
+	if err := run(ctx, []string{"rebuild", "--data", seededData}, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	store, err := storage.Open(storage.Config{Path: filepath.Join(seededData, storage.FileName), ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := store.Meta()
+	store.Close()
+	if err != nil || m.Digest.Hex() != stSeeded.Snapshot.Digest || m.Trusted.Number != stSeeded.Trusted.Number || !m.CoverageFull || m.CoverageFrom != seedAt {
+		t.Fatalf("rebuilt from the stream: %+v (%v), want the served snapshot's digest %s at block %d", m, err, stSeeded.Snapshot.Digest, stSeeded.Trusted.Number)
+	}
 }
