@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/balidx/balidx"
 	"github.com/holiman/uint256"
 
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core"
-	"github.com/ethereum/go-ethereum/rpc"
 )
 
 // maxGenesisFile bounds a genesis file read into memory.
@@ -82,38 +79,20 @@ func readGenesis(file string) (*core.Genesis, error) {
 	return &g, nil
 }
 
-// accountRange lists every account of block 0 through debug_accountRange.
+// accountRange lists every account of block 0 as a seed reads a state.
 func accountRange(ctx context.Context, node *Node, block0 common.Hash) (map[common.Address]uint256.Int, error) {
-	type dump struct {
-		Accounts map[string]struct {
-			Balance string `json:"balance"`
-		} `json:"accounts"`
-		Next hexutil.Bytes `json:"next"`
-	}
 	out := map[common.Address]uint256.Int{}
-	start := hexutil.Bytes{}
-	for page := 0; ; page++ {
-		if page > 1<<20 {
-			return nil, fmt.Errorf("%w: debug_accountRange did not end after %d pages", ErrBadAnswer, page)
+	pages := make(chan AccountPage)
+	done := make(chan error, 1)
+	r := StateReader{Node: node, Page: MaxAccountPage, Workers: DefaultSeedWorkers}
+	go func() { done <- r.Read(ctx, block0, nil, pages) }()
+	for p := range pages {
+		for _, a := range p.Accounts {
+			out[a.Address] = a.Balance
 		}
-		var d dump
-		err := node.call(ctx, &d, "debug_accountRange", rpc.BlockNumberOrHashWithHash(block0, false), start, 256, true, true, true)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v (give the genesis file with --genesis, or start later with --start-block)", ErrNoGenesis, err)
-		}
-		for key, acc := range d.Accounts {
-			if !common.IsHexAddress(key) || strings.HasPrefix(key, "pre(") {
-				return nil, fmt.Errorf("%w: the node lists account %s without its address (no preimage); give the genesis file with --genesis", ErrNoGenesis, key)
-			}
-			var bal uint256.Int
-			if err := bal.SetFromDecimal(acc.Balance); err != nil {
-				return nil, fmt.Errorf("%w: balance %q of %s: %v", ErrBadAnswer, acc.Balance, key, err)
-			}
-			out[common.HexToAddress(key)] = bal
-		}
-		if len(d.Next) == 0 {
-			return out, nil
-		}
-		start = d.Next
 	}
+	if err := <-done; err != nil {
+		return nil, fmt.Errorf("%w: %v (give the genesis file with --genesis, or start later with --start-block)", ErrNoGenesis, err)
+	}
+	return out, nil
 }

@@ -39,6 +39,11 @@ type Config struct {
 	// native coin's coverage is full from there.
 	Seed     bool
 	SeedPage int
+	// SeedWorkers key ranges of the state are read at once (default
+	// DefaultSeedWorkers), at most SeedRate pages a second in all (0: no
+	// bound).
+	SeedWorkers int
+	SeedRate    float64
 	// MaxRefresh bounds the holders of one token re-read at one block when
 	// state every holder's balance depends on changes (a rebase); a token
 	// that needs more is withheld. Default DefaultMaxRefresh. A replay
@@ -86,8 +91,14 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 	if cfg.SeedPage == 0 {
 		cfg.SeedPage = MaxAccountPage
 	}
+	if cfg.SeedWorkers == 0 {
+		cfg.SeedWorkers = DefaultSeedWorkers
+	}
 	if cfg.Seed && (cfg.StartBlock == 0 || cfg.SeedPage < 1 || cfg.SeedPage > MaxAccountPage) {
 		return nil, fmt.Errorf("indexer: a seed needs a start block ≥ 1 (block 0's state is the genesis allocation) and 1..%d accounts a page", MaxAccountPage)
+	}
+	if cfg.SeedWorkers < 1 || cfg.SeedWorkers > MaxSeedWorkers || cfg.SeedRate < 0 {
+		return nil, fmt.Errorf("indexer: seed workers %d, rate %g: want 1..%d workers and a rate ≥ 0", cfg.SeedWorkers, cfg.SeedRate, MaxSeedWorkers)
 	}
 	if cfg.MaxRefresh < 0 {
 		return nil, fmt.Errorf("indexer: token refresh ceiling %d: want a positive number", cfg.MaxRefresh)

@@ -18,6 +18,8 @@ import (
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/events"
 	"github.com/ethereum/go-ethereum/rpc"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
@@ -119,26 +121,6 @@ func (ans *accountRangeAnswer) page(start []byte, max int) (AccountPage, error) 
 	return p, nil
 }
 
-// EachAccount calls fn with every page of the state at block at, from key
-// start (nil: the first) to the last, max accounts a page: the caller holds
-// one page at a time, whatever the state's size, and may resume from any
-// page's Next.
-func (n *Node) EachAccount(ctx context.Context, at common.Hash, start []byte, max int, fn func(AccountPage) error) error {
-	for {
-		p, err := n.AccountRange(ctx, at, start, max)
-		if err != nil {
-			return err
-		}
-		if err := fn(p); err != nil {
-			return err
-		}
-		if p.Next == nil {
-			return nil
-		}
-		start = p.Next
-	}
-}
-
 // seed publishes the state at block StartBlock, page by page, each page one
 // message whose changes are the page's accounts holding any of the native
 // coin (pre 0), before the block after it is followed. The stream is its
@@ -168,12 +150,19 @@ func (ix *Indexer) seed(ctx context.Context, pub *events.Publisher, resume *even
 	}
 	block := h.Block()
 	progress := newSeedProgress(ix.cfg.Log, ix.cfg.Now, n)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the readers, when a publish fails
+	pages := make(chan AccountPage)
+	read := make(chan error, 1)
+	reader := StateReader{Node: ix.cfg.Node, Page: ix.cfg.SeedPage, Workers: ix.cfg.SeedWorkers, Rate: ix.cfg.SeedRate, Retry: ix.retrying}
+	go func() { read <- reader.Read(ctx, h.Hash, start, pages) }()
 	for {
-		var p AccountPage
-		if err := ix.retrying(ctx, "seed page", func() (err error) {
-			p, err = ix.cfg.Node.AccountRange(ctx, h.Hash, start, ix.cfg.SeedPage)
-			return err
-		}); err != nil {
+		p, ok := <-pages
+		if !ok {
+			err := <-read
+			if err == nil {
+				err = errors.New("the state's pages ended before its last page") // readState closes pages only after the last one, or on an error
+			}
 			return nil, err
 		}
 		changes := make([]balidx.Change, 0, len(p.Accounts))
@@ -195,8 +184,120 @@ func (ix *Indexer) seed(ctx context.Context, pub *events.Publisher, resume *even
 			progress.done()
 			return &d, nil
 		}
-		page, start = page+1, p.Next
+		page = page + 1
 	}
+}
+
+// StateReader reads the pages of a state in key order, several key ranges
+// at once: what a seed reads, and what `make bench` times.
+type StateReader struct {
+	Node    *Node
+	Page    int     // accounts a page, 1..MaxAccountPage
+	Workers int     // key ranges read at once
+	Rate    float64 // pages a second in all; 0: no bound
+	// Retry runs one node call until it succeeds or fails for good; nil:
+	// once.
+	Retry func(ctx context.Context, what string, f func() error) error
+}
+
+// Read reads the pages of the state at block at from key start to the end
+// and sends them on out in key order, closing it after the last. The key
+// space after start is cut in Workers ranges read at once, at most Rate
+// pages a second in all, each range at most seedReadAhead pages ahead of
+// what out takes: memory is bounded whatever the state's size. A range's
+// last page has the next range's first key as its Next; the state's last
+// page has none.
+func (r *StateReader) Read(ctx context.Context, at common.Hash, start []byte, out chan<- AccountPage) error {
+	defer close(out)
+	bounds := splitKeys(start, max(r.Workers, 1))
+	limit := rate.NewLimiter(rate.Inf, 1)
+	if r.Rate > 0 {
+		limit = rate.NewLimiter(rate.Limit(r.Rate), 1)
+	}
+	ranges := make([]chan AccountPage, len(bounds))
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range bounds {
+		ranges[i] = make(chan AccountPage, seedReadAhead)
+		var hi []byte
+		if i+1 < len(bounds) {
+			hi = bounds[i+1]
+		}
+		g.Go(func() error {
+			defer close(ranges[i])
+			return r.readRange(gctx, at, bounds[i], hi, limit, ranges[i])
+		})
+	}
+	g.Go(func() error {
+		for _, pages := range ranges {
+			for p := range pages {
+				select {
+				case out <- p:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// seedReadAhead bounds the pages each range reader holds ahead.
+const seedReadAhead = 4
+
+// readRange reads the pages of keys in [lo, hi) (hi nil: to the end).
+func (r *StateReader) readRange(ctx context.Context, at common.Hash, lo, hi []byte, limit *rate.Limiter, out chan<- AccountPage) error {
+	retry := r.Retry
+	if retry == nil {
+		retry = func(_ context.Context, _ string, f func() error) error { return f() }
+	}
+	for {
+		if err := limit.Wait(ctx); err != nil {
+			return err
+		}
+		var p AccountPage
+		if err := retry(ctx, "seed page", func() (err error) {
+			p, err = r.Node.AccountRange(ctx, at, lo, r.Page)
+			return err
+		}); err != nil {
+			return err
+		}
+		last := hi != nil && (p.Next == nil || bytes.Compare(p.Next, hi) >= 0)
+		if last { // the rest is the next range's
+			keep := len(p.Accounts)
+			for keep > 0 && bytes.Compare(p.Accounts[keep-1].Key[:], hi) >= 0 {
+				keep--
+			}
+			p.Accounts, p.Next = p.Accounts[:keep], hi
+		}
+		select {
+		case out <- p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if last || p.Next == nil {
+			return nil
+		}
+		lo = p.Next
+	}
+}
+
+// splitKeys cuts the keys from start (nil: the first) to the end in n
+// ranges of about equal width, and returns their first keys.
+func splitKeys(start []byte, n int) [][]byte {
+	var lo uint256.Int
+	lo.SetBytes(start)
+	width := new(uint256.Int).SetAllOne()
+	width.Sub(width, &lo)
+	width.Div(width, uint256.NewInt(uint64(n)))
+	bounds := [][]byte{start}
+	for i := 1; i < n && !width.IsZero(); i++ {
+		b := new(uint256.Int).Mul(width, uint256.NewInt(uint64(i)))
+		b.Add(b, &lo)
+		key := b.Bytes32()
+		bounds = append(bounds, key[:])
+	}
+	return bounds
 }
 
 // seedBlock waits until block n is trusted and returns it.
@@ -298,3 +399,9 @@ func (s *seedProgress) done() {
 	s.log.Info("seeded", "block", s.block, "accounts", s.accounts, "took", elapsed.Round(time.Millisecond),
 		"per_second", int(float64(s.accounts)/max(elapsed.Seconds(), 1e-9)))
 }
+
+// Seed workers: key ranges of the state read from the node at once.
+const (
+	DefaultSeedWorkers = 4
+	MaxSeedWorkers     = 32
+)

@@ -12,7 +12,25 @@ import (
 // Every account of the state at a block, page by page: the same set
 // whatever the page size, in key order, each with the balance the chain
 // gives it at that block, every account the chain knows of among them.
-func TestEachAccountReadsTheWholeState(t *testing.T) {
+// readPages reads the pages of the state at block at from key start, one
+// after another, as a seed with one worker does.
+func readPages(tb testing.TB, node *indexer.Node, at common.Hash, start []byte, page int) []indexer.AccountPage {
+	tb.Helper()
+	out := make(chan indexer.AccountPage)
+	done := make(chan error, 1)
+	r := indexer.StateReader{Node: node, Page: page, Workers: 1}
+	go func() { done <- r.Read(context.Background(), at, start, out) }()
+	var pages []indexer.AccountPage
+	for p := range out {
+		pages = append(pages, p)
+	}
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+	return pages
+}
+
+func TestReadStateReadsTheWholeState(t *testing.T) {
 	demo := mustDemo(t)
 	ctx := context.Background()
 	for range 5 {
@@ -26,16 +44,12 @@ func TestEachAccountReadsTheWholeState(t *testing.T) {
 	read := func(max int) ([]indexer.StateAccount, int) {
 		var all []indexer.StateAccount
 		pages := 0
-		err := node.EachAccount(ctx, head.Hash(), nil, max, func(p indexer.AccountPage) error {
+		for _, p := range readPages(t, node, head.Hash(), nil, max) {
 			pages++
 			if len(p.Accounts) > max {
 				t.Fatalf("a page of %d, %d asked for", len(p.Accounts), max)
 			}
 			all = append(all, p.Accounts...)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
 		return all, pages
 	}
@@ -78,8 +92,8 @@ func TestEachAccountReadsTheWholeState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := node.EachAccount(ctx, head.Hash(), first.Next, 3, func(p indexer.AccountPage) error { rest = append(rest, p.Accounts...); return nil }); err != nil {
-		t.Fatal(err)
+	for _, p := range readPages(t, node, head.Hash(), first.Next, 3) {
+		rest = append(rest, p.Accounts...)
 	}
 	if len(first.Accounts)+len(rest) != len(whole) || rest[0] != whole[3] {
 		t.Fatalf("resumed: %d + %d accounts, want %d", len(first.Accounts), len(rest), len(whole))

@@ -36,6 +36,8 @@ type config struct {
 	StartBlock    uint64
 	Seed          bool
 	SeedPage      int
+	SeedWorkers   int
+	SeedRate      float64
 	MaxRefresh    int
 	IndexerName   string
 	LeaseTTL      time.Duration
@@ -100,6 +102,8 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.Uint64Var(&cfg.StartBlock, "start-block", 0, "first block to index on an empty stream (0: from genesis, full coverage)")
 		fs.BoolVar(&cfg.Seed, "seed", false, "start an empty stream with the whole state at --start-block, read from the node (needs its preimages): the native coin's coverage is full from there")
 		fs.IntVar(&cfg.SeedPage, "seed-page", indexer.MaxAccountPage, "accounts read from the node per debug_accountRange while seeding (1..256)")
+		fs.IntVar(&cfg.SeedWorkers, "seed-workers", indexer.DefaultSeedWorkers, "key ranges of the state read from the node at once while seeding (1..32)")
+		fs.Float64Var(&cfg.SeedRate, "seed-rate", 0, "at most this many debug_accountRange calls a second while seeding (0: no bound but --seed-workers)")
 		fs.StringVar(&cfg.Trust, "trust", "", "trust the node's 'safe' or 'finalized' block instead of counting confirmations")
 	}
 	if p.indexer {
@@ -306,6 +310,9 @@ func (c *config) validate(cmd string) error {
 	}
 	if p.node && (c.SeedPage < 1 || c.SeedPage > indexer.MaxAccountPage) {
 		errs = append(errs, fmt.Errorf("--seed-page %d: want 1..%d", c.SeedPage, indexer.MaxAccountPage))
+	}
+	if p.node && (c.SeedWorkers < 1 || c.SeedWorkers > indexer.MaxSeedWorkers || c.SeedRate < 0) {
+		errs = append(errs, fmt.Errorf("--seed-workers %d, --seed-rate %g: want 1..%d workers and a rate ≥ 0", c.SeedWorkers, c.SeedRate, indexer.MaxSeedWorkers))
 	}
 	if p.query && (c.CacheMB < 1 || c.CacheMB > maxCacheMB) {
 		errs = append(errs, fmt.Errorf("--cache-mb %d: want 1..%d", c.CacheMB, maxCacheMB))

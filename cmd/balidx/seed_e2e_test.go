@@ -47,12 +47,16 @@ func TestGethAccountRange(t *testing.T) {
 			t.Fatal(err)
 		}
 		found := map[common.Address]string{}
-		err = node.EachAccount(ctx, head.Hash(), nil, indexer.MaxAccountPage, func(p indexer.AccountPage) error {
+		pages := make(chan indexer.AccountPage)
+		done := make(chan error, 1)
+		r := indexer.StateReader{Node: node, Page: indexer.MaxAccountPage, Workers: indexer.DefaultSeedWorkers}
+		go func() { done <- r.Read(ctx, head.Hash(), nil, pages) }()
+		for p := range pages {
 			for _, a := range p.Accounts {
 				found[a.Address] = a.Balance.Dec()
 			}
-			return nil
-		})
+		}
+		err = <-done
 		node.Close()
 		switch {
 		case preimages && (err != nil || found[fresh] != "12345" || found[dev] == ""):
