@@ -50,10 +50,11 @@ $(WALLETS): rpc-conformance/package.json rpc-conformance/package-lock.json
 	touch $@
 
 # What CI runs: vet and every test with the race detector, the end-to-end
-# tests against a real geth --dev (ethers and viem among them) and the
-# cluster tests against three real nats-server processes included.
-test: vet $(GETH) $(NATS) $(WALLETS)
-	BALIDX_GETH=$(abspath $(GETH)) BALIDX_NATS_SERVER=$(abspath $(NATS)) BALIDX_WALLETS=$(abspath rpc-conformance) \
+# tests against a real geth --dev (ethers and viem among them), the cluster
+# tests against three real nats-server processes, and a seed killed with
+# SIGKILL (the binary, as a process) included.
+test: vet build $(GETH) $(NATS) $(WALLETS)
+	BALIDX_GETH=$(abspath $(GETH)) BALIDX_NATS_SERVER=$(abspath $(NATS)) BALIDX_WALLETS=$(abspath rpc-conformance) BALIDX_BIN=$(abspath $(BIN)) \
 		$(GO) test $(RACE) -count=1 -timeout 20m ./...
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
 
@@ -101,7 +102,7 @@ bench:
 # Crash safety: SIGKILL `balidx run` 100 times while geth makes blocks, then
 # compare with the chain and with a clean rebuild from the stream (~4 min).
 crash: build $(GETH)
-	BALIDX_GETH=$(abspath $(GETH)) BALIDX_BIN=$(abspath $(BIN)) $(GO) test -count=1 -timeout 30m -run TestCrashLoop -v ./cmd/balidx/
+	BALIDX_GETH=$(abspath $(GETH)) BALIDX_BIN=$(abspath $(BIN)) BALIDX_CRASH_KILLS=$${BALIDX_CRASH_KILLS:-100} $(GO) test -count=1 -timeout 30m -run TestCrashLoop -v ./cmd/balidx/
 
 # Each fuzz target for FUZZTIME (seeds in query/testdata/fuzz/).
 FUZZTIME ?= 60s

@@ -31,12 +31,12 @@ import (
 // clean rebuild from the stream, and every balance equals the chain.
 func TestCrashLoop(t *testing.T) {
 	gethBin, bin := os.Getenv("BALIDX_GETH"), os.Getenv("BALIDX_BIN")
-	kills := 100
+	var kills int
 	if n := os.Getenv("BALIDX_CRASH_KILLS"); n != "" {
 		fmt.Sscan(n, &kills)
 	}
-	if gethBin == "" || bin == "" {
-		t.Skip("BALIDX_GETH and BALIDX_BIN are not set: `make crash` runs this test")
+	if gethBin == "" || bin == "" || kills < 1 {
+		t.Skip("BALIDX_GETH, BALIDX_BIN and BALIDX_CRASH_KILLS are not set: `make crash` runs this test")
 	}
 	ws := startGeth(t, gethBin, "eth,net,web3,debug")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/balidx/balidx/indexer"
 	"github.com/balidx/balidx/internal/poll"
+	"github.com/balidx/balidx/internal/testaddr"
+	"github.com/balidx/balidx/internal/testio"
 	"github.com/balidx/balidx/query"
 	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
@@ -168,4 +172,94 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 	if err != nil || m.Digest.Hex() != stSeeded.Snapshot.Digest || m.Trusted.Number != stSeeded.Trusted.Number || !m.CoverageFull || m.CoverageFrom != seedAt {
 		t.Fatalf("rebuilt from the stream: %+v (%v), want the served snapshot's digest %s at block %d", m, err, stSeeded.Snapshot.Digest, stSeeded.Trusted.Number)
 	}
+}
+
+// A seed killed with SIGKILL at several moments, the process started again
+// each time, ends as a seed that was never interrupted: the same block and
+// digest, every balance the chain's.
+func TestSeedSurvivesSIGKILL(t *testing.T) {
+	gethBin := os.Getenv("BALIDX_GETH")
+	if gethBin == "" {
+		t.Skip("BALIDX_GETH is not set: `make test` builds geth and runs this test")
+	}
+	bin := buildBalidx(t)
+	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir(), onDemand: true}
+	g.start(t)
+	t.Cleanup(func() { g.stop(t) })
+	ctx := context.Background()
+	rc, eth, dev := dialGeth(t, g.url())
+	sender := newDevSender(t, rc, eth, dev)
+	var last common.Hash
+	for i := range 60 {
+		last = sender.send(t, map[string]any{"to": common.BigToAddress(big.NewInt(int64(i+1) << 42)), "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e9)), "gas": hexutil.Uint64(21000)})
+	}
+	var seedAt uint64
+	poll.Until(t, 30*time.Second, func() error {
+		r, err := eth.TransactionReceipt(ctx, last)
+		if err == nil {
+			seedAt = r.BlockNumber.Uint64()
+		}
+		return err
+	})
+	filler := sender.send(t, map[string]any{"to": dev, "value": (*hexutil.Big)(big.NewInt(0)), "gas": hexutil.Uint64(21000)})
+	poll.Until(t, 30*time.Second, func() error { _, err := eth.TransactionReceipt(ctx, filler); return err })
+
+	// Pages of one account, at most 10 pages a second: a seed of ~90 pages
+	// takes ~9 s, and each kill falls inside it.
+	seedArgs := []string{"--rpc", g.url(), "--confirmations", "1", "--start-block", strconv.FormatUint(seedAt, 10),
+		"--seed", "--seed-page", "1", "--seed-rate", "10"}
+	reference := startBalidx(t, "run", append(seedArgs, "--data", t.TempDir())...)
+	defer reference.stop(t)
+
+	data := t.TempDir()
+	httpAddr, adminAddr := testaddr.Free(t), testaddr.Free(t)
+	// A killed process holds the publishing lease until it expires: the
+	// next start publishes once it has, within ~1.25 × --lease-ttl.
+	args := append([]string{"run", "--data", data, "--http", httpAddr, "--admin", adminAddr, "--nats-listen", "127.0.0.1:0",
+		"--clients", testClientsFile(t), "--log-level", "info", "--lease-ttl", "1s"}, seedArgs...)
+	var logs testio.Buffer
+	rng := rand.New(rand.NewPCG(4, 2))
+	const kills = 4
+	for range kills {
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = io.Discard, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(2000+rng.IntN(1000)) * time.Millisecond)
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
+	var want, got query.Status
+	poll.Until(t, 2*time.Minute, func() error {
+		if err := getJSON("http://"+reference.http+"/v1/status", &want); err != nil {
+			return err
+		}
+		if err := getJSON("http://"+httpAddr+"/v1/status", &got); err != nil {
+			return err
+		}
+		if got.Trusted.Number < seedAt || got.Trusted != want.Trusted {
+			return fmt.Errorf("trusted %d and %d, waiting for both at one block ≥ %d", want.Trusted.Number, got.Trusted.Number, seedAt)
+		}
+		return nil
+	})
+	if got.Trusted != want.Trusted || got.Snapshot.Digest != want.Snapshot.Digest || got.Snapshot.Accounts != want.Snapshot.Accounts {
+		t.Fatalf("after %d kills: block %+v digest %s, %d accounts; uninterrupted: block %+v digest %s, %d accounts\n%s",
+			kills, got.Trusted, got.Snapshot.Digest, got.Snapshot.Accounts, want.Trusted, want.Snapshot.Digest, want.Snapshot.Accounts, logs.String())
+	}
+	resumed := strings.Count(logs.String(), "resuming the seed")
+	if resumed < 2 {
+		t.Fatalf("%d starts resumed a seed cut short: the kills fell outside it\n%s", resumed, logs.String())
+	}
+	t.Logf("%d kills, %d starts resumed a seed cut short; block %d, digest %s, as the uninterrupted seed", kills, resumed, got.Trusted.Number, got.Snapshot.Digest)
+	checkEveryBalance(t, chainView{eth: eth, rpc: rc}, httpAddr, got)
 }
