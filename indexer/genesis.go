@@ -3,6 +3,7 @@ package indexer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -91,8 +92,12 @@ func accountRange(ctx context.Context, node *Node, block0 common.Hash) (map[comm
 			out[a.Address] = a.Balance
 		}
 	}
-	if err := <-done; err != nil {
+	err := <-done
+	switch {
+	case errors.Is(err, ErrNoPreimages), errors.Is(err, ErrNoDebugAPI), errors.Is(err, ErrBadAccountPage):
 		return nil, fmt.Errorf("%w: %v (give the genesis file with --genesis, or start later with --start-block)", ErrNoGenesis, err)
+	case err != nil:
+		return nil, err // the node did not answer: tried again, as any block
 	}
 	return out, nil
 }
