@@ -122,6 +122,8 @@ type rpcRequest struct {
 	cost     int // requests of the caller's quota it spends
 }
 
+// postRPC answers a JSON-RPC call or batch (docs/API.md "Ethereum
+// JSON-RPC"): planned whole, charged call by call, read at one block.
 func (s *Server) postRPC(c echo.Context) error {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, MaxRPCBody))
 	var mbe *http.MaxBytesError
@@ -171,8 +173,8 @@ func (s *Server) postRPC(c echo.Context) error {
 	if req.batch {
 		out = append(out, ']')
 	}
-	if n == 0 && !req.batch {
-		return c.NoContent(http.StatusOK) // a notification: nothing to answer
+	if n == 0 {
+		return c.NoContent(http.StatusOK) // notifications only: nothing to answer
 	}
 	return c.JSONBlob(http.StatusOK, out)
 }
@@ -341,7 +343,8 @@ func (req *rpcRequest) firstID() json.RawMessage {
 	return json.RawMessage("null")
 }
 
-// read adds a holding to read, once, and returns its index.
+// read adds a holding to read, once, and returns its index. The search is
+// linear: a body within MaxRPCBody names at most ~300 holdings.
 func (req *rpcRequest) read(account, asset common.Address) int {
 	h := storage.Holding{Account: account, Asset: asset}
 	for i, have := range req.holdings {

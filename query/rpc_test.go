@@ -201,6 +201,9 @@ func TestRPCBatches(t *testing.T) {
 	if a := rpc(t, s, `{"jsonrpc":"2.0","method":"eth_chainId"}`); a.status != 200 || a.raw != "" {
 		t.Errorf("a notification: got %d %q", a.status, a.raw)
 	}
+	if a := rpc(t, s, `[{"jsonrpc":"2.0","method":"eth_chainId"},{"jsonrpc":"2.0","method":"eth_blockNumber"}]`); a.status != 200 || a.raw != "" {
+		t.Errorf("a batch of notifications: got %d %q", a.status, a.raw)
+	}
 }
 
 // aggregate3's calldata and answer, encoded and decoded by go-ethereum's
