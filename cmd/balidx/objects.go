@@ -130,9 +130,10 @@ func newSnapshotPublisher(store *storage.Store, snaps *events.Snapshots, dir dat
 }
 
 // onApplied notes that a snapshot is due when a commit crossed a multiple
-// of every; it never blocks the applier.
+// of every; it never blocks the applier. A snapshot being seeded has no
+// block to name yet: none is due before the seed's last page.
 func (p *snapshotPublisher) onApplied(res storage.Applied) {
-	if res.Blocks == 0 {
+	if res.Blocks == 0 || !res.Meta.HasTrusted {
 		return
 	}
 	n := res.Meta.Trusted.Number
