@@ -181,6 +181,9 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		return fmt.Errorf("read the tokens the stream holds: %w", err)
 	}
 	cur := cursor{next: ix.cfg.StartBlock}
+	if ix.cfg.Seed && last != nil && last.Seed == nil {
+		ix.cfg.Log.Warn("--seed ignored: the stream holds blocks already; it seeds only an empty stream", "last", last.Number)
+	}
 	if last == nil && ix.cfg.Seed || last != nil && last.Seed != nil && !last.Seed.Last {
 		if last, err = ix.seed(ctx, pub, last); err != nil {
 			if ctx.Err() != nil {
