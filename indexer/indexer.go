@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -44,6 +45,9 @@ type Config struct {
 	// bound).
 	SeedWorkers int
 	SeedRate    float64
+	// Progress, if set, is a terminal the seed's progress bar is drawn on
+	// (else it is logged every 10 s).
+	Progress io.Writer
 	// MaxRefresh bounds the holders of one token re-read at one block when
 	// state every holder's balance depends on changes (a rebase); a token
 	// that needs more is withheld. Default DefaultMaxRefresh. A replay

@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/events"
 	"github.com/ethereum/go-ethereum/rpc"
+	"github.com/schollz/progressbar/v3"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
@@ -149,7 +151,7 @@ func (ix *Indexer) seed(ctx context.Context, pub *events.Publisher, resume *even
 		ix.cfg.Log.Info("seeding the state", "block", n, "hash", h.Hash)
 	}
 	block := h.Block()
-	progress := newSeedProgress(ix.cfg.Log, ix.cfg.Now, n)
+	progress := newSeedProgress(ix.cfg.Log, ix.cfg.Now, n, ix.cfg.Progress)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // the readers, when a publish fails
 	pages := make(chan AccountPage)
@@ -350,10 +352,11 @@ func (ix *Indexer) retrying(ctx context.Context, what string, f func() error) er
 	}
 }
 
-// seedProgress logs a seed's progress every seedLogEvery: accounts read,
-// their rate, and an estimate of what is left. State keys are hashes,
-// spread evenly, so the position of the next key says how much of the
-// state has been read.
+// seedProgress shows a seed's progress: a bar with the rate and an ETA on
+// a terminal, else a log line every seedLogEvery (accounts read, their
+// rate, the share done, the time left). State keys are hashes, spread
+// evenly, so the position of the next key says how much of the state has
+// been read.
 type seedProgress struct {
 	log           *slog.Logger
 	now           func() time.Time
@@ -362,13 +365,25 @@ type seedProgress struct {
 	accounts      int
 	startFraction float64
 	fractionKnown bool
+	bar           *progressbar.ProgressBar // nil: log lines
 }
 
-const seedLogEvery = 10 * time.Second
+const (
+	seedLogEvery = 10 * time.Second
+	barSteps     = 1 << 20 // of the key space
+)
 
-func newSeedProgress(log *slog.Logger, now func() time.Time, block uint64) *seedProgress {
+// newSeedProgress draws a bar on terminal, if any.
+func newSeedProgress(log *slog.Logger, now func() time.Time, block uint64, terminal io.Writer) *seedProgress {
 	t := now()
-	return &seedProgress{log: log, now: now, block: block, start: t, logged: t}
+	p := &seedProgress{log: log, now: now, block: block, start: t, logged: t}
+	if terminal != nil {
+		p.bar = progressbar.NewOptions64(barSteps, progressbar.OptionSetWriter(terminal),
+			progressbar.OptionSetDescription(fmt.Sprintf("seeding block %d", block)),
+			progressbar.OptionSetPredictTime(true), progressbar.OptionShowElapsedTimeOnFinish(),
+			progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionSetWidth(30))
+	}
+	return p
 }
 
 func (s *seedProgress) page(accounts int, next []byte) {
@@ -381,12 +396,17 @@ func (s *seedProgress) page(accounts int, next []byte) {
 		s.startFraction, s.fractionKnown = fraction, true
 	}
 	t := s.now()
+	rate := float64(s.accounts) / max(t.Sub(s.start).Seconds(), 1e-9)
+	if s.bar != nil {
+		s.bar.Describe(fmt.Sprintf("seeding block %d: %d accounts, %.0f/s", s.block, s.accounts, rate))
+		_ = s.bar.Set64(int64(fraction * barSteps))
+		return
+	}
 	if t.Sub(s.logged) < seedLogEvery {
 		return
 	}
 	s.logged = t
 	elapsed := t.Sub(s.start)
-	rate := float64(s.accounts) / elapsed.Seconds()
 	args := []any{"block", s.block, "accounts", s.accounts, "per_second", int(rate), "done", fmt.Sprintf("%.1f%%", 100*fraction)}
 	if read := fraction - s.startFraction; read > 0 {
 		args = append(args, "eta", (time.Duration(float64(elapsed) * (1 - fraction) / read)).Round(time.Second))
@@ -395,6 +415,9 @@ func (s *seedProgress) page(accounts int, next []byte) {
 }
 
 func (s *seedProgress) done() {
+	if s.bar != nil {
+		_ = s.bar.Finish()
+	}
 	elapsed := s.now().Sub(s.start)
 	s.log.Info("seeded", "block", s.block, "accounts", s.accounts, "took", elapsed.Round(time.Millisecond),
 		"per_second", int(float64(s.accounts)/max(elapsed.Seconds(), 1e-9)))

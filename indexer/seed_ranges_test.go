@@ -3,7 +3,10 @@ package indexer
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/ethereum/go-ethereum/common"
@@ -92,5 +95,28 @@ func TestReadStateInRanges(t *testing.T) {
 			}
 		}
 		t.Logf("%d workers: %d accounts in %d pages", workers, len(got), n)
+	}
+}
+
+// On a terminal the seed's progress is a bar naming the block, the
+// accounts read and their rate; elsewhere it is log lines.
+func TestSeedProgress(t *testing.T) {
+	var term, logs bytes.Buffer
+	clock := time.Unix(1_800_000_000, 0)
+	now := func() time.Time { clock = clock.Add(4 * time.Second); return clock }
+	half := common.HexToHash("0x8000000000000000000000000000000000000000000000000000000000000000").Bytes()
+	bar := newSeedProgress(slog.New(slog.NewTextHandler(&logs, nil)), now, 7, &term)
+	bar.page(256, half)
+	bar.done()
+	if s := term.String(); !strings.Contains(s, "seeding block 7: 256 accounts") || !strings.Contains(s, "100%") {
+		t.Fatalf("bar: %q", s)
+	}
+	lines := newSeedProgress(slog.New(slog.NewTextHandler(&logs, nil)), now, 7, nil)
+	for range 4 {
+		lines.page(256, half)
+	}
+	lines.done()
+	if s := logs.String(); !strings.Contains(s, "msg=seeding") || !strings.Contains(s, "done=50.0%") || !strings.Contains(s, "msg=seeded") {
+		t.Fatalf("log lines: %s", s)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
 )
 
 // parts is what a serving command runs.
@@ -98,7 +99,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		ix, err := indexer.New(ctx, indexer.Config{
 			Node: node, Events: nl, Board: board,
 			Policy:     balidx.Policy{Confirmations: cfg.Confirmations, Tag: cfg.Trust},
-			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, Seed: cfg.Seed, SeedPage: cfg.SeedPage, SeedWorkers: cfg.SeedWorkers, SeedRate: cfg.SeedRate, MaxRefresh: cfg.MaxRefresh, Log: log.With("part", "indexer"), Metrics: reg,
+			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, Seed: cfg.Seed, SeedPage: cfg.SeedPage, SeedWorkers: cfg.SeedWorkers, SeedRate: cfg.SeedRate, Progress: terminal(stderr), MaxRefresh: cfg.MaxRefresh, Log: log.With("part", "indexer"), Metrics: reg,
 		})
 		if err != nil {
 			return err
@@ -284,4 +285,13 @@ func openLog(ctx context.Context, ec events.Config, log *slog.Logger) (*events.L
 		log.Info("embedded NATS with JetStream started", "url", l.URL())
 	}
 	return l, nil
+}
+
+// terminal is w when it is a terminal (a progress bar is drawn there), else
+// nil.
+func terminal(w io.Writer) io.Writer {
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return f
+	}
+	return nil
 }
