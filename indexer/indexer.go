@@ -37,7 +37,8 @@ type Config struct {
 	// Seed makes an empty stream start with the whole state at StartBlock,
 	// read from the node (debug_accountRange, which needs the node's
 	// preimages) SeedPage accounts a page (default MaxAccountPage): the
-	// native coin's coverage is full from there.
+	// native coin's coverage is full from there. At block 0 it is the
+	// genesis allocation, published page by page instead of as one block.
 	Seed     bool
 	SeedPage int
 	// SeedWorkers key ranges of the state are read at once (default
@@ -98,8 +99,8 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 	if cfg.SeedWorkers == 0 {
 		cfg.SeedWorkers = DefaultSeedWorkers
 	}
-	if cfg.Seed && (cfg.StartBlock == 0 || cfg.SeedPage < 1 || cfg.SeedPage > MaxAccountPage) {
-		return nil, fmt.Errorf("indexer: a seed needs a start block ≥ 1 (block 0's state is the genesis allocation) and 1..%d accounts a page", MaxAccountPage)
+	if cfg.Seed && (cfg.SeedPage < 1 || cfg.SeedPage > MaxAccountPage) {
+		return nil, fmt.Errorf("indexer: a seed reads 1..%d accounts a page", MaxAccountPage)
 	}
 	if cfg.SeedWorkers < 1 || cfg.SeedWorkers > MaxSeedWorkers || cfg.SeedRate < 0 {
 		return nil, fmt.Errorf("indexer: seed workers %d, rate %g: want 1..%d workers and a rate ≥ 0", cfg.SeedWorkers, cfg.SeedRate, MaxSeedWorkers)

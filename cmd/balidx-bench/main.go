@@ -44,6 +44,7 @@ func main() {
 
 type config struct {
 	geth     string
+	balidx   string
 	accounts int
 	duration time.Duration
 	runs     int
@@ -58,6 +59,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var cfg config
 	fs := flag.NewFlagSet("balidx-bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.geth, "geth", "bin/geth", "geth binary for the eth_getBalance baselines (empty: skip them)")
+	fs.StringVar(&cfg.balidx, "balidx", "", "balidx binary: times `balidx run --seed` of geth's whole state (empty: the read alone)")
 	fs.IntVar(&cfg.accounts, "accounts", 1_000_000, "accounts in the genesis geth and balidx both hold (queried at random)")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "each wrk run")
 	fs.IntVar(&cfg.runs, "runs", 3, "passes over every target (medians are reported)")
@@ -270,6 +272,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if gethState != nil {
 		if err := seedRead(ctx, gethState.host, out, &s); err != nil {
 			return err
+		}
+		if cfg.balidx != "" {
+			if err := seedRun(ctx, cfg.balidx, gethState.host, dir, len(accounts), out, &s); err != nil {
+				return err
+			}
 		}
 	}
 	if cfg.goBench != "" {

@@ -100,7 +100,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&cfg.RPC, "rpc", "", "node URL: ws://, wss://, http://, https:// (WebSocket follows new heads; HTTP polls)")
 		fs.StringVar(&cfg.Genesis, "genesis", "", "genesis JSON file: seeds the genesis allocation when starting at block 0")
 		fs.Uint64Var(&cfg.StartBlock, "start-block", 0, "first block to index on an empty stream (0: from genesis, full coverage)")
-		fs.BoolVar(&cfg.Seed, "seed", false, "start an empty stream with the whole state at --start-block, read from the node (needs its preimages): the native coin's coverage is full from there")
+		fs.BoolVar(&cfg.Seed, "seed", false, "start an empty stream with the whole state at --start-block, read from the node page by page (needs its preimages): the native coin's coverage is full from there (at block 0: the genesis allocation, in pages)")
 		fs.IntVar(&cfg.SeedPage, "seed-page", indexer.MaxAccountPage, "accounts read from the node per debug_accountRange while seeding (1..256)")
 		fs.IntVar(&cfg.SeedWorkers, "seed-workers", indexer.DefaultSeedWorkers, "key ranges of the state read from the node at once while seeding (1..32)")
 		fs.Float64Var(&cfg.SeedRate, "seed-rate", 0, "at most this many debug_accountRange calls a second while seeding (0: no bound but --seed-workers)")
@@ -304,9 +304,6 @@ func (c *config) validate(cmd string) error {
 	}
 	if p.query && (c.AccessLogFold < time.Second || c.AccessLogFold > time.Hour) {
 		errs = append(errs, fmt.Errorf("--access-log-fold-interval %s: want 1s..1h", c.AccessLogFold))
-	}
-	if p.node && c.Seed && c.StartBlock == 0 {
-		errs = append(errs, errors.New("--seed needs --start-block N ≥ 1: block 0's state is the genesis allocation, which --start-block 0 alone seeds"))
 	}
 	if p.node && (c.SeedPage < 1 || c.SeedPage > indexer.MaxAccountPage) {
 		errs = append(errs, fmt.Errorf("--seed-page %d: want 1..%d", c.SeedPage, indexer.MaxAccountPage))
