@@ -42,33 +42,12 @@ func TestGethE2E(t *testing.T) {
 		t.Skip("BALIDX_GETH is not set: `make e2e` builds geth and runs this test")
 	}
 	ws := startGeth(t, gethBin, "eth,net,web3,debug")
-	ctx := context.Background()
 	rc, eth, dev := dialGeth(t, ws)
 	sender := newDevSender(t, rc, eth, dev)
 	send := func(to *common.Address, value *big.Int, data []byte) common.Hash {
-		t.Helper()
-		tx := map[string]any{"gas": hexutil.Uint64(1_000_000)}
-		if to != nil {
-			tx["to"] = to
-		}
-		if value != nil {
-			tx["value"] = (*hexutil.Big)(value)
-		}
-		if data != nil {
-			tx["data"] = hexutil.Bytes(data)
-		}
-		return sender.send(t, tx)
+		return sender.call(t, to, value, data)
 	}
-	mined := func(h common.Hash) *types.Receipt {
-		t.Helper()
-		var r *types.Receipt
-		poll.Until(t, 30*time.Second, func() error {
-			var err error
-			r, err = eth.TransactionReceipt(ctx, h)
-			return err
-		})
-		return r
-	}
+	mined := func(h common.Hash) *types.Receipt { return sender.mined(t, h) }
 	token := mined(send(nil, nil, devchain.TokenDeployment("E2E Token", 0))).ContractAddress
 	feeToken := mined(send(nil, nil, devchain.TokenDeployment("E2E Fee Token", 100))).ContractAddress
 	splitter := mined(send(nil, nil, devchain.SplitterDeployment())).ContractAddress
@@ -158,6 +137,7 @@ type devSender struct {
 	rc    *rpc.Client
 	from  common.Address
 	nonce uint64
+	eth   *ethclient.Client
 }
 
 func newDevSender(tb testing.TB, rc *rpc.Client, eth *ethclient.Client, from common.Address) *devSender {
@@ -166,7 +146,36 @@ func newDevSender(tb testing.TB, rc *rpc.Client, eth *ethclient.Client, from com
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &devSender{rc: rc, from: from, nonce: nonce}
+	return &devSender{rc: rc, from: from, nonce: nonce, eth: eth}
+}
+
+// call sends value and data to to (nil: a contract creation), with gas
+// for a contract's work, and returns the transaction's hash.
+func (s *devSender) call(tb testing.TB, to *common.Address, value *big.Int, data []byte) common.Hash {
+	tb.Helper()
+	tx := map[string]any{"gas": hexutil.Uint64(1_000_000)}
+	if to != nil {
+		tx["to"] = to
+	}
+	if value != nil {
+		tx["value"] = (*hexutil.Big)(value)
+	}
+	if data != nil {
+		tx["data"] = hexutil.Bytes(data)
+	}
+	return s.send(tb, tx)
+}
+
+// mined waits for transaction h's receipt.
+func (s *devSender) mined(tb testing.TB, h common.Hash) *types.Receipt {
+	tb.Helper()
+	var r *types.Receipt
+	poll.Until(tb, 30*time.Second, func() error {
+		var err error
+		r, err = s.eth.TransactionReceipt(context.Background(), h)
+		return err
+	})
+	return r
 }
 
 // send fills in tx's sender and nonce, and returns its hash.

@@ -73,31 +73,12 @@ func startWalletChain(t *testing.T) *walletChain {
 	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), httpPort: freePort(t), dir: t.TempDir(), onDemand: true}
 	g.start(t)
 	t.Cleanup(func() { g.stop(t) })
-	ctx := context.Background()
 	rc, eth, dev := dialGeth(t, g.url())
 	sender := newDevSender(t, rc, eth, dev)
 	send := func(to *common.Address, value *big.Int, data []byte) common.Hash {
-		tx := map[string]any{"gas": hexutil.Uint64(1_000_000)}
-		if to != nil {
-			tx["to"] = to
-		}
-		if value != nil {
-			tx["value"] = (*hexutil.Big)(value)
-		}
-		if data != nil {
-			tx["data"] = hexutil.Bytes(data)
-		}
-		return sender.send(t, tx)
+		return sender.call(t, to, value, data)
 	}
-	mined := func(h common.Hash) *types.Receipt {
-		var r *types.Receipt
-		poll.Until(t, 30*time.Second, func() error {
-			var err error
-			r, err = eth.TransactionReceipt(ctx, h)
-			return err
-		})
-		return r
-	}
+	mined := func(h common.Hash) *types.Receipt { return sender.mined(t, h) }
 	w := &walletChain{gethHTTP: fmt.Sprintf("http://127.0.0.1:%d", g.httpPort), geth: eth}
 	for _, name := range []string{"Wallet Token", "Wallet Fee Token"} {
 		w.tokens = append(w.tokens, mined(send(nil, nil, devchain.TokenDeployment(name, int64(len(w.tokens))*100))).ContractAddress)

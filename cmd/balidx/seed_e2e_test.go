@@ -40,8 +40,7 @@ func TestGethAccountRange(t *testing.T) {
 		rc, eth, dev := dialGeth(t, g.url())
 		sender := newDevSender(t, rc, eth, dev)
 		fresh := common.HexToAddress("0x00000000000000000000000000000000000f4e54")
-		h := sender.send(t, map[string]any{"to": fresh, "value": (*hexutil.Big)(big.NewInt(12345)), "gas": hexutil.Uint64(21000)})
-		poll.Until(t, 30*time.Second, func() error { _, err := eth.TransactionReceipt(ctx, h); return err })
+		sender.mined(t, sender.send(t, map[string]any{"to": fresh, "value": (*hexutil.Big)(big.NewInt(12345)), "gas": hexutil.Uint64(21000)}))
 		head, err := eth.HeaderByNumber(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -87,17 +86,7 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 	ctx := context.Background()
 	rc, eth, dev := dialGeth(t, g.url())
 	sender := newDevSender(t, rc, eth, dev)
-	mined := func(h common.Hash) uint64 {
-		var n uint64
-		poll.Until(t, 30*time.Second, func() error {
-			r, err := eth.TransactionReceipt(ctx, h)
-			if err == nil {
-				n = r.BlockNumber.Uint64()
-			}
-			return err
-		})
-		return n
-	}
+	mined := func(h common.Hash) uint64 { return sender.mined(t, h).BlockNumber.Uint64() }
 	send := func(to common.Address, wei int64) common.Hash {
 		return sender.send(t, map[string]any{"to": to, "value": (*hexutil.Big)(big.NewInt(wei)), "gas": hexutil.Uint64(21000)})
 	}
@@ -186,23 +175,14 @@ func TestSeedSurvivesSIGKILL(t *testing.T) {
 	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir(), onDemand: true}
 	g.start(t)
 	t.Cleanup(func() { g.stop(t) })
-	ctx := context.Background()
 	rc, eth, dev := dialGeth(t, g.url())
 	sender := newDevSender(t, rc, eth, dev)
 	var last common.Hash
 	for i := range 60 {
 		last = sender.send(t, map[string]any{"to": common.BigToAddress(big.NewInt(int64(i+1) << 42)), "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e9)), "gas": hexutil.Uint64(21000)})
 	}
-	var seedAt uint64
-	poll.Until(t, 30*time.Second, func() error {
-		r, err := eth.TransactionReceipt(ctx, last)
-		if err == nil {
-			seedAt = r.BlockNumber.Uint64()
-		}
-		return err
-	})
-	filler := sender.send(t, map[string]any{"to": dev, "value": (*hexutil.Big)(big.NewInt(0)), "gas": hexutil.Uint64(21000)})
-	poll.Until(t, 30*time.Second, func() error { _, err := eth.TransactionReceipt(ctx, filler); return err })
+	seedAt := sender.mined(t, last).BlockNumber.Uint64()
+	sender.mined(t, sender.send(t, map[string]any{"to": dev, "value": (*hexutil.Big)(big.NewInt(0)), "gas": hexutil.Uint64(21000)})) // trusts seedAt
 
 	// Pages of one account, at most 10 pages a second: a seed of ~90 pages
 	// takes ~9 s, and each kill falls inside it.
