@@ -2,7 +2,8 @@ package query
 
 // The wallets' own protocol: a read-only Ethereum JSON-RPC endpoint
 // (docs/API.md "Ethereum JSON-RPC"), answered from the snapshot only. A
-// request — one call or a batch — is planned whole (rpccall.go decodes
+// request — one call or a batch — is planned whole (rpcinput.go parses
+// its parameters, rpccall.go decodes
 // eth_call), charged to the caller's quota call by call, read in one
 // snapshot transaction, and every call answered at that one block.
 
@@ -300,18 +301,6 @@ func (s *Server) planMessage(m *rpcMessage, decodeErr error, req *rpcRequest) rp
 	return call
 }
 
-// validID: absent (a notification), a string, a number or null.
-func validID(id json.RawMessage) bool {
-	if id == nil {
-		return true
-	}
-	switch c := id[0]; {
-	case c == '"', c == '-', c >= '0' && c <= '9':
-		return true
-	}
-	return string(id) == "null"
-}
-
 func planGetBalance(call *rpcCall, params []json.RawMessage, req *rpcRequest) *rpcError {
 	if len(params) < 1 {
 		return invalidParams("missing value for required argument 0")
@@ -354,122 +343,6 @@ func (req *rpcRequest) read(account, asset common.Address) int {
 	}
 	req.holdings = append(req.holdings, h)
 	return len(req.holdings) - 1
-}
-
-func decodeAddressArg(raw json.RawMessage, arg int) (common.Address, *rpcError) {
-	s, ok := jsonString(raw)
-	if !ok {
-		return common.Address{}, invalidParams("invalid argument %d: an address must be a string", arg)
-	}
-	a, _, ok := parseAddress(s)
-	if !ok {
-		return a, invalidParams("invalid argument %d: an address is 0x and 40 hex digits (mixed case: a valid EIP-55 checksum)", arg)
-	}
-	return a, nil
-}
-
-// jsonString is the string raw holds: read directly when it has no escape
-// (an address, a tag, a hash: the usual case), else by encoding/json.
-func jsonString(raw json.RawMessage) (string, bool) {
-	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1]), true
-	}
-	var s string
-	return s, json.Unmarshal(raw, &s) == nil
-}
-
-// blockSel is a call's block parameter: the trusted block (latest, safe,
-// finalized), a number, a hash, or one the node cannot answer for.
-type blockSel struct {
-	kind   blockKind
-	number uint64
-	hash   common.Hash
-}
-
-type blockKind uint8
-
-const (
-	blockLatest blockKind = iota
-	blockNumber
-	blockHash
-	blockNone // pending, earliest: never answered
-)
-
-// parseBlockSel reads a tag, a hex number, a 66-character hash, or an
-// EIP-1898 object ({blockHash, requireCanonical} / {blockNumber}).
-func parseBlockSel(raw json.RawMessage, arg int) (blockSel, *rpcError) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '{' {
-		var o struct {
-			BlockHash        *string `json:"blockHash"`
-			BlockNumber      *string `json:"blockNumber"`
-			RequireCanonical bool    `json:"requireCanonical"`
-		}
-		if json.Unmarshal(raw, &o) != nil {
-			return blockSel{}, invalidParams("invalid argument %d: not a block number or hash object", arg)
-		}
-		switch {
-		case o.BlockHash != nil && o.BlockNumber != nil:
-			return blockSel{}, invalidParams("invalid argument %d: cannot specify both BlockHash and BlockNumber, choose one or the other", arg)
-		case o.BlockHash != nil:
-			h, err := parseBlockHash(*o.BlockHash, arg)
-			return blockSel{kind: blockHash, hash: h}, err
-		case o.BlockNumber != nil:
-			return parseBlockTag(*o.BlockNumber, arg)
-		}
-		return blockSel{}, invalidParams("invalid argument %d: a block object needs blockHash or blockNumber", arg)
-	}
-	s, ok := jsonString(raw)
-	if !ok {
-		return blockSel{}, invalidParams("invalid argument %d: a block is a tag, a hex number, a block hash or an EIP-1898 object", arg)
-	}
-	if len(s) == 66 {
-		h, err := parseBlockHash(s, arg)
-		return blockSel{kind: blockHash, hash: h}, err
-	}
-	return parseBlockTag(s, arg)
-}
-
-func parseBlockTag(s string, arg int) (blockSel, *rpcError) {
-	switch s {
-	case "latest", "safe", "finalized":
-		return blockSel{kind: blockLatest}, nil
-	case "pending", "earliest":
-		return blockSel{kind: blockNone}, nil
-	}
-	if len(s) < 3 || len(s) > 18 || s[0] != '0' || s[1] != 'x' && s[1] != 'X' {
-		return blockSel{}, invalidParams("invalid argument %d: a block number is 0x and at most 16 hex digits", arg)
-	}
-	n, err := strconv.ParseUint(s[2:], 16, 64)
-	if err != nil {
-		return blockSel{}, invalidParams("invalid argument %d: a block number is 0x and at most 16 hex digits", arg)
-	}
-	return blockSel{kind: blockNumber, number: n}, nil
-}
-
-func parseBlockHash(s string, arg int) (common.Hash, *rpcError) {
-	var h common.Hash
-	if len(s) != 66 || s[0] != '0' || s[1] != 'x' && s[1] != 'X' {
-		return h, invalidParams("invalid argument %d: a block hash is 0x and 64 hex digits", arg)
-	}
-	if _, err := hexDecode(h[:], s[2:]); err != nil {
-		return h, invalidParams("invalid argument %d: a block hash is 0x and 64 hex digits", arg)
-	}
-	return h, nil
-}
-
-// answers reports whether sel names block b, the one every call of the
-// request is answered at.
-func (sel blockSel) answers(b balidx.Block) bool {
-	switch sel.kind {
-	case blockLatest:
-		return true
-	case blockNumber:
-		return sel.number == b.Number
-	case blockHash:
-		return sel.hash == b.Hash
-	}
-	return false
 }
 
 // appendRPCAnswer renders one call's answer at view v.
@@ -516,43 +389,4 @@ func (s *Server) appendResult(b []byte, req *rpcRequest, call *rpcCall, v *view,
 		return append(b, amounts[i].Value.Hex()...), nil
 	}
 	return appendCallResult(b, req, call, amounts)
-}
-
-// jsonDepth is how deep body's arrays and objects nest (body is valid JSON).
-func jsonDepth(body []byte) int {
-	depth, deepest, inString := 0, 0, false
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		switch {
-		case inString && c == '\\':
-			i++
-		case c == '"':
-			inString = !inString
-		case inString:
-		case c == '[' || c == '{':
-			depth++
-			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
-			depth--
-		}
-	}
-	return deepest
-}
-
-// hexDecode decodes s (hex digits, either case) into dst, which must be
-// len(s)/2 long.
-func hexDecode(dst []byte, s string) (int, error) {
-	if len(s) != 2*len(dst) {
-		return 0, errors.New("wrong length")
-	}
-	var flags byte
-	for i := range dst {
-		hi, lo := hexDigits[s[2*i]], hexDigits[s[2*i+1]]
-		flags |= hi | lo
-		dst[i] = hi<<4 | lo&0xf
-	}
-	if flags&hexInvalid != 0 {
-		return 0, errors.New("not hex")
-	}
-	return len(dst), nil
 }

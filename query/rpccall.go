@@ -305,12 +305,10 @@ func abiBytes(b, data []byte) []byte {
 
 // decodeHexData decodes 0x-prefixed calldata.
 func decodeHexData(s string) ([]byte, error) {
-	if len(s) < 2 || s[0] != '0' || s[1] != 'x' && s[1] != 'X' || len(s)%2 != 0 {
+	if len(s) < 2 || s[0] != '0' || s[1] != 'x' && s[1] != 'X' {
 		return nil, fmt.Errorf("not 0x-prefixed hex")
 	}
-	out := make([]byte, (len(s)-2)/2)
-	_, err := hexDecode(out, s[2:])
-	return out, err
+	return hex.DecodeString(s[2:])
 }
 
 // isZeroQuantity: a hex quantity of value zero ("0x0", "0x", "0x00…").
