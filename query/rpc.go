@@ -3,9 +3,9 @@ package query
 // The wallets' own protocol: a read-only Ethereum JSON-RPC endpoint
 // (docs/API.md "Ethereum JSON-RPC"), answered from the snapshot only. A
 // request — one call or a batch — is planned whole (rpcinput.go parses
-// its parameters, rpccall.go decodes
-// eth_call), charged to the caller's quota call by call, read in one
-// snapshot transaction, and every call answered at that one block.
+// its parameters, rpccall.go decodes eth_call), charged to the caller's
+// quota call by call, read in one snapshot transaction, and every call
+// answered at that one block.
 
 import (
 	"bytes"
