@@ -1,5 +1,9 @@
 package indexer
 
+// Trust: which block is trusted (the policy's confirmations or the node's
+// safe/finalized tag), and what happens when the chain no longer has what
+// was published (a parent-hash mismatch, confirmed, is a trust violation).
+
 import (
 	"context"
 	"fmt"
@@ -9,10 +13,7 @@ import (
 	"github.com/ethereum/go-ethereum/rpc"
 )
 
-// Trust: which block is trusted (the policy's confirmations or the node's
-// safe/finalized tag), and what happens when the chain no longer has what
-// was published (a parent-hash mismatch, confirmed, is a trust violation).
-
+// tagged is the node's block of the trust tag (safe or finalized).
 func tagged(ctx context.Context, node *Node, tag string) (*NodeBlock, error) {
 	num := rpc.SafeBlockNumber
 	if tag == "finalized" {
