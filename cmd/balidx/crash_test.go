@@ -98,16 +98,7 @@ func TestCrashLoop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 9))
 	var logs bytes.Buffer
 	for i := range kills {
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = io.Discard, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(100+rng.IntN(1400)) * time.Millisecond)
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
+		killAfter(t, time.Duration(100+rng.IntN(1400))*time.Millisecond, startBin(t, bin, args, &logs))
 		if i%20 == 19 {
 			t.Logf("%d kills", i+1)
 		}
@@ -116,11 +107,7 @@ func TestCrashLoop(t *testing.T) {
 	<-traffic
 
 	// Let it catch up, then stop it gracefully.
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = io.Discard, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startBin(t, bin, args, &logs)
 	head, err := eth.BlockNumber(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -161,4 +148,25 @@ func TestCrashLoop(t *testing.T) {
 		t.Fatalf("after %d kills the snapshot %+v differs from a clean rebuild %+v", kills, before, after)
 	}
 	t.Logf("%d kills; block %d; digest %s equals a clean rebuild", kills, after.Trusted.Number, after.Digest)
+}
+
+// startBin starts the balidx binary with args, its log to logs.
+func startBin(tb testing.TB, bin string, args []string, logs io.Writer) *exec.Cmd {
+	tb.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, logs
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return cmd
+}
+
+// killAfter kills cmd with SIGKILL after d, and reaps it.
+func killAfter(tb testing.TB, d time.Duration, cmd *exec.Cmd) {
+	tb.Helper()
+	time.Sleep(d)
+	if err := cmd.Process.Kill(); err != nil {
+		tb.Fatal(err)
+	}
+	_ = cmd.Wait()
 }

@@ -8,7 +8,6 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -201,22 +200,9 @@ func TestSeedSurvivesSIGKILL(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 2))
 	const kills = 4
 	for range kills {
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = io.Discard, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Duration(2000+rng.IntN(1000)) * time.Millisecond)
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
+		killAfter(t, time.Duration(2000+rng.IntN(1000))*time.Millisecond, startBin(t, bin, args, &logs))
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = io.Discard, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startBin(t, bin, args, &logs)
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
 	var want, got query.Status
