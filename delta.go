@@ -3,6 +3,7 @@ package balidx
 import (
 	"errors"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 )
 
@@ -25,13 +26,32 @@ type Delta struct {
 	LastSeq uint64
 }
 
-// SeedPage places one page of a seed: its number (1, 2, …), the state key
-// the next page starts from (empty on the last), and whether it is the
-// last, with which the seeded block becomes trusted.
+// SeedPage places one page of a seed. A seed is the native coin's
+// accounts, in state key order, then each token of its list in order.
+// Page numbers run 1, 2, … across the whole seed; Last marks its last page,
+// with which the seeded block becomes trusted.
+//   - A page of accounts (Token nil) carries Next, the state key the next
+//     page of accounts starts from, empty on the last of them.
+//   - A page of a token carries Token and LogsFrom: the token's Transfer
+//     logs before block LogsFrom are taken (its holders in them read at the
+//     block), and the scan goes on from there; LogsFrom is the block + 1 on
+//     the token's last page, which makes its coverage full.
+//
+// Tokens is the Keccak-256 of the seed's token list (zero: no tokens), on
+// every page, so that a seed is resumed only with the list it began with.
 type SeedPage struct {
-	Page uint64        `json:"page"`
-	Next hexutil.Bytes `json:"next,omitempty"`
-	Last bool          `json:"last,omitempty"`
+	Page     uint64          `json:"page"`
+	Next     hexutil.Bytes   `json:"next,omitempty"`
+	Token    *common.Address `json:"token,omitempty"`
+	LogsFrom uint64          `json:"logs_from,omitempty"`
+	Tokens   common.Hash     `json:"tokens,omitzero"`
+	Last     bool            `json:"last,omitempty"`
+}
+
+// TokenDone says whether p is the last page of its token, for a seed of
+// block number: the token's holders at the block are all seeded.
+func (p *SeedPage) TokenDone(number uint64) bool {
+	return p.Token != nil && p.LogsFrom == number+1
 }
 
 // ErrPoisonedLog: a message on the log cannot be read as the event format

@@ -152,9 +152,16 @@ func (d *BlockDelta) validate() error {
 		return fmt.Errorf("%w: %d", ErrUnsupportedVersion, d.Version)
 	case d.Version < 2 && len(d.Withheld) > 0:
 		return fmt.Errorf("%w: block %d: withheld tokens in a version %d message", ErrInvalidDelta, d.Number, d.Version)
-	case d.Seed != nil && (d.Version < 3 || d.Parts != 1 || d.From != nil || len(d.Withheld) > 0 || d.Seed.Page < 1 ||
-		d.Seed.Last != (len(d.Seed.Next) == 0) || len(d.Seed.Next) != 0 && len(d.Seed.Next) != common.HashLength):
-		return fmt.Errorf("%w: block %d: a seed page must be version 3, one part, no correction nor withheld tokens, page ≥ 1, and carry a 32-byte next key unless it is the last", ErrInvalidDelta, d.Number)
+	case d.Seed != nil && (d.Version < 3 || d.Parts != 1 || d.From != nil || d.Seed.Page < 1):
+		return fmt.Errorf("%w: block %d: a seed page must be version 3, one part, no correction, page ≥ 1", ErrInvalidDelta, d.Number)
+	case d.Seed != nil && len(d.Withheld) > 0 && (len(d.Withheld) != 1 || !d.Seed.TokenDone(d.Number) || d.Withheld[0].Asset != *d.Seed.Token || len(d.Changes) > 0):
+		return fmt.Errorf("%w: block %d seed page %d: only a token's last page, without changes, withholds a token: its own", ErrInvalidDelta, d.Number, d.Seed.Page)
+	case d.Seed != nil && d.Seed.Token == nil && (len(d.Seed.Next) != 0 && (len(d.Seed.Next) != common.HashLength || d.Seed.Last) ||
+		d.Seed.LogsFrom != 0 || len(d.Seed.Next) == 0 && !d.Seed.Last && d.Seed.Tokens == (common.Hash{})):
+		return fmt.Errorf("%w: block %d seed page %d: a page of accounts carries a 32-byte next key, else is the last page or tokens follow it", ErrInvalidDelta, d.Number, d.Seed.Page)
+	case d.Seed != nil && d.Seed.Token != nil && (len(d.Seed.Next) != 0 || *d.Seed.Token == balidx.NativeAsset || d.Seed.Tokens == (common.Hash{}) ||
+		d.Seed.LogsFrom > d.Number+1 || d.Seed.Last && !d.Seed.TokenDone(d.Number)):
+		return fmt.Errorf("%w: block %d seed page %d: a page of a token names a token of its list, takes logs up to at most the block, and is the last page only as the token's last", ErrInvalidDelta, d.Number, d.Seed.Page)
 	case d.Part != 1 && len(d.Withheld) > 0:
 		return fmt.Errorf("%w: block %d: withheld tokens on part %d", ErrInvalidDelta, d.Number, d.Part)
 	case len(d.Withheld) > MaxChangesPerPart:
@@ -173,9 +180,14 @@ func (d *BlockDelta) validate() error {
 		return fmt.Errorf("%w: block %d part %d has %d changes (max %d)", ErrTooLarge, d.Number, d.Part, len(d.Changes), MaxChangesPerPart)
 	}
 	if d.Seed != nil {
+		asset := balidx.NativeAsset
+		if d.Seed.Token != nil {
+			asset = *d.Seed.Token
+		}
 		for _, c := range d.Changes {
-			if !c.Pre.IsZero() {
-				return fmt.Errorf("%w: block %d seed page %d: account %s has pre %s, a seed's is 0", ErrInvalidDelta, d.Number, d.Seed.Page, c.Account.Hex(), c.Pre.Dec())
+			if !c.Pre.IsZero() || c.Asset != asset {
+				return fmt.Errorf("%w: block %d seed page %d: account %s asset %s pre %s: a seed page's changes are of its asset, pre 0",
+					ErrInvalidDelta, d.Number, d.Seed.Page, c.Account.Hex(), c.Asset.Hex(), c.Pre.Dec())
 			}
 		}
 	}

@@ -102,35 +102,74 @@ func TestGoldenCorrection(t *testing.T) {
 	}
 }
 
-func TestGoldenSeedPage(t *testing.T) {
+// seedPage is sampleDelta as a seed page: its changes of asset (pre 0).
+func seedPage(asset common.Address, page *balidx.SeedPage) BlockDelta {
 	d := sampleDelta()
-	d.Version, d.Withheld = Version, nil
-	d.Changes[0].Pre = uint256.Int{}
-	d.Seed = &balidx.SeedPage{Page: 7, Next: common.HexToHash("0x8000000000000000000000000000000000000000000000000000000000000001").Bytes()}
+	d.Version, d.Withheld, d.Changes = Version, nil, d.Changes[:1]
+	d.Changes[0].Pre, d.Changes[0].Asset = uint256.Int{}, asset
+	d.Seed = page
+	return d
+}
+
+func TestGoldenSeedPage(t *testing.T) {
+	next := common.HexToHash("0x8000000000000000000000000000000000000000000000000000000000000001").Bytes()
+	d := seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next})
 	back := checkGolden(t, "seed-v3.golden.json", &d)
-	if back.Seed == nil || back.Seed.Page != 7 || !bytes.Equal(back.Seed.Next, d.Seed.Next) || back.Seed.Last {
+	if back.Seed == nil || back.Seed.Page != 7 || !bytes.Equal(back.Seed.Next, d.Seed.Next) || back.Seed.Last || back.Seed.Token != nil {
 		t.Fatalf("round trip: %+v", back.Seed)
 	}
 	if plain := sampleDelta(); back.MsgID() == plain.MsgID() || back.MsgID() != "1337:42:0x00000000000000000000000000000000000000000000000000000000000000aa:seed:7" {
 		t.Fatalf("a seed page's message id: %s", back.MsgID())
 	}
-	for name, mut := range map[string]func(d *BlockDelta){
-		"version 2":         func(d *BlockDelta) { d.Version = 2 },
-		"a pre":             func(d *BlockDelta) { d.Changes[0].Pre = *uint256.NewInt(1) },
-		"two parts":         func(d *BlockDelta) { d.Parts = 2 },
-		"page 0":            func(d *BlockDelta) { d.Seed.Page = 0 },
-		"last with a next":  func(d *BlockDelta) { d.Seed.Last = true },
-		"no next, not last": func(d *BlockDelta) { d.Seed.Next = nil },
-		"a short next":      func(d *BlockDelta) { d.Seed.Next = d.Seed.Next[:31] },
-		"a correction":      func(d *BlockDelta) { d.From = &balidx.BlockRef{Number: 1, Hash: common.Hash{1}} },
+	token, list := common.HexToAddress("0x5fbdb2315678afecb367f032d93f642f64180aa3"), common.Hash{0xee}
+	d = seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 43, Tokens: list, Last: true})
+	back = checkGolden(t, "seed-token-v3.golden.json", &d)
+	if back.Seed == nil || back.Seed.Token == nil || *back.Seed.Token != token || back.Seed.Tokens != list || !back.Seed.TokenDone(42) || !back.Seed.Last {
+		t.Fatalf("round trip: %+v", back.Seed)
+	}
+	for name, bad := range map[string]BlockDelta{
+		"version 2": func() BlockDelta {
+			d := seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next})
+			d.Version = 2
+			return d
+		}(),
+		"a pre": func() BlockDelta {
+			d := seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next})
+			d.Changes[0].Pre = *uint256.NewInt(1)
+			return d
+		}(),
+		"two parts": func() BlockDelta {
+			d := seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next})
+			d.Parts = 2
+			return d
+		}(),
+		"a correction": func() BlockDelta {
+			d := seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next})
+			d.From = &balidx.BlockRef{Number: 1, Hash: common.Hash{1}}
+			return d
+		}(),
+		"page 0":                      seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 0, Next: next}),
+		"last with a next":            seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next, Last: true}),
+		"no next, no tokens after":    seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7}),
+		"a short next":                seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next[:31]}),
+		"accounts with logs_from":     seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next, LogsFrom: 3}),
+		"a token on an accounts page": seedPage(token, &balidx.SeedPage{Page: 7, Next: next}),
+		"the coin on a token page":    seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 3, Tokens: list}),
+		"a token page without list":   seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 3}),
+		"a token page with a next":    seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 3, Tokens: list, Next: next}),
+		"logs past the block":         seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 44, Tokens: list}),
+		"last before the token ends":  seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 42, Tokens: list, Last: true}),
 	} {
-		bad := sampleDelta()
-		bad.Version, bad.Withheld = Version, nil
-		bad.Changes[0].Pre = uint256.Int{}
-		bad.Seed = &balidx.SeedPage{Page: 7, Next: d.Seed.Next}
-		mut(&bad)
 		if _, err := Encode(&bad); !errors.Is(err, ErrInvalidDelta) && !errors.Is(err, ErrUnsupportedVersion) && !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%s: encoded (%v)", name, err)
+		}
+	}
+	for name, good := range map[string]BlockDelta{
+		"the accounts' last page, tokens after": seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Tokens: list}),
+		"a token page mid-scan":                 seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, Tokens: list}),
+	} {
+		if _, err := Encode(&good); err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }

@@ -18,4 +18,7 @@ var (
 	ErrWrongChain = errors.New("wrong chain")
 	// ErrNoGenesis: starting at block 0 needs the genesis allocation.
 	ErrNoGenesis = errors.New("genesis allocation unavailable")
+	// ErrSeedListChanged: a seed is resumed with another token list than
+	// it began with.
+	ErrSeedListChanged = errors.New("the seed's token list changed")
 )

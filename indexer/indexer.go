@@ -41,9 +41,17 @@ type Config struct {
 	// genesis allocation, published page by page instead of as one block.
 	Seed     bool
 	SeedPage int
+	// SeedTokens are the tokens the seed covers after the accounts
+	// (seedtokens.go): their Transfer logs scanned at most SeedLogSpan
+	// blocks a request (default DefaultSeedLogSpan), their holders'
+	// balances read in JSON-RPC batches, or through Multicall3 when it is
+	// deployed at Multicall3 at the seed's block (zero address: never).
+	SeedTokens  []SeedToken
+	SeedLogSpan uint64
+	Multicall3  common.Address
 	// SeedWorkers key ranges of the state are read at once (default
-	// DefaultSeedWorkers), at most SeedRate pages a second in all (0: no
-	// bound).
+	// DefaultSeedWorkers), at most SeedRate requests (pages of accounts,
+	// ranges of logs, batches of balances) a second in all (0: no bound).
 	SeedWorkers int
 	SeedRate    float64
 	// Progress, if set, is a terminal the seed's progress bar is drawn on
@@ -95,6 +103,12 @@ func New(ctx context.Context, cfg Config) (*Indexer, error) {
 	}
 	if cfg.SeedPage == 0 {
 		cfg.SeedPage = MaxAccountPage
+	}
+	if cfg.SeedLogSpan == 0 {
+		cfg.SeedLogSpan = DefaultSeedLogSpan
+	}
+	if len(cfg.SeedTokens) > 0 && !cfg.Seed {
+		return nil, errors.New("indexer: a token list seeds tokens only with Seed")
 	}
 	if cfg.SeedWorkers == 0 {
 		cfg.SeedWorkers = DefaultSeedWorkers
@@ -337,7 +351,8 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 // isFatal tells the errors that waiting cannot cure: the operator has to
 // change something (the node's flags, the start block, the publishers).
 func isFatal(err error) bool {
-	for _, target := range []error{events.ErrPublishConflict, events.ErrTooLarge, ErrWrongChain, ErrHistoricalState, ErrNoGenesis, ErrNoDebugAPI, ErrNoPreimages, ErrBadAccountPage} {
+	for _, target := range []error{events.ErrPublishConflict, events.ErrTooLarge, ErrWrongChain, ErrHistoricalState, ErrNoGenesis, ErrNoDebugAPI, ErrNoPreimages, ErrBadAccountPage,
+		ErrSeedListChanged, ErrUnseedableToken} {
 		if errors.Is(err, target) {
 			return true
 		}

@@ -20,6 +20,7 @@ type metrics struct {
 	withheld                                              *prometheus.CounterVec
 	// A seeded start (seed.go).
 	seedAccounts prometheus.Counter
+	seedHolders  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
@@ -39,6 +40,7 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 		refreshes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_refreshes_total", Help: "Times every known holder of a token was re-read after state all its balances depend on changed (a rebase)."}),
 		refreshedHolders: prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_token_refreshed_holders_total", Help: "Holders re-read by those refreshes."}),
 		seedAccounts:     prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_seed_accounts_total", Help: "Accounts of the seed block's state read from the node and published (a seeded start)."}),
+		seedHolders:      prometheus.NewCounter(prometheus.CounterOpts{Name: "balidx_indexer_seed_holders_total", Help: "Holders of the seeded tokens whose balance at the seed's block was read (a seeded start)."}),
 		withheld:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "balidx_indexer_tokens_withheld_total", Help: "Tokens withheld (their balances no longer served), by reason."}, []string{"reason"}),
 	}
 	if reg == nil {
@@ -48,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, node *Node) (*metrics, error) {
 		Name: "balidx_indexer_node_breaker_state", Help: "Circuit breaker in front of the node: 0 closed, 1 half-open (probing), 2 open.",
 	}, func() float64 { return float64(node.BreakerState()) })
 	for _, c := range []prometheus.Collector{m.head, m.published, m.violation, m.blocks, m.changes, m.failures, m.retries, m.active, m.activeSince, m.standDowns, breaker, node.latency, node.errors,
-		m.profiles, m.preimageTraces, m.refreshes, m.refreshedHolders, m.withheld, m.seedAccounts} {
+		m.profiles, m.preimageTraces, m.refreshes, m.refreshedHolders, m.withheld, m.seedAccounts, m.seedHolders} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -16,17 +16,20 @@ import (
 
 	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/events"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/rpc"
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/time/rate"
 )
 
-// seed publishes the state at block StartBlock, page by page, each page one
-// message whose changes are the page's accounts holding any of the native
-// coin (pre 0), before the block after it is followed. The stream is its
+// seed publishes the state at block StartBlock, page by page, before the
+// block after it is followed: the native coin's accounts, each page one
+// message whose changes are the page's accounts holding any of the coin
+// (pre 0), then each token of SeedTokens (seedtokens.go). The stream is its
 // record: resume, the last seed page on the stream, says where a seed cut
-// short (a crash, a restart) goes on — its next key, the same pages after
-// it — so that a seed interrupted anywhere ends as one that was not. It
-// returns the seed's last page.
+// short (a crash, a restart) goes on — the same pages after it — so that a
+// seed interrupted anywhere ends as one that was not. It returns the
+// seed's last page.
 func (ix *Indexer) seed(ctx context.Context, pub *events.Publisher, resume *events.BlockDelta) (*events.BlockDelta, error) {
 	n := ix.cfg.StartBlock
 	if resume != nil {
@@ -36,25 +39,66 @@ func (ix *Indexer) seed(ctx context.Context, pub *events.Publisher, resume *even
 	if err != nil {
 		return nil, err
 	}
-	page, start := uint64(1), []byte(nil)
+	s := &seeding{ix: ix, pub: pub, head: h, block: h.Block(), hash: h.Hash, tokens: seedListHash(ix.cfg.SeedTokens), page: 1,
+		limit: rate.NewLimiter(rate.Inf, 1), progress: newSeedProgress(ix.cfg.Log, ix.cfg.Now, n, ix.cfg.Progress)}
+	if ix.cfg.SeedRate > 0 {
+		s.limit = rate.NewLimiter(rate.Limit(ix.cfg.SeedRate), 1)
+	}
+	var at *balidx.SeedPage // where a resumed seed stands
 	if resume != nil {
-		if h.Hash != resume.Hash {
+		switch {
+		case h.Hash != resume.Hash:
 			return nil, fmt.Errorf("%w: the seed on the stream is of block %d %s, the node's block %d is now %s: a reorg deeper than the trust policy; start again on an empty stream",
 				ErrBadAnswer, resume.Number, resume.Hash, n, h.Hash)
+		case resume.Seed.Tokens != s.tokens:
+			return nil, fmt.Errorf("%w: the seed on the stream was begun with the token list %s, this start has %s: give it the same --seed-tokens file, or start again on an empty stream",
+				ErrSeedListChanged, resume.Seed.Tokens, s.tokens)
 		}
-		page, start = resume.Seed.Page+1, resume.Seed.Next
-		ix.cfg.Log.Info("resuming the seed", "block", n, "page", page)
+		at, s.page = resume.Seed, resume.Seed.Page+1
+		ix.cfg.Log.Info("resuming the seed", "block", n, "page", s.page)
 	} else {
-		ix.cfg.Log.Info("seeding the state", "block", n, "hash", h.Hash)
+		ix.cfg.Log.Info("seeding the state", "block", n, "hash", h.Hash, "tokens", len(ix.cfg.SeedTokens))
 	}
-	block := h.Block()
-	progress := newSeedProgress(ix.cfg.Log, ix.cfg.Now, n, ix.cfg.Progress)
+	last := resume
+	if at == nil || at.Token == nil && len(at.Next) > 0 {
+		var start []byte
+		if at != nil {
+			start = at.Next
+		}
+		if last, err = s.accounts(ctx, start); err != nil || last.Seed.Last {
+			return last, err
+		}
+	}
+	if err := s.findMulticall(ctx); err != nil {
+		return nil, err
+	}
+	list := ix.cfg.SeedTokens
+	i, from, err := tokensFrom(list, at, n)
+	if err != nil {
+		return nil, err
+	}
+	for ; i < len(list); i++ {
+		if last, err = s.seedToken(ctx, list[i], from, i+1 == len(list)); err != nil {
+			return nil, err
+		}
+		if i+1 < len(list) {
+			from = list[i+1].From
+		}
+	}
+	s.progress.done()
+	return last, nil
+}
+
+// accounts publishes the pages of the native coin's accounts from state
+// key start on, and returns the last.
+func (s *seeding) accounts(ctx context.Context, start []byte) (*events.BlockDelta, error) {
+	ix := s.ix
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // the readers, when a publish fails
 	pages := make(chan AccountPage)
 	read := make(chan error, 1)
 	reader := StateReader{Node: ix.cfg.Node, Page: ix.cfg.SeedPage, Workers: ix.cfg.SeedWorkers, Rate: ix.cfg.SeedRate, Retry: ix.retrying}
-	go func() { read <- reader.Read(ctx, h.Hash, start, pages) }()
+	go func() { read <- reader.Read(ctx, s.hash, start, pages) }()
 	for {
 		p, ok := <-pages
 		if !ok {
@@ -71,20 +115,39 @@ func (ix *Indexer) seed(ctx context.Context, pub *events.Publisher, resume *even
 			}
 		}
 		balidx.SortChanges(changes)
-		d := events.BlockDelta{Version: events.Version, ChainID: ix.chainID, Block: block, Part: 1, Parts: 1, Changes: changes,
-			Seed: &balidx.SeedPage{Page: page, Next: p.Next, Last: p.Next == nil}}
-		if err := ix.retrying(ctx, "publish seed page", func() error { return pub.Publish(ctx, []events.BlockDelta{d}) }); err != nil {
+		last := p.Next == nil && len(ix.cfg.SeedTokens) == 0
+		d, err := s.publish(ctx, changes, &balidx.SeedPage{Next: p.Next, Last: last})
+		if err != nil {
 			return nil, err
 		}
 		ix.metrics.seedAccounts.Add(float64(len(p.Accounts)))
-		ix.metrics.changes.Add(float64(len(changes)))
-		progress.page(len(p.Accounts), p.Next)
+		s.progress.page(len(p.Accounts), p.Next)
 		if p.Next == nil {
-			progress.done()
-			return &d, nil
+			if last {
+				s.progress.done()
+			}
+			return d, nil
 		}
-		page = page + 1
 	}
+}
+
+// findMulticall makes the token seed read balances through Multicall3
+// when it is deployed at the seed's block.
+func (s *seeding) findMulticall(ctx context.Context) error {
+	at := s.ix.cfg.Multicall3
+	if at == (common.Address{}) {
+		return nil
+	}
+	var deployed bool
+	err := s.ix.retrying(ctx, "look for Multicall3", func() (err error) {
+		deployed, err = s.ix.cfg.Node.HasCode(ctx, at, s.hash)
+		return err
+	})
+	if deployed {
+		s.multicall = at
+	}
+	s.ix.cfg.Log.Info("reading token balances", "multicall3", deployed, "at", at)
+	return err
 }
 
 // seedBlock waits until block n is trusted and returns it.
@@ -197,6 +260,23 @@ func (s *seedProgress) page(accounts int, next []byte) {
 		args = append(args, "eta", (time.Duration(float64(elapsed) * (1 - fraction) / read)).Round(time.Second))
 	}
 	s.log.Info("seeding", args...)
+}
+
+// tokenChunk shows a token's scan at its logs up to block to, having read
+// holders holders.
+func (s *seedProgress) tokenChunk(token common.Address, to uint64, holders int) {
+	t := s.now()
+	if s.bar != nil {
+		s.bar.Describe(fmt.Sprintf("seeding block %d: token %s, logs to block %d, %d holders", s.block, token.Hex(), to, holders))
+		_ = s.bar.Set64(int64(float64(to) / float64(max(s.block, 1)) * barSteps))
+		return
+	}
+	if t.Sub(s.logged) < seedLogEvery && to < s.block {
+		return
+	}
+	s.logged = t
+	s.log.Info("seeding a token", "block", s.block, "token", token, "logs_to", to, "holders", holders,
+		"done", fmt.Sprintf("%.1f%%", 100*float64(to)/float64(max(s.block, 1))))
 }
 
 func (s *seedProgress) done() {

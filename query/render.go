@@ -38,14 +38,16 @@ type view struct {
 	blockJSON []byte // {"number":…,"hash":"0x…","timestamp":…}
 	unknown   entry  // the answer for an address never seen (Bloom negative)
 	// withheld lists the tokens not served at this block (in a view made
-	// for one read, a list read later: a token once withheld stays so),
-	// withheldJSON renders it for answers of the default page.
+	// for one read, a list read later: a token once withheld stays so);
+	// fullTokens are the tokens whose absences are zeros (coverage.go).
+	// tailJSON renders both for answers of the default page.
 	withheld                []storage.WithheldToken
-	withheldJSON            []byte
+	fullTokens              []common.Address
+	tailJSON                []byte
 	blockHeader, hashHeader []string // X-Balidx-Block, -Hash (never mutated)
 }
 
-func newView(m storage.Meta, withheld []storage.WithheldToken) *view {
+func newView(m storage.Meta, withheld []storage.WithheldToken, seeded []common.Address) *view {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"number":`...)
 	b = strconv.AppendUint(b, m.Trusted.Number, 10)
@@ -54,11 +56,13 @@ func newView(m storage.Meta, withheld []storage.WithheldToken) *view {
 	b = append(b, `","timestamp":`...)
 	b = strconv.AppendUint(b, m.Trusted.Timestamp, 10)
 	b = append(b, '}')
-	return &view{
+	v := &view{
 		meta: m, blockJSON: b, unknown: newEntry(common.Address{}, storage.Balances{}),
-		withheld: withheld, withheldJSON: appendWithheld(nil, withheld, defaultPage),
+		withheld: withheld, fullTokens: seeded,
 		blockHeader: []string{strconv.FormatUint(m.Trusted.Number, 10)}, hashHeader: []string{m.Trusted.Hash.Hex()},
 	}
+	v.tailJSON = appendCoverage(appendWithheld(nil, withheld, defaultPage), seeded, defaultPage)
+	return v
 }
 
 // entry is one address's answer, rendered once and then cached: a single
@@ -215,11 +219,12 @@ func appendAnswer(b []byte, a common.Address, address string, e entry, v *view, 
 	b = append(b, ',')
 	if len(p.only) == 0 && !p.cursor && p.limit == defaultPage.limit {
 		b = append(b, e.body()...)
-		b = append(b, v.withheldJSON...)
+		b = append(b, v.tailJSON...)
 	} else {
 		bal := e.balances()
 		b = appendBalances(b, &bal, p)
 		b = appendWithheld(b, v.withheld, p)
+		b = appendCoverage(b, v.fullTokens, p)
 	}
 	return append(b, '}')
 }
@@ -249,6 +254,7 @@ func appendBatch(b []byte, req []string, res *batchResult, p page) []byte {
 	}
 	b = append(b, ']')
 	b = appendWithheld(b, res.view.withheld, p)
+	b = appendCoverage(b, res.view.fullTokens, p)
 	return append(b, '}')
 }
 

@@ -113,7 +113,7 @@ func TestRPCAnswersFromTheSnapshot(t *testing.T) {
 		{"a token not indexed", call("eth_call", map[string]any{"to": unindexed, "data": balanceOfData(holder)}, "latest"),
 			"error -32000: balidx: token " + unindexed.Hex() + " is not indexed: balidx has seen no Transfer of it"},
 		{"a holder never seen of an indexed token", call("eth_call", map[string]any{"to": tokA, "data": balanceOfData(never)}, "latest"),
-			"error -32000: balidx: no amount of token " + tokA.Hex() + " is known for " + never.Hex() + ": a token's holders are known from when balidx first saw the token"},
+			"error -32000: balidx: no amount of token " + tokA.Hex() + " is known for " + never.Hex() + ": the token's coverage is partial, its holders known from when balidx first saw it"},
 		{"another selector", call("eth_call", map[string]any{"to": tokA, "data": "0x18160ddd"}, "latest"),
 			"error -32000: balidx: function 0x18160ddd is not served: balidx answers ERC-20 balanceOf(address) and Multicall3 getEthBalance/aggregate3"},
 		{"balanceOf with a short argument", call("eth_call", map[string]any{"to": tokA, "data": "0x70a08231" + strings.Repeat("0", 62)}, "latest"),

@@ -230,7 +230,7 @@ func servable(h storage.Holding, a *storage.Amount) *rpcError {
 	case storage.AmountTokenNotIndexed:
 		return notServed("token %s is not indexed: balidx has seen no Transfer of it", h.Asset.Hex())
 	case storage.AmountHolderUnknown:
-		return notServed("no amount of token %s is known for %s: a token's holders are known from when balidx first saw the token", h.Asset.Hex(), h.Account.Hex())
+		return notServed("no amount of token %s is known for %s: the token's coverage is partial, its holders known from when balidx first saw it", h.Asset.Hex(), h.Account.Hex())
 	case storage.AmountWithheld:
 		return notServed("token %s is withheld (%s, since block %d): its amounts are not served", h.Asset.Hex(), a.Withheld.Reason, a.Withheld.Since)
 	}

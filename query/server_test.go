@@ -414,19 +414,19 @@ func TestWithheldTokens(t *testing.T) {
 	}
 	snap.OnApplied(res)
 	withheld := `"withheld":[{"contract":"` + tokB.Hex() + `","reason":"time_dependent","since_block":2}]`
-	want := `"tokens":[{"contract":"` + tokA.Hex() + `","amount":"1"},{"contract":"` + tokC.Hex() + `","amount":"3"}],"next_cursor":"",` + withheld + `}`
+	want := `"tokens":[{"contract":"` + tokA.Hex() + `","amount":"1"},{"contract":"` + tokC.Hex() + `","amount":"3"}],"next_cursor":"",` + withheld + `,"coverage":{"full_tokens":[]}}`
 	for _, target := range []string{target, target + "?limit=5", "/go/wallet/balance?address=" + holder.Hex()} {
 		if a := do(t, s, "GET", target, ""); a.status != 200 || !strings.HasSuffix(a.raw, want) {
 			t.Fatalf("%s: got %s, want it to end with %s", target, a.raw, want)
 		}
 	}
-	if a := do(t, s, "GET", "/v1/balances/"+never.Hex(), ""); a.status != 200 || !strings.HasSuffix(a.raw, `"tokens":[],"next_cursor":"",`+withheld+`}`) {
+	if a := do(t, s, "GET", "/v1/balances/"+never.Hex(), ""); a.status != 200 || !strings.HasSuffix(a.raw, `"tokens":[],"next_cursor":"",`+withheld+`,"coverage":{"full_tokens":[]}}`) {
 		t.Fatalf("an address never seen: got %s", a.raw)
 	}
 	if a := do(t, s, "GET", target+"?token="+tokA.Hex(), ""); a.status != 200 || a.body["withheld"] != nil {
 		t.Fatalf("filtered to another token: got %s", a.raw)
 	}
-	if a := do(t, s, "POST", "/v1/balances", `{"addresses":["`+holder.Hex()+`","`+never.Hex()+`"]}`); a.status != 200 || !strings.HasSuffix(a.raw, `"next_cursor":""}],`+withheld+`}`) {
+	if a := do(t, s, "POST", "/v1/balances", `{"addresses":["`+holder.Hex()+`","`+never.Hex()+`"]}`); a.status != 200 || !strings.HasSuffix(a.raw, `"next_cursor":""}],`+withheld+`,"coverage":{"full_tokens":[]}}`) {
 		t.Fatalf("batch: got %s", a.raw)
 	}
 	a := do(t, s, "GET", "/v1/status", "")

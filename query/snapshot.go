@@ -101,7 +101,11 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.view.Store(newView(m, withheld))
+		seeded, err := seededTokens(cfg.Store, m, nil)
+		if err != nil {
+			return nil, err
+		}
+		s.view.Store(newView(m, withheld, seeded))
 	}
 	return s, nil
 }
@@ -127,14 +131,21 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 		return
 	}
 	var withheld []storage.WithheldToken
-	if prev := s.view.Load(); prev != nil {
+	prev := s.view.Load()
+	if prev != nil {
 		withheld = prev.withheld
 	}
 	if len(res.NewlyWithheld) > 0 {
 		withheld = slices.Concat(withheld, res.NewlyWithheld)
 		slices.SortFunc(withheld, func(x, y storage.WithheldToken) int { return bytes.Compare(x.Contract[:], y.Contract[:]) })
 	}
-	v := newView(res.Meta, withheld) // in contract order, as Store.Withheld lists them
+	seeded, err := seededTokens(s.store, res.Meta, prev)
+	if err != nil {
+		// Read once, when the seed's last page is applied; a failure says
+		// less (partial), never more, and the next commit reads it again.
+		s.log.Error("seeded tokens not read: their coverage is answered partial", "err", err)
+	}
+	v := newView(res.Meta, withheld, seeded) // in contract order, as Store.Withheld lists them
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !res.Meta.HasTrusted {
@@ -292,7 +303,11 @@ func (s *Snapshot) read(accounts []common.Address, out []storage.Balances) (v *v
 			return nil, false, err
 		}
 	}
-	return newView(m, withheld), false, nil
+	seeded, err := seededTokens(s.store, m, s.view.Load())
+	if err != nil {
+		return nil, false, err
+	}
+	return newView(m, withheld, seeded), false, nil
 }
 
 // current is the published view, or nil before the first block.
@@ -322,7 +337,7 @@ func (s *Snapshot) amounts(holdings []storage.Holding, b bounds) (*view, []stora
 			return nil, nil, err
 		}
 		if v = s.view.Load(); v.meta.Trusted.Number != m.Trusted.Number {
-			v = newView(m, nil) // a block committed, not yet published: answered at the block read
+			v = newView(m, nil, nil) // a block committed, not yet published: answered at the block read (its meta alone)
 		}
 	}
 	return v, out, b.check(v)

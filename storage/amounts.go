@@ -27,8 +27,8 @@ type AmountStatus uint8
 
 const (
 	// AmountExact: Value is the amount at the snapshot's trusted block (a
-	// zero included: an entry holds it, or the snapshot covers the whole
-	// chain and the account never held the native coin).
+	// zero included: an entry holds it, or the asset's coverage is full and
+	// the account holds none of it).
 	AmountExact AmountStatus = iota
 	// AmountNotIndexed: the account's native amount has never been seen and
 	// the snapshot does not cover the whole chain.
@@ -37,8 +37,9 @@ const (
 	// token: it is not indexed.
 	AmountTokenNotIndexed
 	// AmountHolderUnknown: the token is indexed, but this holder's amount
-	// has never been seen; a token's holders are known only from when the
-	// indexer first saw the token, so the absence is not a zero.
+	// has never been seen, and the token's coverage is partial: its
+	// holders are known only from when the indexer first saw it, so the
+	// absence is not a zero.
 	AmountHolderUnknown
 	// AmountWithheld: the token's amounts are not served (Withheld says
 	// why and since when).
@@ -74,7 +75,7 @@ func (s *Store) ReadAmounts(q []Holding, out []Amount) (m Meta, err error) {
 				out[i].Withheld = decodeWithheld(h.Asset[:], withheld.Get(h.Asset[:]))
 			case tokens == nil || tokens.Get(h.Asset[:]) == nil:
 				out[i].Status = AmountTokenNotIndexed
-			case v == nil:
+			case v == nil && !tokenFull(tokens.Get(h.Asset[:])):
 				out[i].Status = AmountHolderUnknown
 			default:
 				out[i].Value.SetBytes(v)

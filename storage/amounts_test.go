@@ -52,6 +52,7 @@ func TestReadAmounts(t *testing.T) {
 			{AmountExact, 100}, {bobNative, 0}, {AmountExact, 7}, {AmountExact, 0},
 			{AmountHolderUnknown, 0}, {AmountTokenNotIndexed, 0}, {AmountWithheld, 0},
 		}
+
 		for i, w := range want {
 			if out[i].Status != w.status || out[i].Value.Uint64() != w.value {
 				t.Errorf("full %v, %v: got status %d value %s, want %d %d", full, q[i], out[i].Status, out[i].Value.Dec(), w.status, w.value)
@@ -150,5 +151,72 @@ func TestSeedPages(t *testing.T) {
 	}
 	if om, _ := other.Meta(); om.Digest != m.Digest {
 		t.Fatal("a seed's digest differs from the same balances applied at once")
+	}
+}
+
+// A seed's token pages: a holder found again (a chunk of logs read again
+// after a restart) restates the same amount and changes nothing, another
+// amount is refused; the token's last page makes its coverage full — an
+// absent holder holds 0, and a later change of one must start from 0 —
+// while a token the seed did not cover stays partial.
+func TestSeedTokenPages(t *testing.T) {
+	s := mustStore(t, 1)
+	seedBlock := balidx.Block{Number: 100, Hash: common.Hash{0xaa}, ParentHash: common.Hash{0xa9}}
+	list := common.Hash{0xee}
+	tokB := common.HexToAddress("0x00000000000000000000000000000000000000bb")
+	page := func(n, seq uint64, p balidx.SeedPage, changes ...balidx.Change) balidx.Delta {
+		p.Page, p.Tokens = n, list
+		return balidx.Delta{ChainID: 1, Block: seedBlock, Seed: &p, Changes: changes, LastSeq: seq}
+	}
+	ta := tokA
+	pages := []balidx.Delta{
+		page(1, 1, balidx.SeedPage{}, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(5)}),
+		page(2, 2, balidx.SeedPage{Token: &ta, LogsFrom: 50}, balidx.Change{Account: bob, Asset: tokA, Post: u(7)}),
+		page(3, 3, balidx.SeedPage{Token: &ta, LogsFrom: 101, Last: true},
+			balidx.Change{Account: alice, Asset: tokA, Post: u(2)}, balidx.Change{Account: bob, Asset: tokA, Post: u(7)}),
+	}
+	if _, err := s.Apply(pages[:2]); err != nil {
+		t.Fatal(err)
+	}
+	differs := page(3, 3, balidx.SeedPage{Token: &ta, LogsFrom: 101, Last: true}, balidx.Change{Account: bob, Asset: tokA, Post: u(8)})
+	if _, err := s.Apply([]balidx.Delta{differs}); !errors.Is(err, ErrPreMismatch) {
+		t.Fatalf("a holder restated with another amount: %v, want ErrPreMismatch", err)
+	}
+	res, err := s.Apply(pages[2:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := res.Meta; !m.HasTrusted || m.SeededTokens != 1 || m.TokenBalances != 2 {
+		t.Fatalf("after the seed: %+v", m)
+	}
+	if _, seeded, err := s.SeededTokens(); err != nil || len(seeded) != 1 || seeded[0] != tokA {
+		t.Fatalf("seeded tokens: %v %v", seeded, err)
+	}
+	carol := common.HexToAddress("0x00000000000000000000000000000000000ca401")
+	next := blk(101, 4, balidx.Change{Account: carol, Asset: tokB, Pre: u(4), Post: u(5)})
+	next.ParentHash = seedBlock.Hash
+	if _, err := s.Apply([]balidx.Delta{next}); err != nil {
+		t.Fatal(err)
+	}
+	q := []Holding{{bob, tokA}, {carol, tokA}, {carol, tokB}, {alice, tokB}}
+	out := make([]Amount, len(q))
+	if _, err := s.ReadAmounts(q, out); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		status AmountStatus
+		value  uint64
+	}{{AmountExact, 7}, {AmountExact, 0}, {AmountExact, 5}, {AmountHolderUnknown, 0}} {
+		if out[i].Status != want.status || out[i].Value.Uint64() != want.value {
+			t.Errorf("%v: got %d %s, want %d %d", q[i], out[i].Status, out[i].Value.Dec(), want.status, want.value)
+		}
+	}
+	// A change of a seeded token from an amount the seed says is 0: the
+	// token's amounts were not exact, and it is withheld.
+	wrong := blk(102, 5, balidx.Change{Account: carol, Asset: tokA, Pre: u(1), Post: u(2)})
+	wrong.ParentHash = next.Hash
+	res, err = s.Apply([]balidx.Delta{wrong})
+	if err != nil || len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0].Contract != tokA || res.NewlyWithheld[0].Reason != balidx.Inconsistent {
+		t.Fatalf("a seeded token's change from a pre the seed did not state: %+v %v", res.NewlyWithheld, err)
 	}
 }

@@ -132,7 +132,28 @@ func (a *applyTx) seedPage(b *balidx.Delta) error {
 	}
 	a.m.ChainID = b.ChainID
 	for i := range b.Changes {
-		if err := a.change(b, &b.Changes[i]); err != nil {
+		c := &b.Changes[i]
+		if v := a.bal.Get(balanceKey(c.Account, c.Asset)); v != nil {
+			// A holder of a token found again in a later chunk of its
+			// logs (after a restart): the same amount at the same block.
+			var have uint256.Int
+			if have.SetBytes(v); have != c.Post {
+				return fmt.Errorf("%w: seed of block %d states %s for account %s asset %s, an earlier page %s",
+					ErrPreMismatch, b.Number, c.Post.Dec(), c.Account.Hex(), assetName(c.Asset), have.Dec())
+			}
+			continue
+		}
+		if err := a.change(b, c); err != nil {
+			return err
+		}
+	}
+	for _, w := range b.Withheld { // a token the seed found it cannot keep exact
+		if err := a.withhold(b, w.Asset, w.Reason); err != nil {
+			return err
+		}
+	}
+	if b.Seed.TokenDone(b.Number) {
+		if err := a.seeded(b.Number, *b.Seed.Token); err != nil {
 			return err
 		}
 	}
@@ -145,18 +166,40 @@ func (a *applyTx) seedPage(b *balidx.Delta) error {
 	return nil
 }
 
+// seeded marks token as covered wholly from block n on: a seed read every
+// holder of its Transfer logs.
+func (a *applyTx) seeded(n uint64, token common.Address) error {
+	v := binary.BigEndian.AppendUint64(nil, n)
+	old := a.tokens.Get(token[:])
+	if len(old) == 9 && old[8] == tokenSeeded {
+		return nil
+	}
+	if len(old) >= 8 {
+		v = append(v[:0], old[:8]...)
+	}
+	if err := a.tokens.Put(token[:], append(v, tokenSeeded)); err != nil {
+		return fmt.Errorf("seed of block %d: token %s: %w", n, token.Hex(), err)
+	}
+	a.m.SeededTokens++
+	return nil
+}
+
 func (a *applyTx) change(b *balidx.Delta, c *balidx.Change) error {
 	key := balanceKey(c.Account, c.Asset)
 	v := a.bal.Get(key)
 	var have uint256.Int
 	have.SetBytes(v)
 	isToken := c.Asset != balidx.NativeAsset
-	// A native entry that is absent is zero when the snapshot covers the
-	// whole chain; under partial coverage it is unknown, and the change's
-	// pre is the first word we have on it. A token's holders are known only
-	// from when the indexer first saw the token, so an absent token entry is
-	// always unknown.
-	if (v != nil || (a.m.CoverageFull && !isToken)) && have != c.Pre {
+	var registered []byte
+	if isToken {
+		registered = a.tokens.Get(c.Asset[:])
+	}
+	// An absent entry is zero when its asset's coverage is full: the
+	// native coin's when the snapshot covers the whole state, a token's
+	// when a seed read the token's holders. Under
+	// partial coverage it is unknown, and the change's pre is the first
+	// word we have on it.
+	if (v != nil || (a.m.CoverageFull && !isToken) || tokenFull(registered)) && have != c.Pre {
 		if !isToken {
 			return fmt.Errorf("%w: block %d account %s asset %s: snapshot holds %s, change says pre %s",
 				ErrPreMismatch, b.Number, c.Account.Hex(), assetName(c.Asset), have.Dec(), c.Pre.Dec())
@@ -170,7 +213,7 @@ func (a *applyTx) change(b *balidx.Delta, c *balidx.Change) error {
 			}
 		}
 	}
-	if isToken && a.tokens.Get(c.Asset[:]) == nil {
+	if isToken && registered == nil {
 		var since [8]byte
 		binary.BigEndian.PutUint64(since[:], b.Number)
 		if err := a.tokens.Put(c.Asset[:], since[:]); err != nil {
@@ -231,7 +274,7 @@ func (a *applyTx) storeMeta() error {
 	}{
 		{keyChainID, m.ChainID}, {keyStreamSeq, m.StreamSeq}, {keyCoverageFrom, m.CoverageFrom},
 		{keyCoverageFull, b2u(m.CoverageFull)}, {keyAccounts, m.Accounts}, {keyTokenBalances, m.TokenBalances},
-		{keyWithheld, m.Withheld},
+		{keyWithheld, m.Withheld}, {keySeededTokens, m.SeededTokens},
 	} {
 		if err := putU64(a.meta, kv.k, kv.v); err != nil {
 			return err

@@ -183,3 +183,21 @@ func (s *Store) WriteTo(w io.Writer) (int64, error) {
 	})
 	return n, err
 }
+
+// SeededTokens lists the tokens a seed covers wholly — the tokens whose
+// coverage is full — by contract, and the snapshot it was read from.
+func (s *Store) SeededTokens() (m Meta, out []common.Address, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		m = readMeta(tx.Bucket(bucketMeta))
+		if m.SeededTokens == 0 {
+			return nil
+		}
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			if len(v) == 9 && v[8] == tokenSeeded {
+				out = append(out, common.BytesToAddress(k))
+			}
+			return nil
+		})
+	})
+	return m, out, err
+}

@@ -30,9 +30,11 @@ var (
 	// bucketWithheld holds the withheld tokens: contract → reason code (one
 	// byte, the index in balidx.Reasons) ‖ the block it is withheld from.
 	bucketWithheld = []byte("withheld")
-	// bucketTokens holds every token the snapshot has seen a change of:
-	// contract → the first block with one (8 bytes, big-endian). It says
-	// which tokens are indexed without a scan of the balances.
+	// bucketTokens holds every token the snapshot has seen a change of, or
+	// seeded: contract → the first block with one (8 bytes, big-endian),
+	// then, for a token a seed covers wholly, the byte tokenSeeded. It says
+	// which tokens are indexed, and which fully, without a scan of the
+	// balances.
 	bucketTokens = []byte("tokens")
 
 	keyFormat        = []byte("format")
@@ -46,7 +48,11 @@ var (
 	keyTokenBalances = []byte("token_balances")
 	keyWithheld      = []byte("withheld_tokens")
 	keySeed          = []byte("seed") // a seed in progress: its block, then its last page applied
+	keySeededTokens  = []byte("seeded_tokens")
 )
+
+// tokenSeeded marks, in bucketTokens, a token whose holders a seed read.
+const tokenSeeded = 1
 
 // Config opens a Store.
 type Config struct {
@@ -76,6 +82,7 @@ type Meta struct {
 	Accounts      uint64 // accounts with any entry
 	TokenBalances uint64 // non-zero token balances
 	Withheld      uint64 // withheld tokens (Store.Withheld lists them)
+	SeededTokens  uint64 // tokens a seed covers wholly (Store.SeededTokens lists them)
 	// Seeding is set while a seed is being applied, page by page: SeedBlock
 	// is the block it is the state at, SeedPage the last page applied. The
 	// snapshot has no trusted block until the seed's last page.
@@ -83,6 +90,14 @@ type Meta struct {
 	SeedBlock balidx.Block
 	SeedPage  uint64
 }
+
+// tokenFull says whether the token whose bucketTokens value is v has full
+// coverage: a seed read every holder of its Transfer logs, so an absent
+// holder holds 0. Any other token's holders are known only from when the
+// indexer first saw it — even from genesis, a token may have holders
+// before its first Transfer log (a mint without one) — so its coverage is
+// partial.
+func tokenFull(v []byte) bool { return len(v) == 9 && v[8] == tokenSeeded }
 
 // Open opens or creates the snapshot at cfg.Path.
 func Open(cfg Config) (*Store, error) {
@@ -242,6 +257,7 @@ func readMeta(b *bolt.Bucket) Meta {
 		Accounts:      getU64(b, keyAccounts),
 		TokenBalances: getU64(b, keyTokenBalances),
 		Withheld:      getU64(b, keyWithheld),
+		SeededTokens:  getU64(b, keySeededTokens),
 	}
 	copy(m.Digest[:], b.Get(keyDigest))
 	if v := b.Get(keySeed); len(v) == blockLen+8 {

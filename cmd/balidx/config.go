@@ -35,6 +35,8 @@ type config struct {
 	Genesis       string
 	StartBlock    uint64
 	Seed          bool
+	SeedTokens    string
+	SeedLogSpan   uint64
 	SeedPage      int
 	SeedWorkers   int
 	SeedRate      float64
@@ -72,10 +74,12 @@ type config struct {
 	DemoAccounts         int
 	BlockInterval        time.Duration
 
-	// Parsed by validate, from CORSOrigins, TrustProxies and Multicall3.
+	// Parsed by validate, from CORSOrigins, TrustProxies, Multicall3 and
+	// SeedTokens.
 	origins    []string
 	proxies    []*net.IPNet
 	multicall3 common.Address
+	seedTokens []indexer.SeedToken
 }
 
 // maxConfigFile bounds the config file.
@@ -100,10 +104,7 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 		fs.StringVar(&cfg.RPC, "rpc", "", "node URL: ws://, wss://, http://, https:// (WebSocket follows new heads; HTTP polls)")
 		fs.StringVar(&cfg.Genesis, "genesis", "", "genesis JSON file: seeds the genesis allocation when starting at block 0")
 		fs.Uint64Var(&cfg.StartBlock, "start-block", 0, "first block to index on an empty stream (0: from genesis, full coverage)")
-		fs.BoolVar(&cfg.Seed, "seed", false, "start an empty stream with the whole state at --start-block, read from the node page by page (needs its preimages): the native coin's coverage is full from there (at block 0: the genesis allocation, in pages)")
-		fs.IntVar(&cfg.SeedPage, "seed-page", indexer.MaxAccountPage, "accounts read from the node per debug_accountRange while seeding (1..256)")
-		fs.IntVar(&cfg.SeedWorkers, "seed-workers", indexer.DefaultSeedWorkers, "key ranges of the state read from the node at once while seeding (1..32)")
-		fs.Float64Var(&cfg.SeedRate, "seed-rate", 0, "at most this many debug_accountRange calls a second while seeding (0: no bound but --seed-workers)")
+		addSeedFlags(fs, cfg)
 		fs.StringVar(&cfg.Trust, "trust", "", "trust the node's 'safe' or 'finalized' block instead of counting confirmations")
 	}
 	if p.indexer {
@@ -130,12 +131,14 @@ func newFlagSet(cmd string, cfg *config, stderr io.Writer) *flag.FlagSet {
 	}
 	fs.StringVar(&cfg.Data, "data", defData, "directory of the snapshot and the embedded NATS store (dev: a temporary one)")
 	fs.StringVar(&cfg.Admin, "admin", query.DefaultAdminAddr, "admin listener: /metrics /healthz (and with the query tier /readyz /debug/pprof/)")
+	if p.query || p.node {
+		fs.StringVar(&cfg.Multicall3, "multicall3", query.DefaultMulticall3.Hex(), "address of Multicall3 on the chain: POST /rpc answers its getEthBalance and aggregate3, and a token seed reads balances through it where it is deployed")
+	}
 	if p.query {
 		fs.StringVar(&cfg.HTTP, "http", query.DefaultAddr, "query listener")
 		fs.StringVar(&cfg.Clients, "clients", "", "clients file (API.md): client ids, secrets, rates; re-read on SIGHUP")
 		fs.StringVar(&cfg.CORSOrigins, "cors-origins", "", "exact browser origins allowed, comma-separated (scheme://host[:port])")
 		fs.StringVar(&cfg.TrustProxies, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client, comma-separated")
-		fs.StringVar(&cfg.Multicall3, "multicall3", query.DefaultMulticall3.Hex(), "address of Multicall3 on the chain: POST /rpc answers its getEthBalance and aggregate3")
 		fs.IntVar(&cfg.MaxInFlight, "max-in-flight", query.DefaultMaxInFlight, "requests served at once; past it, 503 overloaded")
 		fs.IntVar(&cfg.MaxInFlightPerClient, "max-in-flight-per-client", 0, "requests of one signed client served at once (0: half of --max-in-flight)")
 		fs.IntVar(&cfg.MaxInFlightPerIP, "max-in-flight-per-ip", 0, "anonymous requests of one client IP served at once (0: an eighth of --max-in-flight)")
@@ -305,11 +308,8 @@ func (c *config) validate(cmd string) error {
 	if p.query && (c.AccessLogFold < time.Second || c.AccessLogFold > time.Hour) {
 		errs = append(errs, fmt.Errorf("--access-log-fold-interval %s: want 1s..1h", c.AccessLogFold))
 	}
-	if p.node && (c.SeedPage < 1 || c.SeedPage > indexer.MaxAccountPage) {
-		errs = append(errs, fmt.Errorf("--seed-page %d: want 1..%d", c.SeedPage, indexer.MaxAccountPage))
-	}
-	if p.node && (c.SeedWorkers < 1 || c.SeedWorkers > indexer.MaxSeedWorkers || c.SeedRate < 0) {
-		errs = append(errs, fmt.Errorf("--seed-workers %d, --seed-rate %g: want 1..%d workers and a rate ≥ 0", c.SeedWorkers, c.SeedRate, indexer.MaxSeedWorkers))
+	if p.node {
+		errs = append(errs, c.validateSeed()...)
 	}
 	if p.query && (c.CacheMB < 1 || c.CacheMB > maxCacheMB) {
 		errs = append(errs, fmt.Errorf("--cache-mb %d: want 1..%d", c.CacheMB, maxCacheMB))
@@ -321,7 +321,7 @@ func (c *config) validate(cmd string) error {
 	if c.proxies, err = parseCIDRs(c.TrustProxies); err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
 	}
-	if p.query {
+	if p.query || p.node {
 		if !common.IsHexAddress(c.Multicall3) {
 			errs = append(errs, fmt.Errorf("--multicall3 %q: want 0x and 40 hex digits", c.Multicall3))
 		}

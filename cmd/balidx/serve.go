@@ -99,7 +99,7 @@ func serve(ctx context.Context, cmd string, cfg *config, stdout, stderr io.Write
 		ix, err := indexer.New(ctx, indexer.Config{
 			Node: node, Events: nl, Board: board,
 			Policy:     balidx.Policy{Confirmations: cfg.Confirmations, Tag: cfg.Trust},
-			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, Seed: cfg.Seed, SeedPage: cfg.SeedPage, SeedWorkers: cfg.SeedWorkers, SeedRate: cfg.SeedRate, Progress: terminal(stderr), MaxRefresh: cfg.MaxRefresh, Log: log.With("part", "indexer"), Metrics: reg,
+			StartBlock: cfg.StartBlock, GenesisFile: cfg.Genesis, Seed: cfg.Seed, SeedTokens: cfg.seedTokens, SeedLogSpan: cfg.SeedLogSpan, Multicall3: cfg.multicall3, SeedPage: cfg.SeedPage, SeedWorkers: cfg.SeedWorkers, SeedRate: cfg.SeedRate, Progress: terminal(stderr), MaxRefresh: cfg.MaxRefresh, Log: log.With("part", "indexer"), Metrics: reg,
 		})
 		if err != nil {
 			return err

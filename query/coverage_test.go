@@ -1,0 +1,76 @@
+package query
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/balidx/balidx"
+	"github.com/balidx/balidx/storage"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/holiman/uint256"
+)
+
+// A snapshot seeded at block 7 with tokA: the native coin and tokA are
+// fully covered, tokB (first seen after the seed) is partial. Every
+// answer says so — filtered as the page is — and so does the status.
+func TestTokenCoverageInAnswers(t *testing.T) {
+	store, err := storage.Open(storage.Config{Path: filepath.Join(t.TempDir(), "s.db"), ChainID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	snap, err := NewSnapshot(SnapshotConfig{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(snap.Close)
+	u := func(v uint64) uint256.Int { return *uint256.NewInt(v) }
+	seed := balidx.Block{Number: 7, Hash: common.Hash{7}, Timestamp: uint64(time.Now().Unix())}
+	ta, list := tokA, common.Hash{0xee}
+	for _, d := range []balidx.Delta{
+		{ChainID: 1, Block: seed, LastSeq: 1, Seed: &balidx.SeedPage{Page: 1, Tokens: list},
+			Changes: []balidx.Change{{Account: holder, Asset: balidx.NativeAsset, Post: u(5)}}},
+		{ChainID: 1, Block: seed, LastSeq: 2, Seed: &balidx.SeedPage{Page: 2, Tokens: list, Token: &ta, LogsFrom: 8, Last: true},
+			Changes: []balidx.Change{{Account: holder, Asset: tokA, Post: u(1)}}},
+		{ChainID: 1, Block: balidx.Block{Number: 8, Hash: common.Hash{8}, ParentHash: seed.Hash, Timestamp: uint64(time.Now().Unix())}, LastSeq: 3,
+			Changes: []balidx.Change{{Account: holder, Asset: tokB, Pre: u(2), Post: u(3)}}},
+	} {
+		res, err := store.Apply([]balidx.Delta{d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap.OnApplied(res)
+	}
+	s, err := New(Config{Snapshot: snap, Clients: &Clients{Anonymous: Anonymous{Enabled: true, Rate: 1e6, Burst: 1e6}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial := `,"coverage":{"full_tokens":["` + tokA.Hex() + `"]}}`
+	for target, want := range map[string]string{
+		"/v1/balances/" + holder.Hex():                          partial,
+		"/v1/balances/" + holder.Hex() + "?limit=1":             partial,
+		"/v1/balances/" + holder.Hex() + "?token=" + tokB.Hex(): `,"coverage":{"full_tokens":[]}}`,
+		"/v1/balances/" + never.Hex():                           partial,
+	} {
+		if a := do(t, s, "GET", target, ""); a.status != 200 || !strings.HasSuffix(a.raw, want) {
+			t.Errorf("%s: got %d %s, want it to end with %s", target, a.status, a.raw, want)
+		}
+	}
+	if a := do(t, s, "POST", "/v1/balances", `{"addresses":["`+holder.Hex()+`"]}`); a.status != 200 || !strings.HasSuffix(a.raw, partial) {
+		t.Errorf("batch: got %s", a.raw)
+	}
+	a := do(t, s, "GET", "/v1/status", "")
+	c, _ := a.body["coverage"].(map[string]any)
+	if full, _ := c["full_tokens"].([]any); c["from_block"] != 7.0 || c["full"] != true || len(full) != 1 || full[0] != tokA.Hex() {
+		t.Fatalf("status coverage: %s", a.raw)
+	}
+	// JSON-RPC: a holder never seen is 0 of the seeded token, unknown of the other.
+	if a := rpc(t, s, call("eth_call", map[string]any{"to": tokA, "data": balanceOfData(never)}, "latest")); a.result() != word(0) {
+		t.Errorf("seeded token, holder never seen: %s", a.raw)
+	}
+	if a := rpc(t, s, call("eth_call", map[string]any{"to": tokB, "data": balanceOfData(never)}, "latest")); !strings.Contains(a.result(), "coverage is partial") {
+		t.Errorf("partial token, holder never seen: %s", a.raw)
+	}
+}
