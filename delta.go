@@ -5,6 +5,7 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/holiman/uint256"
 )
 
 // Delta is what one trusted block changed, whole: every balance change
@@ -35,7 +36,9 @@ type Delta struct {
 //   - A page of a token carries Token and LogsFrom: the token's Transfer
 //     logs before block LogsFrom are taken (its holders in them read at the
 //     block), and the scan goes on from there; LogsFrom is the block + 1 on
-//     the token's last page, which makes its coverage full.
+//     the token's last page, which carries TotalSupply, the token's
+//     totalSupply() at the block (nil: unreadable). The token's coverage is
+//     full when the amounts seeded add up to it: no holder was missed.
 //
 // Tokens is the Keccak-256 of the seed's token list (zero: no tokens), on
 // every page, so that a seed is resumed only with the list it began with.
@@ -44,8 +47,10 @@ type SeedPage struct {
 	Next     hexutil.Bytes   `json:"next,omitempty"`
 	Token    *common.Address `json:"token,omitempty"`
 	LogsFrom uint64          `json:"logs_from,omitempty"`
-	Tokens   common.Hash     `json:"tokens,omitzero"`
-	Last     bool            `json:"last,omitempty"`
+	// TotalSupply is a pointer so that its absence is not read as 0.
+	TotalSupply *uint256.Int `json:"total_supply,omitempty"`
+	Tokens      common.Hash  `json:"tokens,omitzero"`
+	Last        bool         `json:"last,omitempty"`
 }
 
 // TokenDone says whether p is the last page of its token, for a seed of

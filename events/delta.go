@@ -157,11 +157,11 @@ func (d *BlockDelta) validate() error {
 	case d.Seed != nil && len(d.Withheld) > 0 && (len(d.Withheld) != 1 || !d.Seed.TokenDone(d.Number) || d.Withheld[0].Asset != *d.Seed.Token || len(d.Changes) > 0):
 		return fmt.Errorf("%w: block %d seed page %d: only a token's last page, without changes, withholds a token: its own", ErrInvalidDelta, d.Number, d.Seed.Page)
 	case d.Seed != nil && d.Seed.Token == nil && (len(d.Seed.Next) != 0 && (len(d.Seed.Next) != common.HashLength || d.Seed.Last) ||
-		d.Seed.LogsFrom != 0 || len(d.Seed.Next) == 0 && !d.Seed.Last && d.Seed.Tokens == (common.Hash{})):
+		d.Seed.LogsFrom != 0 || d.Seed.TotalSupply != nil || len(d.Seed.Next) == 0 && !d.Seed.Last && d.Seed.Tokens == (common.Hash{})):
 		return fmt.Errorf("%w: block %d seed page %d: a page of accounts carries a 32-byte next key, else is the last page or tokens follow it", ErrInvalidDelta, d.Number, d.Seed.Page)
 	case d.Seed != nil && d.Seed.Token != nil && (len(d.Seed.Next) != 0 || *d.Seed.Token == balidx.NativeAsset || d.Seed.Tokens == (common.Hash{}) ||
-		d.Seed.LogsFrom > d.Number+1 || d.Seed.Last && !d.Seed.TokenDone(d.Number)):
-		return fmt.Errorf("%w: block %d seed page %d: a page of a token names a token of its list, takes logs up to at most the block, and is the last page only as the token's last", ErrInvalidDelta, d.Number, d.Seed.Page)
+		d.Seed.LogsFrom > d.Number+1 || d.Seed.Last && !d.Seed.TokenDone(d.Number) || d.Seed.TotalSupply != nil && !d.Seed.TokenDone(d.Number)):
+		return fmt.Errorf("%w: block %d seed page %d: a page of a token names a token of its list, takes logs up to at most the block, and is the last page, or carries a total supply, only as the token's last", ErrInvalidDelta, d.Number, d.Seed.Page)
 	case d.Part != 1 && len(d.Withheld) > 0:
 		return fmt.Errorf("%w: block %d: withheld tokens on part %d", ErrInvalidDelta, d.Number, d.Part)
 	case len(d.Withheld) > MaxChangesPerPart:

@@ -122,9 +122,10 @@ func TestGoldenSeedPage(t *testing.T) {
 		t.Fatalf("a seed page's message id: %s", back.MsgID())
 	}
 	token, list := common.HexToAddress("0x5fbdb2315678afecb367f032d93f642f64180aa3"), common.Hash{0xee}
-	d = seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 43, Tokens: list, Last: true})
+	total := uint256.NewInt(1e18)
+	d = seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 43, Tokens: list, TotalSupply: total, Last: true})
 	back = checkGolden(t, "seed-token-v3.golden.json", &d)
-	if back.Seed == nil || back.Seed.Token == nil || *back.Seed.Token != token || back.Seed.Tokens != list || !back.Seed.TokenDone(42) || !back.Seed.Last {
+	if back.Seed == nil || back.Seed.Token == nil || *back.Seed.Token != token || back.Seed.Tokens != list || !back.Seed.TokenDone(42) || !back.Seed.Last || back.Seed.TotalSupply == nil || *back.Seed.TotalSupply != *total {
 		t.Fatalf("round trip: %+v", back.Seed)
 	}
 	for name, bad := range map[string]BlockDelta{
@@ -148,17 +149,23 @@ func TestGoldenSeedPage(t *testing.T) {
 			d.From = &balidx.BlockRef{Number: 1, Hash: common.Hash{1}}
 			return d
 		}(),
-		"page 0":                      seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 0, Next: next}),
-		"last with a next":            seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next, Last: true}),
-		"no next, no tokens after":    seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7}),
-		"a short next":                seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next[:31]}),
-		"accounts with logs_from":     seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next, LogsFrom: 3}),
-		"a token on an accounts page": seedPage(token, &balidx.SeedPage{Page: 7, Next: next}),
-		"the coin on a token page":    seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 3, Tokens: list}),
-		"a token page without list":   seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 3}),
-		"a token page with a next":    seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 3, Tokens: list, Next: next}),
-		"logs past the block":         seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 44, Tokens: list}),
-		"last before the token ends":  seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 42, Tokens: list, Last: true}),
+		"page 0":                        seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 0, Next: next}),
+		"last with a next":              seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next, Last: true}),
+		"no next, no tokens after":      seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7}),
+		"a short next":                  seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next[:31]}),
+		"accounts with logs_from":       seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Next: next, LogsFrom: 3}),
+		"a token on an accounts page":   seedPage(token, &balidx.SeedPage{Page: 7, Next: next}),
+		"the coin on a token page":      seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 3, Tokens: list}),
+		"a token page without list":     seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 3}),
+		"a token page with a next":      seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 3, Tokens: list, Next: next}),
+		"logs past the block":           seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 44, Tokens: list}),
+		"last before the token ends":    seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 42, Tokens: list, Last: true}),
+		"a total before the token ends": seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 42, Tokens: list, TotalSupply: total}),
+		"withheld with changes": func() BlockDelta {
+			d := seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 43, Tokens: list})
+			d.Withheld = []balidx.Withheld{{Asset: token, Reason: balidx.TimeDependent}}
+			return d
+		}(),
 	} {
 		if _, err := Encode(&bad); !errors.Is(err, ErrInvalidDelta) && !errors.Is(err, ErrUnsupportedVersion) && !errors.Is(err, ErrTooLarge) {
 			t.Errorf("%s: encoded (%v)", name, err)
@@ -167,6 +174,11 @@ func TestGoldenSeedPage(t *testing.T) {
 	for name, good := range map[string]BlockDelta{
 		"the accounts' last page, tokens after": seedPage(balidx.NativeAsset, &balidx.SeedPage{Page: 7, Tokens: list}),
 		"a token page mid-scan":                 seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, Tokens: list}),
+		"a token withheld by its last page": func() BlockDelta {
+			d := seedPage(token, &balidx.SeedPage{Page: 9, Token: &token, LogsFrom: 43, Tokens: list})
+			d.Changes, d.Withheld = nil, []balidx.Withheld{{Asset: token, Reason: balidx.TimeDependent}}
+			return d
+		}(),
 	} {
 		if _, err := Encode(&good); err != nil {
 			t.Errorf("%s: %v", name, err)

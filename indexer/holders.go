@@ -141,3 +141,23 @@ func (n *Node) HolderBalances(ctx context.Context, token common.Address, holders
 	}
 	return out, nil
 }
+
+// totalSupplySelector is the 4-byte selector of totalSupply().
+var totalSupplySelector = hexutil.Bytes{0x18, 0x16, 0x0d, 0xdd}
+
+// TotalSupply is token's totalSupply() at block at; nil when the token
+// answers it with an error or other than one word.
+func (n *Node) TotalSupply(ctx context.Context, token common.Address, at common.Hash) (*uint256.Int, error) {
+	var out hexutil.Bytes
+	err := n.call(ctx, &out, "eth_call", map[string]any{"to": token, "data": totalSupplySelector}, rpc.BlockNumberOrHashWithHash(at, true))
+	var answer rpc.Error
+	switch {
+	case errors.As(err, &answer) && !errors.Is(err, ErrHistoricalState):
+		return nil, nil // reverted: unreadable
+	case err != nil:
+		return nil, err
+	case len(out) != 32:
+		return nil, nil
+	}
+	return new(uint256.Int).SetBytes32(out), nil
+}

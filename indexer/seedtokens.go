@@ -179,7 +179,18 @@ func (ts *tokenSeed) publish(ctx context.Context, holders []common.Address, logs
 	balidx.SortChanges(changes)
 	token := ts.token.Contract
 	page := &balidx.SeedPage{Token: &token, LogsFrom: logsFrom}
-	page.Last = ts.last && page.TokenDone(s.block.Number)
+	if page.TokenDone(s.block.Number) {
+		// The applier makes the token's coverage full only if the amounts
+		// seeded add up to its total supply: no holder was missed.
+		page.Last = ts.last
+		err := s.ix.retrying(ctx, "read the total supply", func() (err error) {
+			page.TotalSupply, err = s.ix.cfg.Node.TotalSupply(ctx, token, s.hash)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	d, err := s.publish(ctx, changes, page)
 	if err != nil {
 		return nil, err

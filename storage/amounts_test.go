@@ -156,9 +156,11 @@ func TestSeedPages(t *testing.T) {
 
 // A seed's token pages: a holder found again (a chunk of logs read again
 // after a restart) restates the same amount and changes nothing, another
-// amount is refused; the token's last page makes its coverage full — an
-// absent holder holds 0, and a later change of one must start from 0 —
-// while a token the seed did not cover stays partial.
+// amount is refused; the token's last page makes its coverage full when
+// the amounts seeded add up to its total supply — an absent holder holds
+// 0, and a later change of one must start from 0 — and a token whose
+// amounts fall short of it (a holder without a Transfer log) stays
+// partial.
 func TestSeedTokenPages(t *testing.T) {
 	s := mustStore(t, 1)
 	seedBlock := balidx.Block{Number: 100, Hash: common.Hash{0xaa}, ParentHash: common.Hash{0xa9}}
@@ -168,17 +170,20 @@ func TestSeedTokenPages(t *testing.T) {
 		p.Page, p.Tokens = n, list
 		return balidx.Delta{ChainID: 1, Block: seedBlock, Seed: &p, Changes: changes, LastSeq: seq}
 	}
-	ta := tokA
+	ta, tb := tokA, tokB
+	nine, ten := u(9), u(10)
+	carol := common.HexToAddress("0x00000000000000000000000000000000000ca401")
 	pages := []balidx.Delta{
 		page(1, 1, balidx.SeedPage{}, balidx.Change{Account: alice, Asset: balidx.NativeAsset, Post: u(5)}),
 		page(2, 2, balidx.SeedPage{Token: &ta, LogsFrom: 50}, balidx.Change{Account: bob, Asset: tokA, Post: u(7)}),
-		page(3, 3, balidx.SeedPage{Token: &ta, LogsFrom: 101, Last: true},
+		page(3, 3, balidx.SeedPage{Token: &ta, LogsFrom: 101, TotalSupply: &nine},
 			balidx.Change{Account: alice, Asset: tokA, Post: u(2)}, balidx.Change{Account: bob, Asset: tokA, Post: u(7)}),
+		page(4, 4, balidx.SeedPage{Token: &tb, LogsFrom: 101, TotalSupply: &ten, Last: true}, balidx.Change{Account: carol, Asset: tokB, Post: u(4)}),
 	}
 	if _, err := s.Apply(pages[:2]); err != nil {
 		t.Fatal(err)
 	}
-	differs := page(3, 3, balidx.SeedPage{Token: &ta, LogsFrom: 101, Last: true}, balidx.Change{Account: bob, Asset: tokA, Post: u(8)})
+	differs := page(3, 3, balidx.SeedPage{Token: &ta, LogsFrom: 101}, balidx.Change{Account: bob, Asset: tokA, Post: u(8)})
 	if _, err := s.Apply([]balidx.Delta{differs}); !errors.Is(err, ErrPreMismatch) {
 		t.Fatalf("a holder restated with another amount: %v, want ErrPreMismatch", err)
 	}
@@ -186,14 +191,13 @@ func TestSeedTokenPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := res.Meta; !m.HasTrusted || m.SeededTokens != 1 || m.TokenBalances != 2 {
+	if m := res.Meta; !m.HasTrusted || m.SeededTokens != 1 || m.TokenBalances != 3 {
 		t.Fatalf("after the seed: %+v", m)
 	}
 	if _, seeded, err := s.SeededTokens(); err != nil || len(seeded) != 1 || seeded[0] != tokA {
 		t.Fatalf("seeded tokens: %v %v", seeded, err)
 	}
-	carol := common.HexToAddress("0x00000000000000000000000000000000000ca401")
-	next := blk(101, 4, balidx.Change{Account: carol, Asset: tokB, Pre: u(4), Post: u(5)})
+	next := blk(101, 5, balidx.Change{Account: carol, Asset: tokB, Pre: u(4), Post: u(5)})
 	next.ParentHash = seedBlock.Hash
 	if _, err := s.Apply([]balidx.Delta{next}); err != nil {
 		t.Fatal(err)
@@ -213,7 +217,7 @@ func TestSeedTokenPages(t *testing.T) {
 	}
 	// A change of a seeded token from an amount the seed says is 0: the
 	// token's amounts were not exact, and it is withheld.
-	wrong := blk(102, 5, balidx.Change{Account: carol, Asset: tokA, Pre: u(1), Post: u(2)})
+	wrong := blk(102, 6, balidx.Change{Account: carol, Asset: tokA, Pre: u(1), Post: u(2)})
 	wrong.ParentHash = next.Hash
 	res, err = s.Apply([]balidx.Delta{wrong})
 	if err != nil || len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0].Contract != tokA || res.NewlyWithheld[0].Reason != balidx.Inconsistent {

@@ -146,6 +146,11 @@ func (a *applyTx) seedPage(b *balidx.Delta) error {
 		if err := a.change(b, c); err != nil {
 			return err
 		}
+		if c.Asset != balidx.NativeAsset {
+			if err := a.seedSum(c); err != nil {
+				return err
+			}
+		}
 	}
 	for _, w := range b.Withheld { // a token the seed found it cannot keep exact
 		if err := a.withhold(b, w.Asset, w.Reason); err != nil {
@@ -153,7 +158,7 @@ func (a *applyTx) seedPage(b *balidx.Delta) error {
 		}
 	}
 	if b.Seed.TokenDone(b.Number) {
-		if err := a.seeded(b.Number, *b.Seed.Token); err != nil {
+		if err := a.seeded(b.Number, *b.Seed.Token, b.Seed.TotalSupply); err != nil {
 			return err
 		}
 	}
@@ -166,21 +171,45 @@ func (a *applyTx) seedPage(b *balidx.Delta) error {
 	return nil
 }
 
-// seeded marks token as covered wholly from block n on: a seed read every
-// holder of its Transfer logs.
-func (a *applyTx) seeded(n uint64, token common.Address) error {
-	v := binary.BigEndian.AppendUint64(nil, n)
-	old := a.tokens.Get(token[:])
-	if len(old) == 9 && old[8] == tokenSeeded {
-		return nil
+// seedSum adds a newly seeded amount of c's token to the sum of its
+// amounts seeded, kept in its bucketTokens value until its last page.
+func (a *applyTx) seedSum(c *balidx.Change) error {
+	v := a.tokens.Get(c.Asset[:]) // registered by change
+	var sum uint256.Int
+	if len(v) == 9+32 && v[8] == tokenSeeding {
+		sum.SetBytes32(v[9:])
 	}
-	if len(old) >= 8 {
-		v = append(v[:0], old[:8]...)
+	if _, overflow := sum.AddOverflow(&sum, &c.Post); overflow {
+		return fmt.Errorf("%w: the amounts seeded of token %s add up to more than 2^256", ErrPreMismatch, c.Asset.Hex())
 	}
-	if err := a.tokens.Put(token[:], append(v, tokenSeeded)); err != nil {
+	b32 := sum.Bytes32()
+	return a.tokens.Put(c.Asset[:], append(append(slices.Clone(v[:8]), tokenSeeding), b32[:]...))
+}
+
+// seeded ends the seed of token at block n: its coverage is full from n
+// when its amounts seeded add up to its total supply — no holder was
+// missed — and partial otherwise (a holder got some without a Transfer
+// log, or the total is unreadable).
+func (a *applyTx) seeded(n uint64, token common.Address, total *uint256.Int) error {
+	v := a.tokens.Get(token[:])
+	if len(v) == 9 && v[8] == tokenSeeded {
+		return nil // a page applied again
+	}
+	var sum uint256.Int
+	if len(v) == 9+32 && v[8] == tokenSeeding {
+		sum.SetBytes32(v[9:])
+	}
+	mark := binary.BigEndian.AppendUint64(nil, n)
+	if len(v) >= 8 {
+		mark = slices.Clone(v[:8])
+	}
+	if total != nil && sum == *total {
+		mark = append(mark, tokenSeeded)
+		a.m.SeededTokens++
+	}
+	if err := a.tokens.Put(token[:], mark); err != nil {
 		return fmt.Errorf("seed of block %d: token %s: %w", n, token.Hex(), err)
 	}
-	a.m.SeededTokens++
 	return nil
 }
 

@@ -32,9 +32,10 @@ var (
 	bucketWithheld = []byte("withheld")
 	// bucketTokens holds every token the snapshot has seen a change of, or
 	// seeded: contract → the first block with one (8 bytes, big-endian),
-	// then, for a token a seed covers wholly, the byte tokenSeeded. It says
-	// which tokens are indexed, and which fully, without a scan of the
-	// balances.
+	// then, for a token a seed covers wholly, the byte tokenSeeded (while a
+	// seed reads it, tokenSeeding and the sum of its amounts seeded, 32
+	// bytes). It says which tokens are indexed, and which fully, without a
+	// scan of the balances.
 	bucketTokens = []byte("tokens")
 
 	keyFormat        = []byte("format")
@@ -51,8 +52,12 @@ var (
 	keySeededTokens  = []byte("seeded_tokens")
 )
 
-// tokenSeeded marks, in bucketTokens, a token whose holders a seed read.
-const tokenSeeded = 1
+// The marks of a token in bucketTokens: a seed read its holders, and their
+// amounts add up to its total supply; a seed is reading them.
+const (
+	tokenSeeded  = 1
+	tokenSeeding = 2
+)
 
 // Config opens a Store.
 type Config struct {

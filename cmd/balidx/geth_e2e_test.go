@@ -227,6 +227,7 @@ type gethProc struct {
 	// noPreimages runs a full node without --cache.preimages (not an
 	// archive): it cannot name the accounts of its state.
 	noPreimages bool
+	args        []string // more flags
 	cmd         *exec.Cmd
 	logs        *testio.Buffer
 }
@@ -251,7 +252,7 @@ func (g *gethProc) start(tb testing.TB) {
 	if g.httpPort != 0 {
 		args = append(args, "--http", "--http.addr", "127.0.0.1", "--http.port", fmt.Sprint(g.httpPort), "--http.api", "eth,net,web3")
 	}
-	g.cmd = exec.Command(g.bin, args...)
+	g.cmd = exec.Command(g.bin, append(args, g.args...)...)
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with the test, however it ends
 	g.logs = &testio.Buffer{}
 	g.cmd.Stdout, g.cmd.Stderr = g.logs, g.logs

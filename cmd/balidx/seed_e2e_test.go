@@ -9,12 +9,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/balidx/balidx/indexer"
+	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/balidx/balidx/internal/poll"
 	"github.com/balidx/balidx/internal/testaddr"
 	"github.com/balidx/balidx/internal/testio"
@@ -70,16 +72,19 @@ func TestGethAccountRange(t *testing.T) {
 	}
 }
 
-// A node started from the whole state at block N (--seed) agrees with one
-// indexed from genesis at every later block: the same digest, every
-// account's balance the chain's. Its seed is cut short after its first
-// page and resumed by a restart, from the stream's last page.
+// A node started from the whole state at block N (--seed, with a token list
+// of a plain token and a fee-on-transfer one) agrees with one indexed from
+// genesis at every later block: the same digest, every account's balance
+// the chain's, no mismatch in an audit. Its seed is cut short after its
+// first page and resumed by a restart, from the stream's last page. geth
+// refuses log ranges over 4 blocks: the scan's span adapts. The seeded
+// tokens' coverage is full, a token deployed after N is partial.
 func TestSeededStartAgreesWithGenesis(t *testing.T) {
 	gethBin := os.Getenv("BALIDX_GETH")
 	if gethBin == "" {
 		t.Skip("BALIDX_GETH is not set: `make test` builds geth and runs this test")
 	}
-	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir(), onDemand: true}
+	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir(), onDemand: true, args: []string{"--rpc.rangelimit", "4"}}
 	g.start(t)
 	t.Cleanup(func() { g.stop(t) })
 	ctx := context.Background()
@@ -89,22 +94,47 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 	send := func(to common.Address, wei int64) common.Hash {
 		return sender.send(t, map[string]any{"to": to, "value": (*hexutil.Big)(big.NewInt(wei)), "gas": hexutil.Uint64(21000)})
 	}
+	deploy := func(name string, feeBps int64) (common.Address, uint64) {
+		r := sender.mined(t, sender.call(t, nil, nil, devchain.TokenDeployment(name, feeBps)))
+		return r.ContractAddress, r.BlockNumber.Uint64()
+	}
+	token := func(tok common.Address, method string, to common.Address, amount int64) common.Hash {
+		return sender.call(t, &tok, nil, devchain.TokenCall(method, to, big.NewInt(amount)))
+	}
+	plain, plainAt := deploy("Seed Token", 0)
+	fee, _ := deploy("Seed Fee Token", 100)
 	var last common.Hash
+	var holders []common.Address
 	for i := range 12 {
-		last = send(common.BigToAddress(big.NewInt(int64(i+1)<<40)), int64(i+1)*1e12)
+		h := common.BigToAddress(big.NewInt(int64(i+1) << 40))
+		holders = append(holders, h)
+		last = send(h, int64(i+1)*1e12)
+		token(plain, "mint", h, int64(i+1)*1000)
+		if i%3 == 0 {
+			token(fee, "mint", dev, 1e6)
+			last = token(fee, "transfer", h, int64(i+1)*500)
+		}
 	}
 	seedAt := mined(last)
-	for i := range 6 { // after the seed's block: some accounts change, one is new
-		last = send(common.BigToAddress(big.NewInt(int64(i*2+1)<<40)), 7)
+	late, _ := deploy("Late Token", 0) // after the seed's block, not in its list
+	for i := range 6 {                 // after the seed's block: some accounts change, one is new
+		last = send(holders[i*2], 7)
+		token(plain, "mint", holders[i*2], 5)
+		last = token(late, "mint", holders[i], 100)
 	}
+	last = token(fee, "transfer", holders[1], 300)
 	last = send(common.HexToAddress("0x00000000000000000000000000000000000a17e7"), 99)
 	mined(send(dev, 0)) // one block more: the last of the activity is trusted
 	lastActivity := mined(last)
+	list := filepath.Join(t.TempDir(), "tokens.txt")
+	if err := os.WriteFile(list, fmt.Appendf(nil, "# the seed's tokens\n%s %d\n\n%s   # logs from block 0\n", plain.Hex(), plainAt, strings.ToLower(fee.Hex())), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	genesisNode := startBalidx(t, "run", "--rpc", g.url(), "--data", t.TempDir(), "--confirmations", "1")
 	defer genesisNode.stop(t)
 	seededData := t.TempDir()
-	args := []string{"--rpc", g.url(), "--data", seededData, "--confirmations", "1", "--start-block", strconv.FormatUint(seedAt, 10), "--seed", "--seed-page", "1"}
+	args := []string{"--rpc", g.url(), "--data", seededData, "--confirmations", "1", "--start-block", strconv.FormatUint(seedAt, 10), "--seed", "--seed-page", "1", "--seed-tokens", list, "--log-level", "info"}
 	first := startBalidx(t, "run", args...)
 	poll.Until(t, 30*time.Second, func() error {
 		if v := metric(t, first.admin, "balidx_indexer_seed_accounts_total"); v == "" || v == "0" {
@@ -143,7 +173,36 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 		t.Fatalf("the restart published no seed page (the first run had read %s accounts): the cut did not fall inside the seed", cutAt)
 	}
 	t.Logf("seeded at block %d: %s accounts before the cut, %s after; both nodes at block %d, digest %s", seedAt, cutAt, resumed, stSeeded.Trusted.Number, stSeeded.Snapshot.Digest)
-	checkEveryBalance(t, chainView{eth: eth, rpc: rc}, seeded.http, stSeeded)
+	full := []string{plain.Hex(), fee.Hex()}
+	slices.Sort(full)
+	if fmt.Sprint(stSeeded.Coverage.FullTokens) != fmt.Sprint(full) || len(stGenesis.Coverage.FullTokens) != 0 {
+		t.Fatalf("full tokens: seeded %v, want %v; from genesis %v, want none", stSeeded.Coverage.FullTokens, full, stGenesis.Coverage.FullTokens)
+	}
+	if v := metric(t, seeded.admin, "balidx_indexer_seed_holders_total"); v == "" || v == "0" {
+		t.Fatalf("no token holder read by the seed (%q)", v)
+	}
+	if !strings.Contains(seeded.stderr.String(), "halving the span") {
+		t.Fatalf("geth refuses log ranges over 4 blocks, yet the seed's span never halved:\n%s", seeded.stderr)
+	}
+	chain := chainView{eth: eth, rpc: rc, tokens: []common.Address{plain, fee, late}, holders: holders}
+	checkEveryBalance(t, chain, seeded.http, stSeeded)
+	checkEveryBalance(t, chain, genesisNode.http, stGenesis)
+	// A holder never seen: 0 of a seeded token, unknown of the late one —
+	// and the answer says which.
+	var ans struct {
+		Coverage struct {
+			FullTokens []string `json:"full_tokens"`
+		} `json:"coverage"`
+	}
+	if err := getJSON("http://"+seeded.http+"/v1/balances/0x00000000000000000000000000000000000000e1", &ans); err != nil || fmt.Sprint(ans.Coverage.FullTokens) != fmt.Sprint(full) {
+		t.Fatalf("an answer's coverage: %+v %v, want full tokens %v", ans, err, full)
+	}
+	for _, n := range []*instance{seeded, genesisNode} {
+		var out strings.Builder
+		if err := run(ctx, []string{"audit", "--rpc", g.url(), "--admin", n.admin}, func(string) string { return "" }, &out, io.Discard); err != nil {
+			t.Fatalf("audit: %v\n%s", err, out.String())
+		}
+	}
 
 	// The seed is on the stream like any block: a rebuild from the stream
 	// alone makes the same snapshot.
