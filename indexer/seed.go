@@ -55,7 +55,11 @@ func (ix *Indexer) seed(ctx context.Context, pub *events.Publisher, resume *even
 				ErrSeedListChanged, resume.Seed.Tokens, s.tokens)
 		}
 		at, s.page = resume.Seed, resume.Seed.Page+1
-		ix.cfg.Log.Info("resuming the seed", "block", n, "page", s.page)
+		if at.Token != nil {
+			ix.cfg.Log.Info("resuming the seed", "block", n, "page", s.page, "token", *at.Token, "logs_from", at.LogsFrom)
+		} else {
+			ix.cfg.Log.Info("resuming the seed", "block", n, "page", s.page)
+		}
 	} else {
 		ix.cfg.Log.Info("seeding the state", "block", n, "hash", h.Hash, "tokens", len(ix.cfg.SeedTokens))
 	}

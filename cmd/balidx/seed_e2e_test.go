@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -221,9 +222,10 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 	}
 }
 
-// A seed killed with SIGKILL at several moments, the process started again
-// each time, ends as a seed that was never interrupted: the same block and
-// digest, every balance the chain's.
+// A seed killed with SIGKILL at several moments — twice among the pages of
+// accounts, twice among the tokens' (reading logs or balances) — the
+// process started again each time, ends as a seed that was never
+// interrupted: the same block and digest, every balance the chain's.
 func TestSeedSurvivesSIGKILL(t *testing.T) {
 	gethBin := os.Getenv("BALIDX_GETH")
 	if gethBin == "" {
@@ -235,17 +237,33 @@ func TestSeedSurvivesSIGKILL(t *testing.T) {
 	t.Cleanup(func() { g.stop(t) })
 	rc, eth, dev := dialGeth(t, g.url())
 	sender := newDevSender(t, rc, eth, dev)
+	var tokens []common.Address
+	for i, name := range []string{"Kill Token", "Kill Fee Token"} {
+		tokens = append(tokens, sender.mined(t, sender.call(t, nil, nil, devchain.TokenDeployment(name, int64(i)*100))).ContractAddress)
+	}
 	var last common.Hash
+	var holders []common.Address
 	for i := range 60 {
-		last = sender.send(t, map[string]any{"to": common.BigToAddress(big.NewInt(int64(i+1) << 42)), "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e9)), "gas": hexutil.Uint64(21000)})
+		h := common.BigToAddress(big.NewInt(int64(i+1) << 42))
+		holders = append(holders, h)
+		last = sender.send(t, map[string]any{"to": h, "value": (*hexutil.Big)(big.NewInt(int64(i+1) * 1e9)), "gas": hexutil.Uint64(21000)})
+		last = sender.call(t, &tokens[i%2], nil, devchain.TokenCall("mint", h, big.NewInt(int64(i+1)*1000)))
+		if i%5 == 0 { // a block of its own: more blocks of logs to scan
+			sender.mined(t, last)
+		}
 	}
 	seedAt := sender.mined(t, last).BlockNumber.Uint64()
 	sender.mined(t, sender.send(t, map[string]any{"to": dev, "value": (*hexutil.Big)(big.NewInt(0)), "gas": hexutil.Uint64(21000)})) // trusts seedAt
 
-	// Pages of one account, at most 10 pages a second: a seed of ~90 pages
-	// takes ~9 s, and each kill falls inside it.
+	// Pages of one account, logs of 2 blocks at a time, at most 10
+	// requests a second: a seed of ~90 pages of accounts takes ~9 s, the
+	// tokens' ~10 s more.
+	list := filepath.Join(t.TempDir(), "tokens.txt")
+	if err := os.WriteFile(list, fmt.Appendf(nil, "%s\n%s\n", tokens[0].Hex(), tokens[1].Hex()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	seedArgs := []string{"--rpc", g.url(), "--confirmations", "1", "--start-block", strconv.FormatUint(seedAt, 10),
-		"--seed", "--seed-page", "1", "--seed-rate", "10"}
+		"--seed", "--seed-page", "1", "--seed-rate", "10", "--seed-tokens", list, "--seed-log-span", "2"}
 	reference := startBalidx(t, "run", append(seedArgs, "--data", t.TempDir())...)
 	defer reference.stop(t)
 
@@ -258,8 +276,19 @@ func TestSeedSurvivesSIGKILL(t *testing.T) {
 	var logs testio.Buffer
 	rng := rand.New(rand.NewPCG(4, 2))
 	const kills = 4
-	for range kills {
+	for range 2 { // among the accounts
 		killAfter(t, time.Duration(2000+rng.IntN(1000))*time.Millisecond, startBin(t, bin, args, &logs))
+	}
+	for range 2 { // among the tokens: once this process reads one, at a random moment of it
+		seen := strings.Count(logs.String(), "seeding a token")
+		cmd := startBin(t, bin, args, &logs)
+		poll.Until(t, time.Minute, func() error {
+			if strings.Count(logs.String(), "seeding a token") == seen {
+				return errors.New("not among the tokens yet")
+			}
+			return nil
+		})
+		killAfter(t, time.Duration(300+rng.IntN(1500))*time.Millisecond, cmd)
 	}
 	cmd := startBin(t, bin, args, &logs)
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
@@ -282,9 +311,13 @@ func TestSeedSurvivesSIGKILL(t *testing.T) {
 			kills, got.Trusted, got.Snapshot.Digest, got.Snapshot.Accounts, want.Trusted, want.Snapshot.Digest, want.Snapshot.Accounts, logs.String())
 	}
 	resumed := strings.Count(logs.String(), "resuming the seed")
-	if resumed < 2 {
-		t.Fatalf("%d starts resumed a seed cut short: the kills fell outside it\n%s", resumed, logs.String())
+	inTokens := len(regexp.MustCompile(`resuming the seed.* token=0x`).FindAllString(logs.String(), -1))
+	if resumed < kills || inTokens < 2 {
+		t.Fatalf("%d starts resumed a seed cut short, %d among the tokens: the kills fell outside it\n%s", resumed, inTokens, logs.String())
 	}
 	t.Logf("%d kills, %d starts resumed a seed cut short; block %d, digest %s, as the uninterrupted seed", kills, resumed, got.Trusted.Number, got.Snapshot.Digest)
-	checkEveryBalance(t, chainView{eth: eth, rpc: rc}, httpAddr, got)
+	if len(got.Coverage.FullTokens) != 2 || fmt.Sprint(got.Coverage) != fmt.Sprint(want.Coverage) {
+		t.Fatalf("coverage after the kills %+v, uninterrupted %+v: want both tokens full", got.Coverage, want.Coverage)
+	}
+	checkEveryBalance(t, chainView{eth: eth, rpc: rc, tokens: tokens, holders: holders}, httpAddr, got)
 }
