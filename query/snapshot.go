@@ -132,8 +132,17 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 	}
 	var withheld []storage.WithheldToken
 	prev := s.view.Load()
-	if prev != nil {
+	switch {
+	case prev != nil:
 		withheld = prev.withheld
+	case res.Meta.HasTrusted && res.Meta.Withheld > 0:
+		// The first block served, after a seed whose pages (not served)
+		// withheld tokens: the list is read whole.
+		var err error
+		if _, withheld, err = s.store.Withheld(); err != nil {
+			s.log.Error("withheld tokens not read", "err", err)
+		}
+		res.NewlyWithheld = nil
 	}
 	if len(res.NewlyWithheld) > 0 {
 		withheld = slices.Concat(withheld, res.NewlyWithheld)
