@@ -28,11 +28,11 @@ func TestTokenCoverageInAnswers(t *testing.T) {
 	t.Cleanup(snap.Close)
 	u := func(v uint64) uint256.Int { return *uint256.NewInt(v) }
 	seed := balidx.Block{Number: 7, Hash: common.Hash{7}, Timestamp: uint64(time.Now().Unix())}
-	ta, list := tokA, common.Hash{0xee}
+	ta, list, one := tokA, common.Hash{0xee}, u(1) // tokA's amounts seeded add up to its total supply
 	for _, d := range []balidx.Delta{
 		{ChainID: 1, Block: seed, LastSeq: 1, Seed: &balidx.SeedPage{Page: 1, Tokens: list},
 			Changes: []balidx.Change{{Account: holder, Asset: balidx.NativeAsset, Post: u(5)}}},
-		{ChainID: 1, Block: seed, LastSeq: 2, Seed: &balidx.SeedPage{Page: 2, Tokens: list, Token: &ta, LogsFrom: 8, Last: true},
+		{ChainID: 1, Block: seed, LastSeq: 2, Seed: &balidx.SeedPage{Page: 2, Tokens: list, Token: &ta, LogsFrom: 8, TotalSupply: &one, Last: true},
 			Changes: []balidx.Change{{Account: holder, Asset: tokA, Post: u(1)}}},
 		{ChainID: 1, Block: balidx.Block{Number: 8, Hash: common.Hash{8}, ParentHash: seed.Hash, Timestamp: uint64(time.Now().Unix())}, LastSeq: 3,
 			Changes: []balidx.Change{{Account: holder, Asset: tokB, Pre: u(2), Post: u(3)}}},
