@@ -15,7 +15,7 @@ GETH    := bin/geth
 NATS    := bin/nats-server
 RACE    ?= -race
 
-.PHONY: all build run test vet lint e2e crash chaos fuzz bench clean image
+.PHONY: all build run test vet lint e2e crash chaos fuzz bench bench-seed clean image
 
 all: build
 
@@ -98,6 +98,11 @@ bench:
 	$(GO) test -vet=off -run XXX -bench 'Apply$$' -benchtime=10x -count=3 ./storage/ >> bin/bench-go.txt
 	cat bin/bench-go.txt
 	./bin/balidx-bench -geth $(GETH) -balidx $(BIN) -plot docs/latency-vs-load.svg -go-bench bin/bench-go.txt
+
+# The rate of a token seed: BALIDX_SEED_HOLDERS holders of one token on a
+# geth --dev, seeded through Multicall3 and in JSON-RPC batches (~2 min).
+bench-seed: $(GETH)
+	BALIDX_GETH=$(abspath $(GETH)) BALIDX_SEED_HOLDERS=$${BALIDX_SEED_HOLDERS:-50000} $(GO) test -count=1 -timeout 60m -run TestSeedHoldersRate -v ./cmd/balidx/
 
 # Crash safety: SIGKILL `balidx run` 100 times while geth makes blocks, then
 # compare with the chain and with a clean rebuild from the stream (~4 min).

@@ -55,9 +55,15 @@ type StatusHead struct {
 // assets an absent amount is a zero: the native coin's when Full, the
 // tokens of FullTokens (which a seed read), and no other token's.
 type StatusCoverage struct {
-	FromBlock  uint64   `json:"from_block"`
-	Full       bool     `json:"full"`
-	FullTokens []string `json:"full_tokens"`
+	FromBlock  uint64            `json:"from_block"`
+	Full       bool              `json:"full"`
+	FullTokens []StatusFullToken `json:"full_tokens"`
+}
+
+// StatusFullToken is a token whose coverage is full, from FromBlock on.
+type StatusFullToken struct {
+	Contract  string `json:"contract"`
+	FromBlock uint64 `json:"from_block"`
 }
 
 // StatusSnapshot describes the snapshot's contents.
@@ -82,13 +88,13 @@ func (s *Server) statusAt(v *view) *Status {
 	st := &Status{
 		ChainID:        m.ChainID,
 		Trusted:        StatusBlock{Number: m.Trusted.Number, Hash: m.Trusted.Hash.Hex(), Timestamp: m.Trusted.Timestamp},
-		Coverage:       StatusCoverage{FromBlock: m.CoverageFrom, Full: m.CoverageFull, FullTokens: make([]string, len(v.fullTokens))},
+		Coverage:       StatusCoverage{FromBlock: m.CoverageFrom, Full: m.CoverageFull, FullTokens: make([]StatusFullToken, len(v.fullTokens))},
 		Snapshot:       StatusSnapshot{Accounts: m.Accounts, TokenBalances: m.TokenBalances, Digest: m.Digest.Hex()},
 		Stale:          age(s.cfg.Now(), v) > s.cfg.StaleAfter,
 		WithheldTokens: make([]StatusWithheld, len(v.withheld)),
 	}
-	for i, t := range v.fullTokens {
-		st.Coverage.FullTokens[i] = t.Hex()
+	for i, t := range v.fullTokens { // seeded at the block coverage starts from
+		st.Coverage.FullTokens[i] = StatusFullToken{Contract: t.Hex(), FromBlock: m.CoverageFrom}
 	}
 	for i, w := range v.withheld {
 		st.WithheldTokens[i] = StatusWithheld{Contract: w.Contract.Hex(), Reason: w.Reason, SinceBlock: w.Since}

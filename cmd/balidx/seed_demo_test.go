@@ -61,7 +61,7 @@ func TestSeedOnTheSimulatedChain(t *testing.T) {
 	}
 	full := map[common.Address]bool{}
 	for _, c := range st.Coverage.FullTokens {
-		full[common.HexToAddress(c)] = true
+		full[common.HexToAddress(c.Contract)] = true
 	}
 	if !full[demo.Token] || !full[demo.FeeToken] || full[collector] {
 		t.Fatalf("full tokens %v: want the plain and the fee token, not the collector token", st.Coverage.FullTokens)

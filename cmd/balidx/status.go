@@ -82,8 +82,8 @@ func printStatus(w io.Writer, st *query.Status) {
 		fmt.Fprintf(w, "head         %d  (seen %s)  lag %d blocks\n", st.Head.Number, st.Head.SeenAt.Format(time.RFC3339), st.LagBlocks)
 	}
 	fmt.Fprintf(w, "coverage     from block %d, native full %v\n", st.Coverage.FromBlock, st.Coverage.Full)
-	if len(st.Coverage.FullTokens) > 0 {
-		fmt.Fprintf(w, "full tokens  %s\n", strings.Join(st.Coverage.FullTokens, ", "))
+	for _, t := range st.Coverage.FullTokens {
+		fmt.Fprintf(w, "full token   %s from block %d\n", t.Contract, t.FromBlock)
 	}
 	fmt.Fprintf(w, "snapshot     %d accounts, %d token balances, digest %s\n", st.Snapshot.Accounts, st.Snapshot.TokenBalances, st.Snapshot.Digest)
 	fmt.Fprintf(w, "stale        %v\n", st.Stale)
