@@ -35,6 +35,10 @@ func TestConfigPrecedence(t *testing.T) {
 }
 
 func TestConfigRefuses(t *testing.T) {
+	badList := filepath.Join(t.TempDir(), "tokens.txt")
+	if err := os.WriteFile(badList, []byte("not-an-address\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		cmd  string
@@ -54,6 +58,10 @@ func TestConfigRefuses(t *testing.T) {
 		{"flag of another command in file", "query", nil, "rpc: ws://x\n", `unknown key "rpc"`},
 		{"bad value in file", "run", []string{"--rpc", "ws://x"}, "confirmations: many\n", "confirmations"},
 		{"stray argument", "run", []string{"--rpc", "ws://x", "extra"}, "", "unexpected argument"},
+		{"seed tokens without a seed", "run", []string{"--rpc", "ws://x", "--seed-tokens", "/dev/null"}, "", "tokens are seeded with --seed only"},
+		{"a seed token list missing", "indexer", []string{"--rpc", "ws://x", "--seed", "--seed-tokens", "/nonexistent/tokens.txt"}, "", "--seed-tokens: bad token list"},
+		{"a bad seed token list", "run", []string{"--rpc", "ws://x", "--seed", "--seed-tokens", badList}, "", "line 1: want a 0x address"},
+		{"no log span", "run", []string{"--rpc", "ws://x", "--seed-log-span", "0"}, "", "--seed-log-span"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
