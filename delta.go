@@ -23,8 +23,11 @@ type Delta struct {
 	Withheld []Withheld
 	// Seed is set on a page of a seeded start: the state at Block, read
 	// from the node, published before Block+1 (events/FORMAT.md "Seeds").
-	Seed    *SeedPage
-	LastSeq uint64
+	Seed *SeedPage
+	// FullTokens are the tokens fully covered from this block on: first
+	// seen here, all their holders named by it (events/FORMAT.md).
+	FullTokens []common.Address
+	LastSeq    uint64
 }
 
 // SeedPage places one page of a seed. A seed is the native coin's

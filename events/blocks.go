@@ -126,7 +126,7 @@ func assemble(cur **balidx.Delta, d *BlockDelta, seq, chainID uint64, have []mes
 		if d.Part != 1 {
 			return fmt.Errorf("%w: stream seq %d is part %d of block %d without its first part", balidx.ErrPoisonedLog, seq, d.Part, d.Number)
 		}
-		b = &balidx.Delta{ChainID: d.ChainID, Block: d.Block, From: d.From, Withheld: d.Withheld, Seed: d.Seed}
+		b = &balidx.Delta{ChainID: d.ChainID, Block: d.Block, From: d.From, Withheld: d.Withheld, FullTokens: d.FullTokens, Seed: d.Seed}
 		*cur = b
 	} else if d.Number != b.Number || d.Hash != b.Hash || d.Part != len(have)+1 || d.Parts != have[0].Delta.Parts || (d.From == nil) != (b.From == nil) {
 		return fmt.Errorf("%w: stream seq %d is block %d part %d/%d while block %d part %d/%d was expected",

@@ -14,13 +14,16 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 )
 
-// Version is the BlockDelta format version this build writes. Version 2
-// added Withheld, version 3 Seed; this build reads versions 1 to 3 (a
-// version 1 message is a version 2 message without Withheld, a version 2
-// message a version 3 message without Seed). Only seed pages are written
-// as version 3: every other message stays version 2, which older readers
-// read.
-const Version = 3
+// Version is the newest BlockDelta format version this build writes.
+// Version 2 added Withheld, version 3 Seed, version 4 FullTokens; this
+// build reads versions 1 to 4 (each a later version without the fields it
+// added). A message is written in the oldest version that holds it: seed
+// pages as version 3, a block's first part naming full tokens as version
+// 4, every other message as version 2, which older readers read.
+const Version = 4
+
+// SeedVersion is the version of a seed page.
+const SeedVersion = 3
 
 // deltaVersion is the version of every message but a seed page.
 const deltaVersion = 2
@@ -65,6 +68,18 @@ type BlockDelta struct {
 	// are withheld from this block on: the indexer cannot keep them exact
 	// (Reason says why) and publishes no more changes of them.
 	Withheld []balidx.Withheld `json:"withheld,omitempty"`
+	// FullTokens, on a block's first part (version 4), lists the tokens
+	// whose coverage is full from this block on: none of their holders
+	// was published before, nobody held any before the block, and the
+	// holders the block names hold all of their supply.
+	FullTokens []common.Address `json:"full_tokens,omitempty"`
+}
+
+// FullFrom names, on parts of a block, the tokens fully covered from it.
+func FullFrom(parts []BlockDelta, full []common.Address) {
+	if len(full) > 0 {
+		parts[0].FullTokens, parts[0].Version = full, 4
+	}
 }
 
 // MsgID is the JetStream message id of a part, derived from (chain id,
@@ -152,6 +167,9 @@ func (d *BlockDelta) validate() error {
 		return fmt.Errorf("%w: %d", ErrUnsupportedVersion, d.Version)
 	case d.Version < 2 && len(d.Withheld) > 0:
 		return fmt.Errorf("%w: block %d: withheld tokens in a version %d message", ErrInvalidDelta, d.Number, d.Version)
+	case len(d.FullTokens) > 0 && (d.Version < 4 || d.Part != 1 || d.Seed != nil || d.From != nil || len(d.FullTokens) > MaxChangesPerPart ||
+		slices.Contains(d.FullTokens, balidx.NativeAsset) || hasDuplicates(d.FullTokens)):
+		return fmt.Errorf("%w: block %d: full tokens on a version 4 block's first part only (no seed page, no correction), each once, at most %d, none the native coin", ErrInvalidDelta, d.Number, MaxChangesPerPart)
 	case d.Seed != nil && (d.Version < 3 || d.Parts != 1 || d.From != nil || d.Seed.Page < 1):
 		return fmt.Errorf("%w: block %d: a seed page must be version 3, one part, no correction, page ≥ 1", ErrInvalidDelta, d.Number)
 	case d.Seed != nil && len(d.Withheld) > 0 && (len(d.Withheld) != 1 || !d.Seed.TokenDone(d.Number) || d.Withheld[0].Asset != *d.Seed.Token || len(d.Changes) > 0):
@@ -202,4 +220,15 @@ func (d *BlockDelta) validate() error {
 // Subject is the subject the deltas of a chain are published on.
 func Subject(chainID uint64) string {
 	return "balidx.blocks." + strconv.FormatUint(chainID, 10)
+}
+
+func hasDuplicates(ts []common.Address) bool {
+	seen := make(map[common.Address]struct{}, len(ts))
+	for _, t := range ts {
+		if _, dup := seen[t]; dup {
+			return true
+		}
+		seen[t] = struct{}{}
+	}
+	return false
 }

@@ -105,7 +105,7 @@ func TestGoldenCorrection(t *testing.T) {
 // seedPage is sampleDelta as a seed page: its changes of asset (pre 0).
 func seedPage(asset common.Address, page *balidx.SeedPage) BlockDelta {
 	d := sampleDelta()
-	d.Version, d.Withheld, d.Changes = Version, nil, d.Changes[:1]
+	d.Version, d.Withheld, d.Changes = SeedVersion, nil, d.Changes[:1]
 	d.Changes[0].Pre, d.Changes[0].Asset = uint256.Int{}, asset
 	d.Seed = page
 	return d
@@ -186,6 +186,36 @@ func TestGoldenSeedPage(t *testing.T) {
 	}
 }
 
+// A block naming the tokens fully covered from it is version 4 (FullFrom);
+// one without stays version 2.
+func TestGoldenFullTokens(t *testing.T) {
+	token := common.HexToAddress("0x5fbdb2315678afecb367f032d93f642f64180aa3")
+	parts := Split(1337, sampleDelta().Block, sampleDelta().Changes, nil)
+	FullFrom(parts, nil)
+	if parts[0].Version != deltaVersion || parts[0].FullTokens != nil {
+		t.Fatalf("no full token: version %d", parts[0].Version)
+	}
+	FullFrom(parts, []common.Address{token})
+	back := checkGolden(t, "full-v4.golden.json", &parts[0])
+	if back.Version != 4 || len(back.FullTokens) != 1 || back.FullTokens[0] != token {
+		t.Fatalf("round trip: %+v", back)
+	}
+	for name, mut := range map[string]func(d *BlockDelta){
+		"version 3":        func(d *BlockDelta) { d.Version = 3 },
+		"the native coin":  func(d *BlockDelta) { d.FullTokens = []common.Address{{}} },
+		"twice":            func(d *BlockDelta) { d.FullTokens = []common.Address{token, token} },
+		"on a second part": func(d *BlockDelta) { d.Part, d.Parts = 2, 2 },
+		"on a correction":  func(d *BlockDelta) { d.From = &balidx.BlockRef{Number: 1, Hash: common.Hash{1}} },
+	} {
+		bad := parts[0]
+		bad.FullTokens = []common.Address{token}
+		mut(&bad)
+		if _, err := Encode(&bad); !errors.Is(err, ErrInvalidDelta) {
+			t.Errorf("%s: encoded (%v)", name, err)
+		}
+	}
+}
+
 func TestDecodeRefuses(t *testing.T) {
 	good, err := Encode(ptr(sampleDelta()))
 	if err != nil {
@@ -199,7 +229,7 @@ func TestDecodeRefuses(t *testing.T) {
 	}{
 		{"not json", "nope", ErrInvalidDelta},
 		{"no version", `{"chain_id":1}`, ErrInvalidDelta},
-		{"future version", strings.Replace(s, `"version":2`, `"version":4`, 1), ErrUnsupportedVersion},
+		{"future version", strings.Replace(s, `"version":2`, `"version":5`, 1), ErrUnsupportedVersion},
 		{"version 0", strings.Replace(s, `"version":2`, `"version":0`, 1), ErrUnsupportedVersion},
 		{"withheld in version 1", strings.Replace(s, `"version":2`, `"version":1`, 1), ErrInvalidDelta},
 		{"withheld on part 2", strings.Replace(strings.Replace(s, `"parts":1`, `"parts":2`, 1), `"part":1`, `"part":2`, 1), ErrInvalidDelta},

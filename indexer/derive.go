@@ -33,16 +33,17 @@ type deriver struct {
 type amounts struct{ pre, post uint256.Int }
 
 // changes returns every balance that block h changed, sorted by account then
-// asset, so that the same block always derives the same parts, and the
-// tokens withheld from this block on.
-func (d *deriver) changes(ctx context.Context, h *NodeBlock) ([]balidx.Change, []balidx.Withheld, error) {
+// asset, so that the same block always derives the same parts, the tokens
+// withheld from this block on, and the tokens fully covered from it on
+// (born.go).
+func (d *deriver) changes(ctx context.Context, h *NodeBlock) ([]balidx.Change, []balidx.Withheld, []common.Address, error) {
 	native, changed, err := d.native(ctx, h)
 	if err != nil {
-		return nil, nil, fmt.Errorf("block %d native balances: %w", h.Number, err)
+		return nil, nil, nil, fmt.Errorf("block %d native balances: %w", h.Number, err)
 	}
-	tokens, withheld, err := d.tokens(ctx, h, changed)
+	tokens, withheld, full, err := d.tokens(ctx, h, changed)
 	if err != nil {
-		return nil, nil, fmt.Errorf("block %d token balances: %w", h.Number, err)
+		return nil, nil, nil, fmt.Errorf("block %d token balances: %w", h.Number, err)
 	}
 	out := make([]balidx.Change, 0, len(native)+len(tokens))
 	add := func(account, asset common.Address, a *amounts) {
@@ -57,7 +58,7 @@ func (d *deriver) changes(ctx context.Context, h *NodeBlock) ([]balidx.Change, [
 		add(k.Holder, k.Token, a)
 	}
 	balidx.SortChanges(out)
-	return out, withheld, nil
+	return out, withheld, full, nil
 }
 
 // native follows every account's balance through the block's transactions

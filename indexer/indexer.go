@@ -312,11 +312,12 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 	start := ix.cfg.Now()
 	var changes []balidx.Change
 	var withheld []balidx.Withheld
+	var full []common.Address
 	before := ix.derive.stats
 	if cur.next == 0 {
 		changes, err = genesisChanges(ctx, ix.cfg.Node, ix.cfg.GenesisFile, h)
 	} else {
-		changes, withheld, err = ix.derive.changes(ctx, h)
+		changes, withheld, full, err = ix.derive.changes(ctx, h)
 	}
 	ix.metrics.tokenWork(before, ix.derive.stats)
 	if err != nil {
@@ -324,6 +325,7 @@ func (ix *Indexer) publishBlock(ctx context.Context, pub *events.Publisher, cur 
 	}
 	block := h.Block()
 	parts := events.Split(ix.chainID, block, changes, withheld)
+	events.FullFrom(parts, full)
 	if cur.skipParts > 0 {
 		if cur.skipParts > len(parts) {
 			return false, fmt.Errorf("%w: block %d derives to %d parts, the stream holds %d of it", ErrBadAnswer, cur.next, len(parts), cur.skipParts)

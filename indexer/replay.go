@@ -133,7 +133,7 @@ func Replay(ctx context.Context, cfg ReplayConfig) (ReplayResult, error) {
 		if err != nil {
 			return res, err
 		}
-		changes, withheld, err := d.changes(ctx, h)
+		changes, withheld, _, err := d.changes(ctx, h)
 		if err != nil {
 			return res, err
 		}

@@ -218,7 +218,7 @@ type seeding struct {
 // page, the token).
 func (s *seeding) publish(ctx context.Context, changes []balidx.Change, page *balidx.SeedPage, withheld ...balidx.Withheld) (*events.BlockDelta, error) {
 	page.Page, page.Tokens = s.page, s.tokens
-	d := events.BlockDelta{Version: events.Version, ChainID: s.ix.chainID, Block: s.block, Part: 1, Parts: 1, Changes: changes, Seed: page, Withheld: withheld}
+	d := events.BlockDelta{Version: events.SeedVersion, ChainID: s.ix.chainID, Block: s.block, Part: 1, Parts: 1, Changes: changes, Seed: page, Withheld: withheld}
 	if err := s.ix.retrying(ctx, "publish seed page", func() error { return s.pub.Publish(ctx, []events.BlockDelta{d}) }); err != nil {
 		return nil, err
 	}

@@ -141,11 +141,12 @@ type blockTokens struct {
 
 // tokens returns the balances of every holder whose balance of a token
 // may have changed in block h, read with balanceOf at the block and at its
-// parent, and the tokens withheld from this block on.
-func (d *deriver) tokens(ctx context.Context, h *NodeBlock, changed map[common.Address]map[common.Hash]struct{}) (map[TokenQuery]*amounts, []balidx.Withheld, error) {
+// parent, the tokens withheld from this block on, and the tokens first
+// seen here whose coverage is full from here (born.go).
+func (d *deriver) tokens(ctx context.Context, h *NodeBlock, changed map[common.Address]map[common.Hash]struct{}) (map[TokenQuery]*amounts, []balidx.Withheld, []common.Address, error) {
 	logs, err := d.node.TransferLogs(ctx, h.Hash)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	bt := &blockTokens{d: d, h: h, changed: changed, named: map[common.Address][]common.Address{}}
 	for _, l := range logs {
@@ -175,14 +176,20 @@ func (d *deriver) tokens(ctx context.Context, h *NodeBlock, changed map[common.A
 	})
 	slices.SortFunc(candidates, func(a, b common.Address) int { return bytes.Compare(a[:], b[:]) })
 	var qs []TokenQuery
+	var born []common.Address // no holder of it published before this block
 	for _, t := range candidates {
+		tok := d.book.tokens[t]
+		isNew := tok == nil || len(tok.holders) == 0
 		holders, reason, err := bt.holders(ctx, t)
 		if err != nil {
-			return nil, nil, fmt.Errorf("token %s: %w", t.Hex(), err)
+			return nil, nil, nil, fmt.Errorf("token %s: %w", t.Hex(), err)
 		}
 		if reason != "" {
 			bt.withhold(t, reason)
 			continue
+		}
+		if isNew {
+			born = append(born, t)
 		}
 		for _, a := range holders {
 			qs = append(qs, TokenQuery{Token: t, Holder: a})
@@ -190,17 +197,22 @@ func (d *deriver) tokens(ctx context.Context, h *NodeBlock, changed map[common.A
 	}
 	out, unreadable, err := d.read(ctx, h, qs)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, t := range unreadable {
 		bt.withhold(t, balidx.Unreadable)
+		born = slices.DeleteFunc(born, func(b common.Address) bool { return b == t })
 		for q := range out {
 			if q.Token == t {
 				delete(out, q)
 			}
 		}
 	}
-	return out, bt.withheld, nil
+	full, err := d.bornFull(ctx, h, born, out)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return out, bt.withheld, full, nil
 }
 
 func (bt *blockTokens) withhold(t common.Address, reason balidx.Reason) {

@@ -39,7 +39,7 @@ func BenchmarkRebaseRefresh(b *testing.B) {
 			ctx := context.Background()
 			before, stats := exchanges(r.node), d.stats
 			for b.Loop() {
-				if _, _, err := d.changes(ctx, h); err != nil {
+				if _, _, _, err := d.changes(ctx, h); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -42,12 +42,12 @@ type view struct {
 	// fullTokens are the tokens whose absences are zeros (coverage.go).
 	// tailJSON renders both for answers of the default page.
 	withheld                []storage.WithheldToken
-	fullTokens              []common.Address
+	fullTokens              []storage.FullToken
 	tailJSON                []byte
 	blockHeader, hashHeader []string // X-Balidx-Block, -Hash (never mutated)
 }
 
-func newView(m storage.Meta, withheld []storage.WithheldToken, seeded []common.Address) *view {
+func newView(m storage.Meta, withheld []storage.WithheldToken, full []storage.FullToken) *view {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"number":`...)
 	b = strconv.AppendUint(b, m.Trusted.Number, 10)
@@ -58,10 +58,10 @@ func newView(m storage.Meta, withheld []storage.WithheldToken, seeded []common.A
 	b = append(b, '}')
 	v := &view{
 		meta: m, blockJSON: b, unknown: newEntry(common.Address{}, storage.Balances{}),
-		withheld: withheld, fullTokens: seeded,
+		withheld: withheld, fullTokens: full,
 		blockHeader: []string{strconv.FormatUint(m.Trusted.Number, 10)}, hashHeader: []string{m.Trusted.Hash.Hex()},
 	}
-	v.tailJSON = appendCoverage(appendWithheld(nil, withheld, defaultPage), seeded, defaultPage)
+	v.tailJSON = appendCoverage(appendWithheld(nil, withheld, defaultPage), full, defaultPage)
 	return v
 }
 

@@ -101,11 +101,11 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		seeded, err := seededTokens(cfg.Store, m, nil)
+		full, err := fullTokens(cfg.Store, m, nil)
 		if err != nil {
 			return nil, err
 		}
-		s.view.Store(newView(m, withheld, seeded))
+		s.view.Store(newView(m, withheld, full))
 	}
 	return s, nil
 }
@@ -148,13 +148,13 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 		withheld = slices.Concat(withheld, res.NewlyWithheld)
 		slices.SortFunc(withheld, func(x, y storage.WithheldToken) int { return bytes.Compare(x.Contract[:], y.Contract[:]) })
 	}
-	seeded, err := seededTokens(s.store, res.Meta, prev)
+	full, err := fullTokens(s.store, res.Meta, prev)
 	if err != nil {
-		// Read once, when the seed's last page is applied; a failure says
-		// less (partial), never more, and the next commit reads it again.
-		s.log.Error("seeded tokens not read: their coverage is answered partial", "err", err)
+		// Read when the list grows (rarely); a failure says less (partial),
+		// never more, and the next commit reads it again.
+		s.log.Error("full tokens not read: their coverage is answered partial", "err", err)
 	}
-	v := newView(res.Meta, withheld, seeded) // in contract order, as Store.Withheld lists them
+	v := newView(res.Meta, withheld, full) // in contract order, as Store.Withheld lists them
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !res.Meta.HasTrusted {
@@ -312,11 +312,11 @@ func (s *Snapshot) read(accounts []common.Address, out []storage.Balances) (v *v
 			return nil, false, err
 		}
 	}
-	seeded, err := seededTokens(s.store, m, s.view.Load())
+	full, err := fullTokens(s.store, m, s.view.Load())
 	if err != nil {
 		return nil, false, err
 	}
-	return newView(m, withheld, seeded), false, nil
+	return newView(m, withheld, full), false, nil
 }
 
 // current is the published view, or nil before the first block.

@@ -53,7 +53,7 @@ type StatusHead struct {
 
 // StatusCoverage says which blocks the snapshot covers, and for which
 // assets an absent amount is a zero: the native coin's when Full, the
-// tokens of FullTokens (which a seed read), and no other token's.
+// tokens of FullTokens, and no other token's.
 type StatusCoverage struct {
 	FromBlock  uint64            `json:"from_block"`
 	Full       bool              `json:"full"`
@@ -93,8 +93,8 @@ func (s *Server) statusAt(v *view) *Status {
 		Stale:          age(s.cfg.Now(), v) > s.cfg.StaleAfter,
 		WithheldTokens: make([]StatusWithheld, len(v.withheld)),
 	}
-	for i, t := range v.fullTokens { // seeded at the block coverage starts from
-		st.Coverage.FullTokens[i] = StatusFullToken{Contract: t.Hex(), FromBlock: m.CoverageFrom}
+	for i, t := range v.fullTokens {
+		st.Coverage.FullTokens[i] = StatusFullToken{Contract: t.Contract.Hex(), FromBlock: t.Since}
 	}
 	for i, w := range v.withheld {
 		st.WithheldTokens[i] = StatusWithheld{Contract: w.Contract.Hex(), Reason: w.Reason, SinceBlock: w.Since}

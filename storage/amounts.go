@@ -75,7 +75,7 @@ func (s *Store) ReadAmounts(q []Holding, out []Amount) (m Meta, err error) {
 				out[i].Withheld = decodeWithheld(h.Asset[:], withheld.Get(h.Asset[:]))
 			case tokens == nil || tokens.Get(h.Asset[:]) == nil:
 				out[i].Status = AmountTokenNotIndexed
-			case v == nil && !tokenFull(tokens.Get(h.Asset[:])):
+			case v == nil && !isFull(tokens.Get(h.Asset[:])):
 				out[i].Status = AmountHolderUnknown
 			default:
 				out[i].Value.SetBytes(v)

@@ -191,10 +191,10 @@ func TestSeedTokenPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := res.Meta; !m.HasTrusted || m.SeededTokens != 1 || m.TokenBalances != 3 {
+	if m := res.Meta; !m.HasTrusted || m.FullTokens != 1 || m.TokenBalances != 3 {
 		t.Fatalf("after the seed: %+v", m)
 	}
-	if _, seeded, err := s.SeededTokens(); err != nil || len(seeded) != 1 || seeded[0] != tokA {
+	if _, seeded, err := s.FullTokens(); err != nil || len(seeded) != 1 || seeded[0] != (FullToken{tokA, 100}) {
 		t.Fatalf("seeded tokens: %v %v", seeded, err)
 	}
 	next := blk(101, 5, balidx.Change{Account: carol, Asset: tokB, Pre: u(4), Post: u(5)})
@@ -222,5 +222,24 @@ func TestSeedTokenPages(t *testing.T) {
 	res, err = s.Apply([]balidx.Delta{wrong})
 	if err != nil || len(res.NewlyWithheld) != 1 || res.NewlyWithheld[0].Contract != tokA || res.NewlyWithheld[0].Reason != balidx.Inconsistent {
 		t.Fatalf("a seeded token's change from a pre the seed did not state: %+v %v", res.NewlyWithheld, err)
+	}
+}
+
+// A block may name tokens fully covered from it on (their first block
+// named every holder): an absent holder of one is then a 0.
+func TestFullTokensOfABlock(t *testing.T) {
+	s := mustStore(t, 1)
+	b := blk(5, 1, balidx.Change{Account: bob, Asset: tokA, Post: u(7)})
+	b.FullTokens = []common.Address{tokA}
+	res, err := s.Apply([]balidx.Delta{b})
+	if err != nil || res.Meta.FullTokens != 1 {
+		t.Fatalf("%+v %v", res.Meta, err)
+	}
+	if _, full, err := s.FullTokens(); err != nil || len(full) != 1 || full[0] != (FullToken{tokA, 5}) {
+		t.Fatalf("full tokens %v %v", full, err)
+	}
+	out := make([]Amount, 2)
+	if _, err := s.ReadAmounts([]Holding{{bob, tokA}, {alice, tokA}}, out); err != nil || out[0].Value.Uint64() != 7 || out[1].Status != AmountExact || !out[1].Value.IsZero() {
+		t.Fatalf("amounts %+v %v", out, err)
 	}
 }

@@ -105,6 +105,11 @@ func (a *applyTx) block(b *balidx.Delta) error {
 			return err
 		}
 	}
+	for _, t := range b.FullTokens {
+		if err := a.full(b.Number, t); err != nil {
+			return err
+		}
+	}
 	a.m.Trusted = b.Block
 	a.m.HasTrusted = true
 	a.m.StreamSeq = b.LastSeq
@@ -186,13 +191,31 @@ func (a *applyTx) seedSum(c *balidx.Change) error {
 	return a.tokens.Put(c.Asset[:], append(append(slices.Clone(v[:8]), tokenSeeding), b32[:]...))
 }
 
+// full marks token as fully covered from block n on (the token's first
+// block, whose holders hold all its supply), unless it is already.
+func (a *applyTx) full(n uint64, token common.Address) error {
+	v := a.tokens.Get(token[:])
+	if len(v) == 9 && v[8] == tokenFullMark {
+		return nil
+	}
+	mark := binary.BigEndian.AppendUint64(nil, n)
+	if len(v) >= 8 {
+		mark = slices.Clone(v[:8])
+	}
+	if err := a.tokens.Put(token[:], append(mark, tokenFullMark)); err != nil {
+		return fmt.Errorf("block %d: token %s: %w", n, token.Hex(), err)
+	}
+	a.m.FullTokens++
+	return nil
+}
+
 // seeded ends the seed of token at block n: its coverage is full from n
 // when its amounts seeded add up to its total supply — no holder was
 // missed — and partial otherwise (a holder got some without a Transfer
 // log, or the total is unreadable).
 func (a *applyTx) seeded(n uint64, token common.Address, total *uint256.Int) error {
 	v := a.tokens.Get(token[:])
-	if len(v) == 9 && v[8] == tokenSeeded {
+	if len(v) == 9 && v[8] == tokenFullMark {
 		return nil // a page applied again
 	}
 	var sum uint256.Int
@@ -204,8 +227,8 @@ func (a *applyTx) seeded(n uint64, token common.Address, total *uint256.Int) err
 		mark = slices.Clone(v[:8])
 	}
 	if total != nil && sum == *total {
-		mark = append(mark, tokenSeeded)
-		a.m.SeededTokens++
+		mark = append(mark, tokenFullMark)
+		a.m.FullTokens++
 	}
 	if err := a.tokens.Put(token[:], mark); err != nil {
 		return fmt.Errorf("seed of block %d: token %s: %w", n, token.Hex(), err)
@@ -228,7 +251,7 @@ func (a *applyTx) change(b *balidx.Delta, c *balidx.Change) error {
 	// when a seed read the token's holders. Under
 	// partial coverage it is unknown, and the change's pre is the first
 	// word we have on it.
-	if (v != nil || (a.m.CoverageFull && !isToken) || tokenFull(registered)) && have != c.Pre {
+	if (v != nil || (a.m.CoverageFull && !isToken) || isFull(registered)) && have != c.Pre {
 		if !isToken {
 			return fmt.Errorf("%w: block %d account %s asset %s: snapshot holds %s, change says pre %s",
 				ErrPreMismatch, b.Number, c.Account.Hex(), assetName(c.Asset), have.Dec(), c.Pre.Dec())
@@ -303,7 +326,7 @@ func (a *applyTx) storeMeta() error {
 	}{
 		{keyChainID, m.ChainID}, {keyStreamSeq, m.StreamSeq}, {keyCoverageFrom, m.CoverageFrom},
 		{keyCoverageFull, b2u(m.CoverageFull)}, {keyAccounts, m.Accounts}, {keyTokenBalances, m.TokenBalances},
-		{keyWithheld, m.Withheld}, {keySeededTokens, m.SeededTokens},
+		{keyWithheld, m.Withheld}, {keyFullTokens, m.FullTokens},
 	} {
 		if err := putU64(a.meta, kv.k, kv.v); err != nil {
 			return err

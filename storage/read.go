@@ -184,17 +184,25 @@ func (s *Store) WriteTo(w io.Writer) (int64, error) {
 	return n, err
 }
 
-// SeededTokens lists the tokens a seed covers wholly — the tokens whose
-// coverage is full — by contract, and the snapshot it was read from.
-func (s *Store) SeededTokens() (m Meta, out []common.Address, err error) {
+// FullToken is a token whose coverage is full: every holder of it is
+// known from block Since on, so an absent one holds 0.
+type FullToken struct {
+	Contract common.Address
+	Since    uint64
+}
+
+// FullTokens lists the tokens whose coverage is full — a seed read their
+// holders, or their first block named all of them — by contract, and the
+// snapshot it was read from.
+func (s *Store) FullTokens() (m Meta, out []FullToken, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		m = readMeta(tx.Bucket(bucketMeta))
-		if m.SeededTokens == 0 {
+		if m.FullTokens == 0 {
 			return nil
 		}
 		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-			if len(v) == 9 && v[8] == tokenSeeded {
-				out = append(out, common.BytesToAddress(k))
+			if isFull(v) {
+				out = append(out, FullToken{Contract: common.BytesToAddress(k), Since: binary.BigEndian.Uint64(v)})
 			}
 			return nil
 		})

@@ -32,7 +32,8 @@ var (
 	bucketWithheld = []byte("withheld")
 	// bucketTokens holds every token the snapshot has seen a change of, or
 	// seeded: contract → the first block with one (8 bytes, big-endian),
-	// then, for a token a seed covers wholly, the byte tokenSeeded (while a
+	// then, for a token whose coverage is full (a seed read it, or its
+	// first block named all its holders), the byte tokenFullMark (while a
 	// seed reads it, tokenSeeding and the sum of its amounts seeded, 32
 	// bytes). It says which tokens are indexed, and which fully, without a
 	// scan of the balances.
@@ -49,14 +50,15 @@ var (
 	keyTokenBalances = []byte("token_balances")
 	keyWithheld      = []byte("withheld_tokens")
 	keySeed          = []byte("seed") // a seed in progress: its block, then its last page applied
-	keySeededTokens  = []byte("seeded_tokens")
+	keyFullTokens    = []byte("full_tokens")
 )
 
-// The marks of a token in bucketTokens: a seed read its holders, and their
-// amounts add up to its total supply; a seed is reading them.
+// The marks of a token in bucketTokens: its coverage is full (a seed read
+// its holders and their amounts add up to its total supply, or its first
+// block named every holder); a seed is reading its holders.
 const (
-	tokenSeeded  = 1
-	tokenSeeding = 2
+	tokenFullMark = 1
+	tokenSeeding  = 2
 )
 
 // Config opens a Store.
@@ -87,7 +89,7 @@ type Meta struct {
 	Accounts      uint64 // accounts with any entry
 	TokenBalances uint64 // non-zero token balances
 	Withheld      uint64 // withheld tokens (Store.Withheld lists them)
-	SeededTokens  uint64 // tokens a seed covers wholly (Store.SeededTokens lists them)
+	FullTokens    uint64 // tokens whose coverage is full (Store.FullTokens lists them)
 	// Seeding is set while a seed is being applied, page by page: SeedBlock
 	// is the block it is the state at, SeedPage the last page applied. The
 	// snapshot has no trusted block until the seed's last page.
@@ -96,13 +98,12 @@ type Meta struct {
 	SeedPage  uint64
 }
 
-// tokenFull says whether the token whose bucketTokens value is v has full
-// coverage: a seed read every holder of its Transfer logs, so an absent
-// holder holds 0. Any other token's holders are known only from when the
-// indexer first saw it — even from genesis, a token may have holders
-// before its first Transfer log (a mint without one) — so its coverage is
-// partial.
-func tokenFull(v []byte) bool { return len(v) == 9 && v[8] == tokenSeeded }
+// isFull says whether the token whose bucketTokens value is v has full
+// coverage: every holder of it is known, so an absent one holds 0. Any
+// other token's holders are known only from when the indexer first saw it
+// — even from genesis, a token may have holders before its first Transfer
+// log (a mint without one) — so its coverage is partial.
+func isFull(v []byte) bool { return len(v) == 9 && v[8] == tokenFullMark }
 
 // Open opens or creates the snapshot at cfg.Path.
 func Open(cfg Config) (*Store, error) {
@@ -262,7 +263,7 @@ func readMeta(b *bolt.Bucket) Meta {
 		Accounts:      getU64(b, keyAccounts),
 		TokenBalances: getU64(b, keyTokenBalances),
 		Withheld:      getU64(b, keyWithheld),
-		SeededTokens:  getU64(b, keySeededTokens),
+		FullTokens:    getU64(b, keyFullTokens),
 	}
 	copy(m.Digest[:], b.Get(keyDigest))
 	if v := b.Get(keySeed); len(v) == blockLen+8 {

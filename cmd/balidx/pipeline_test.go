@@ -56,6 +56,13 @@ func TestPipeline(t *testing.T) {
 	st := b.waitCaughtUp(t, demo, 2)
 	checkEveryBalance(t, demoView(demo), b.http, st)
 	checkCommands(t, b, demo.Accounts[0].Hex(), st)
+	// Tokens first seen with every holder named are fully covered; the
+	// quiet token, held before its first Transfer log, is not.
+	full := fullTokenSet(st)
+	if !full[demo.Token] || !full[demo.FeeToken] || full[demo.Odd[devchain.QuietMintToken]] {
+		t.Fatalf("full tokens %v: want the plain and the fee token, not the quiet one", st.Coverage.FullTokens)
+	}
+	checkServedAgainstChain(t, demo, b.http, st, full)
 	b.stop(t)
 
 	steps(t, demo, 22) // while nothing indexes

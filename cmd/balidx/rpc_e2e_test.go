@@ -208,9 +208,11 @@ func TestEthclientAgainstGeth(t *testing.T) {
 		}
 		compared++
 	}
-	// Half the holders never held the fee token.
-	if compared != 3*10+10+5+10 || withheld != 5 {
-		t.Errorf("%d reads compared, %d not guessed; want 55 and 5", compared, withheld)
+	// Half the holders never held the fee token: both tokens were first
+	// seen with every holder named (their coverage is full), so balidx
+	// answers those with a vouched 0, as geth does, and guesses nothing.
+	if compared != 3*10+10+10+10 || withheld != 0 {
+		t.Errorf("%d reads compared, %d not guessed; want 60 and 0", compared, withheld)
 	}
 	// Blocks balidx cannot answer for: geth's wording, never a value.
 	for name, block := range map[string]*big.Int{"an older block": big.NewInt(int64(w.trusted) - 1), "pending": big.NewInt(-1), "a later block": big.NewInt(int64(w.trusted) + 1)} {

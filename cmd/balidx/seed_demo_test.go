@@ -59,10 +59,7 @@ func TestSeedOnTheSimulatedChain(t *testing.T) {
 	if fees.Sign() == 0 {
 		t.Fatal("the collector holds no fee at the seed's block: the test shows nothing")
 	}
-	full := map[common.Address]bool{}
-	for _, c := range st.Coverage.FullTokens {
-		full[common.HexToAddress(c.Contract)] = true
-	}
+	full := fullTokenSet(st)
 	if !full[demo.Token] || !full[demo.FeeToken] || full[collector] {
 		t.Fatalf("full tokens %v: want the plain and the fee token, not the collector token", st.Coverage.FullTokens)
 	}
@@ -122,4 +119,13 @@ func checkServedAgainstChain(t *testing.T, demo *devchain.Demo, addr string, st 
 		t.Fatalf("%d amounts served, %d vouched zeros: too few to mean anything", exact, zeros)
 	}
 	t.Logf("block %d: %d served amounts equal the chain, %d absent amounts of full tokens are 0 on the chain, %d of partial tokens not vouched for", at, exact, zeros, unknown)
+}
+
+// fullTokenSet is the set of tokens whose coverage st says is full.
+func fullTokenSet(st query.Status) map[common.Address]bool {
+	full := map[common.Address]bool{}
+	for _, c := range st.Coverage.FullTokens {
+		full[common.HexToAddress(c.Contract)] = true
+	}
+	return full
 }

@@ -79,7 +79,9 @@ func TestGethAccountRange(t *testing.T) {
 // the chain's, no mismatch in an audit. Its seed is cut short after its
 // first page and resumed by a restart, from the stream's last page. geth
 // refuses log ranges over 4 blocks: the scan's span adapts. The seeded
-// tokens' coverage is full, a token deployed after N is partial.
+// tokens' coverage is full from N; a token first minted after N is full
+// from that block (on both nodes); a token with holders before N that is
+// not in the list is partial on the seeded node, and full on the other.
 func TestSeededStartAgreesWithGenesis(t *testing.T) {
 	gethBin := os.Getenv("BALIDX_GETH")
 	if gethBin == "" {
@@ -104,6 +106,7 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 	}
 	plain, plainAt := deploy("Seed Token", 0)
 	fee, _ := deploy("Seed Fee Token", 100)
+	other, _ := deploy("Unlisted Token", 0)
 	var last common.Hash
 	var holders []common.Address
 	for i := range 12 {
@@ -115,6 +118,9 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 			token(fee, "mint", dev, 1e6)
 			last = token(fee, "transfer", h, int64(i+1)*500)
 		}
+		if i < 3 {
+			token(other, "mint", h, 10)
+		}
 	}
 	seedAt := mined(last)
 	late, _ := deploy("Late Token", 0) // after the seed's block, not in its list
@@ -124,6 +130,9 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 		last = token(late, "mint", holders[i], 100)
 	}
 	last = token(fee, "transfer", holders[1], 300)
+	for _, h := range holders[:3] { // the unlisted token's holders, seen again after N
+		last = token(other, "mint", h, 1)
+	}
 	last = send(common.HexToAddress("0x00000000000000000000000000000000000a17e7"), 99)
 	mined(send(dev, 0)) // one block more: the last of the activity is trusted
 	lastActivity := mined(last)
@@ -174,29 +183,34 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 		t.Fatalf("the restart published no seed page (the first run had read %s accounts): the cut did not fall inside the seed", cutAt)
 	}
 	t.Logf("seeded at block %d: %s accounts before the cut, %s after; both nodes at block %d, digest %s", seedAt, cutAt, resumed, stSeeded.Trusted.Number, stSeeded.Snapshot.Digest)
-	full := []string{plain.Hex(), fee.Hex()}
-	slices.Sort(full)
-	var seededFull []string
-	for _, f := range stSeeded.Coverage.FullTokens {
-		if f.FromBlock != seedAt {
-			t.Fatalf("full token %+v: want full from the seed's block %d", f, seedAt)
+	fullFrom := func(st query.Status) map[common.Address]uint64 {
+		m := map[common.Address]uint64{}
+		for _, f := range st.Coverage.FullTokens {
+			m[common.HexToAddress(f.Contract)] = f.FromBlock
 		}
-		seededFull = append(seededFull, f.Contract)
+		return m
 	}
-	if fmt.Sprint(seededFull) != fmt.Sprint(full) || len(stGenesis.Coverage.FullTokens) != 0 {
-		t.Fatalf("full tokens: seeded %v, want %v; from genesis %v, want none", stSeeded.Coverage.FullTokens, full, stGenesis.Coverage.FullTokens)
+	seededFull, genesisFull := fullFrom(stSeeded), fullFrom(stGenesis)
+	lateFrom, ok := genesisFull[late]
+	switch {
+	case len(seededFull) != 3 || seededFull[plain] != seedAt || seededFull[fee] != seedAt || !ok || seededFull[late] != lateFrom || lateFrom <= seedAt:
+		t.Fatalf("seeded node's full tokens %v: want the plain and the fee token from %d, the late token from its first block", seededFull, seedAt)
+	case len(genesisFull) != 4 || genesisFull[other] == 0 || genesisFull[plain] == 0 || genesisFull[plain] > seedAt:
+		t.Fatalf("full tokens from genesis %v: want all four, each from its first block", genesisFull)
 	}
+	full := []string{plain.Hex(), fee.Hex(), late.Hex()}
+	slices.Sort(full)
 	if v := metric(t, seeded.admin, "balidx_indexer_seed_holders_total"); v == "" || v == "0" {
 		t.Fatalf("no token holder read by the seed (%q)", v)
 	}
 	if !strings.Contains(seeded.stderr.String(), "halving the span") {
 		t.Fatalf("geth refuses log ranges over 4 blocks, yet the seed's span never halved:\n%s", seeded.stderr)
 	}
-	chain := chainView{eth: eth, rpc: rc, tokens: []common.Address{plain, fee, late}, holders: holders}
+	chain := chainView{eth: eth, rpc: rc, tokens: []common.Address{plain, fee, late, other}, holders: holders}
 	checkEveryBalance(t, chain, seeded.http, stSeeded)
 	checkEveryBalance(t, chain, genesisNode.http, stGenesis)
-	// A holder never seen: 0 of a seeded token, unknown of the late one —
-	// and the answer says which.
+	// A holder never seen: 0 of a fully covered token, unknown of the
+	// unlisted one — and the answer says which.
 	var ans struct {
 		Coverage struct {
 			FullTokens []string `json:"full_tokens"`
