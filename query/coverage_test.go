@@ -14,8 +14,9 @@ import (
 )
 
 // A snapshot seeded at block 7 with tokA: the native coin and tokA are
-// fully covered, tokB (first seen after the seed) is partial. Every
-// answer says so — filtered as the page is — and so does the status.
+// fully covered, tokB (first seen after the seed) is partial. An answer
+// filtered by token says which of those asked for are full (an unfiltered
+// one vouches for no absent token), and the status lists them.
 func TestTokenCoverageInAnswers(t *testing.T) {
 	store, err := storage.Open(storage.Config{Path: filepath.Join(t.TempDir(), "s.db"), ChainID: 1})
 	if err != nil {
@@ -48,23 +49,24 @@ func TestTokenCoverageInAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	partial := `,"coverage":{"full_tokens":["` + tokA.Hex() + `"]}}`
+	none, onlyA := `,"coverage":{"full_tokens":[]}}`, `,"coverage":{"full_tokens":["`+tokA.Hex()+`"]}}`
 	for target, want := range map[string]string{
-		"/v1/balances/" + holder.Hex():                          partial,
-		"/v1/balances/" + holder.Hex() + "?limit=1":             partial,
-		"/v1/balances/" + holder.Hex() + "?token=" + tokB.Hex(): `,"coverage":{"full_tokens":[]}}`,
-		"/v1/balances/" + never.Hex():                           partial,
+		"/v1/balances/" + holder.Hex():                                                   none, // unfiltered: no absent token vouched for
+		"/v1/balances/" + holder.Hex() + "?limit=1":                                      none,
+		"/v1/balances/" + holder.Hex() + "?token=" + tokB.Hex():                          none,
+		"/v1/balances/" + holder.Hex() + "?token=" + tokB.Hex() + "&token=" + tokA.Hex(): onlyA,
+		"/v1/balances/" + never.Hex() + "?token=" + tokA.Hex() + "&token=" + tokA.Hex():  onlyA,
 	} {
 		if a := do(t, s, "GET", target, ""); a.status != 200 || !strings.HasSuffix(a.raw, want) {
 			t.Errorf("%s: got %d %s, want it to end with %s", target, a.status, a.raw, want)
 		}
 	}
-	if a := do(t, s, "POST", "/v1/balances", `{"addresses":["`+holder.Hex()+`"]}`); a.status != 200 || !strings.HasSuffix(a.raw, partial) {
+	if a := do(t, s, "POST", "/v1/balances?token="+tokA.Hex(), `{"addresses":["`+holder.Hex()+`"]}`); a.status != 200 || !strings.HasSuffix(a.raw, onlyA) {
 		t.Errorf("batch: got %s", a.raw)
 	}
 	a := do(t, s, "GET", "/v1/status", "")
 	c, _ := a.body["coverage"].(map[string]any)
-	if full, _ := c["full_tokens"].([]any); c["from_block"] != 7.0 || c["full"] != true || len(full) != 1 ||
+	if full, _ := c["full_tokens"].([]any); c["from_block"] != 7.0 || c["full"] != true || c["full_tokens_count"] != 1.0 || len(full) != 1 ||
 		fmt.Sprint(full[0]) != fmt.Sprint(map[string]any{"contract": tokA.Hex(), "from_block": 7.0}) {
 		t.Fatalf("status coverage: %s", a.raw)
 	}

@@ -53,12 +53,20 @@ type StatusHead struct {
 
 // StatusCoverage says which blocks the snapshot covers, and for which
 // assets an absent amount is a zero: the native coin's when Full, the
-// tokens of FullTokens, and no other token's.
+// FullTokensCount tokens whose coverage is full (the first
+// maxStatusFullTokens of them, by contract, in FullTokens), and no other
+// token's.
 type StatusCoverage struct {
-	FromBlock  uint64            `json:"from_block"`
-	Full       bool              `json:"full"`
-	FullTokens []StatusFullToken `json:"full_tokens"`
+	FromBlock       uint64            `json:"from_block"`
+	Full            bool              `json:"full"`
+	FullTokens      []StatusFullToken `json:"full_tokens"`
+	FullTokensCount uint64            `json:"full_tokens_count"`
 }
+
+// maxStatusFullTokens bounds the full tokens the status lists: a chain
+// indexed from genesis may have hundreds of thousands (an answer filtered
+// by token says whether each one asked for is).
+const maxStatusFullTokens = 1000
 
 // StatusFullToken is a token whose coverage is full, from FromBlock on.
 type StatusFullToken struct {
@@ -88,12 +96,12 @@ func (s *Server) statusAt(v *view) *Status {
 	st := &Status{
 		ChainID:        m.ChainID,
 		Trusted:        StatusBlock{Number: m.Trusted.Number, Hash: m.Trusted.Hash.Hex(), Timestamp: m.Trusted.Timestamp},
-		Coverage:       StatusCoverage{FromBlock: m.CoverageFrom, Full: m.CoverageFull, FullTokens: make([]StatusFullToken, len(v.fullTokens))},
+		Coverage:       StatusCoverage{FromBlock: m.CoverageFrom, Full: m.CoverageFull, FullTokens: make([]StatusFullToken, min(len(v.fullTokens), maxStatusFullTokens)), FullTokensCount: uint64(len(v.fullTokens))},
 		Snapshot:       StatusSnapshot{Accounts: m.Accounts, TokenBalances: m.TokenBalances, Digest: m.Digest.Hex()},
 		Stale:          age(s.cfg.Now(), v) > s.cfg.StaleAfter,
 		WithheldTokens: make([]StatusWithheld, len(v.withheld)),
 	}
-	for i, t := range v.fullTokens {
+	for i, t := range v.fullTokens[:len(st.Coverage.FullTokens)] {
 		st.Coverage.FullTokens[i] = StatusFullToken{Contract: t.Contract.Hex(), FromBlock: t.Since}
 	}
 	for i, w := range v.withheld {
