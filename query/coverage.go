@@ -38,17 +38,3 @@ func appendCoverage(b []byte, full []storage.FullToken, p page) []byte {
 	}
 	return append(b, "]}"...)
 }
-
-// fullTokens is the list of fully covered tokens for a view of m: prev's
-// when it holds as many (a token, once full, stays so: the list only
-// grows), else read from the store.
-func fullTokens(store *storage.Store, m storage.Meta, prev *view) ([]storage.FullToken, error) {
-	if m.FullTokens == 0 {
-		return nil, nil
-	}
-	if prev != nil && uint64(len(prev.fullTokens)) == m.FullTokens {
-		return prev.fullTokens, nil
-	}
-	_, full, err := store.FullTokens()
-	return full, err
-}

@@ -31,40 +31,6 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// view is the trusted block answers are given at, with what every answer
-// at it repeats rendered once.
-type view struct {
-	meta      storage.Meta
-	blockJSON []byte // {"number":…,"hash":"0x…","timestamp":…}
-	unknown   entry  // the answer for an address never seen (Bloom negative)
-	// withheld lists the tokens not served at this block (in a view made
-	// for one read, a list read later: a token once withheld stays so);
-	// fullTokens are the tokens whose absences are zeros (coverage.go).
-	// tailJSON renders both for answers of the default page.
-	withheld                []storage.WithheldToken
-	fullTokens              []storage.FullToken
-	tailJSON                []byte
-	blockHeader, hashHeader []string // X-Balidx-Block, -Hash (never mutated)
-}
-
-func newView(m storage.Meta, withheld []storage.WithheldToken, full []storage.FullToken) *view {
-	b := make([]byte, 0, 128)
-	b = append(b, `{"number":`...)
-	b = strconv.AppendUint(b, m.Trusted.Number, 10)
-	b = append(b, `,"hash":"`...)
-	b = append(b, m.Trusted.Hash.Hex()...)
-	b = append(b, `","timestamp":`...)
-	b = strconv.AppendUint(b, m.Trusted.Timestamp, 10)
-	b = append(b, '}')
-	v := &view{
-		meta: m, blockJSON: b, unknown: newEntry(common.Address{}, storage.Balances{}),
-		withheld: withheld, fullTokens: full,
-		blockHeader: []string{strconv.FormatUint(m.Trusted.Number, 10)}, hashHeader: []string{m.Trusted.Hash.Hex()},
-	}
-	v.tailJSON = appendCoverage(appendWithheld(nil, withheld, defaultPage), full, defaultPage)
-	return v
-}
-
 // entry is one address's answer, rendered once and then cached: a single
 // allocation without pointers, which the collector marks without reading
 // it (with a million cached accounts, scanning entries of pointers took it

@@ -1,10 +1,8 @@
 package query
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,11 +95,7 @@ func NewSnapshot(cfg SnapshotConfig) (*Snapshot, error) {
 		return nil, err
 	}
 	if m.HasTrusted {
-		_, withheld, err := cfg.Store.Withheld()
-		if err != nil {
-			return nil, err
-		}
-		full, err := fullTokens(cfg.Store, m, nil)
+		withheld, full, err := s.tokenLists(m, nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -130,31 +124,16 @@ func (s *Snapshot) OnApplied(res storage.Applied) {
 	if res.Blocks == 0 {
 		return
 	}
-	var withheld []storage.WithheldToken
 	prev := s.view.Load()
-	switch {
-	case prev != nil:
-		withheld = prev.withheld
-	case res.Meta.HasTrusted && res.Meta.Withheld > 0:
-		// The first block served, after a seed whose pages (not served)
-		// withheld tokens: the list is read whole.
-		var err error
-		if _, withheld, err = s.store.Withheld(); err != nil {
-			s.log.Error("withheld tokens not read", "err", err)
-		}
-		res.NewlyWithheld = nil
+	withheld, full, err := s.tokenLists(res.Meta, prev, res.NewlyWithheld)
+	if err != nil && prev != nil {
+		// A failed read says less (fewer tokens listed), never more: the
+		// store serves no withheld amount whatever the list, and the next
+		// commit reads it again.
+		s.log.Error("token lists not read: the previous block's are answered", "err", err)
+		withheld, full = prev.withheld, prev.fullTokens
 	}
-	if len(res.NewlyWithheld) > 0 {
-		withheld = slices.Concat(withheld, res.NewlyWithheld)
-		slices.SortFunc(withheld, func(x, y storage.WithheldToken) int { return bytes.Compare(x.Contract[:], y.Contract[:]) })
-	}
-	full, err := fullTokens(s.store, res.Meta, prev)
-	if err != nil {
-		// Read when the list grows (rarely); a failure says less (partial),
-		// never more, and the next commit reads it again.
-		s.log.Error("full tokens not read: their coverage is answered partial", "err", err)
-	}
-	v := newView(res.Meta, withheld, full) // in contract order, as Store.Withheld lists them
+	v := newView(res.Meta, withheld, full)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !res.Meta.HasTrusted {
@@ -306,13 +285,7 @@ func (s *Snapshot) read(accounts []common.Address, out []storage.Balances) (v *v
 	if v := s.view.Load(); v != nil && v.meta.Trusted.Number == m.Trusted.Number {
 		return v, true, nil
 	}
-	var withheld []storage.WithheldToken
-	if m.Withheld > 0 {
-		if _, withheld, err = s.store.Withheld(); err != nil {
-			return nil, false, err
-		}
-	}
-	full, err := fullTokens(s.store, m, s.view.Load())
+	withheld, full, err := s.tokenLists(m, s.view.Load(), nil)
 	if err != nil {
 		return nil, false, err
 	}
