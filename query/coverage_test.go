@@ -2,13 +2,11 @@ package query
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/balidx/balidx"
-	"github.com/balidx/balidx/storage"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/holiman/uint256"
 )
@@ -18,16 +16,7 @@ import (
 // filtered by token says which of those asked for are full (an unfiltered
 // one vouches for no absent token), and the status lists them.
 func TestTokenCoverageInAnswers(t *testing.T) {
-	store, err := storage.Open(storage.Config{Path: filepath.Join(t.TempDir(), "s.db"), ChainID: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	snap, err := NewSnapshot(SnapshotConfig{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(snap.Close)
+	store, snap := openSnapshot(t)
 	u := func(v uint64) uint256.Int { return *uint256.NewInt(v) }
 	seed := balidx.Block{Number: 7, Hash: common.Hash{7}, Timestamp: uint64(time.Now().Unix())}
 	ta, list, one := tokA, common.Hash{0xee}, u(1) // tokA's amounts seeded add up to its total supply

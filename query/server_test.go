@@ -33,7 +33,8 @@ var (
 
 // mustServer serves a snapshot holding holder's balances at block first+1
 // (first = 0: indexed from genesis, full coverage).
-func mustServer(tb testing.TB, first uint64, cfg Config) (*Server, *Snapshot) {
+// openSnapshot is an empty snapshot of chain 1, and its store.
+func openSnapshot(tb testing.TB) (*storage.Store, *Snapshot) {
 	tb.Helper()
 	store, err := storage.Open(storage.Config{Path: filepath.Join(tb.TempDir(), "s.db"), ChainID: 1})
 	if err != nil {
@@ -45,6 +46,12 @@ func mustServer(tb testing.TB, first uint64, cfg Config) (*Server, *Snapshot) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(snap.Close)
+	return store, snap
+}
+
+func mustServer(tb testing.TB, first uint64, cfg Config) (*Server, *Snapshot) {
+	tb.Helper()
+	store, snap := openSnapshot(tb)
 	if first != ^uint64(0) {
 		u := func(v uint64) uint256.Int { return *uint256.NewInt(v) }
 		blocks := []balidx.Delta{
