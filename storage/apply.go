@@ -248,9 +248,9 @@ func (a *applyTx) change(b *balidx.Delta, c *balidx.Change) error {
 	}
 	// An absent entry is zero when its asset's coverage is full: the
 	// native coin's when the snapshot covers the whole state, a token's
-	// when a seed read the token's holders. Under
-	// partial coverage it is unknown, and the change's pre is the first
-	// word we have on it.
+	// when a seed read its holders or its first block named them all.
+	// Under partial coverage it is unknown, and the change's pre is the
+	// first word we have on it.
 	if (v != nil || (a.m.CoverageFull && !isToken) || isFull(registered)) && have != c.Pre {
 		if !isToken {
 			return fmt.Errorf("%w: block %d account %s asset %s: snapshot holds %s, change says pre %s",
