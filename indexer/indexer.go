@@ -51,7 +51,8 @@ type Config struct {
 	Multicall3  common.Address
 	// SeedWorkers key ranges of the state are read at once (default
 	// DefaultSeedWorkers), at most SeedRate requests (pages of accounts,
-	// ranges of logs, batches of balances) a second in all (0: no bound).
+	// ranges of logs, pages of up to 1024 balances: 4 aggregate3 or 11
+	// JSON-RPC batches) a second in all (0: no bound).
 	SeedWorkers int
 	SeedRate    float64
 	// Progress, if set, is a terminal the seed's progress bar is drawn on

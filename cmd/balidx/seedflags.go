@@ -16,7 +16,7 @@ func addSeedFlags(fs *flag.FlagSet, cfg *config) {
 	fs.Uint64Var(&cfg.SeedLogSpan, "seed-log-span", indexer.DefaultSeedLogSpan, "most blocks of Transfer logs asked for at once while seeding tokens (the span halves when the node refuses a range)")
 	fs.IntVar(&cfg.SeedPage, "seed-page", indexer.MaxAccountPage, "accounts read from the node per debug_accountRange while seeding (1..256)")
 	fs.IntVar(&cfg.SeedWorkers, "seed-workers", indexer.DefaultSeedWorkers, "key ranges of the state read from the node at once while seeding (1..32)")
-	fs.Float64Var(&cfg.SeedRate, "seed-rate", 0, "at most this many requests a second to the node while seeding: pages of accounts, ranges of logs, batches of balances (0: no bound but --seed-workers)")
+	fs.Float64Var(&cfg.SeedRate, "seed-rate", 0, "at most this many requests a second to the node while seeding: pages of accounts, ranges of logs, pages of up to 1024 token balances (0: no bound but --seed-workers)")
 }
 
 // validateSeed checks the seed's flags and reads the token list.
