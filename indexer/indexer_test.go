@@ -176,10 +176,14 @@ func TestDeepReorgIsATrustViolation(t *testing.T) {
 	if got := gauge(t, reg, "balidx_indexer_trust_violation"); got != 1 {
 		t.Fatalf("balidx_indexer_trust_violation = %v, want 1", got)
 	}
-	onBoard, err := board.Get(context.Background(), devchain.ChainID)
-	if err != nil || onBoard.TrustViolation == nil || onBoard.TrustViolation.Number != v.Number {
-		t.Fatalf("status board: got %+v, %v; want the violation", onBoard, err)
-	}
+	// The board is written just after the indexer's own status.
+	poll.Until(t, 10*time.Second, func() error {
+		onBoard, err := board.Get(context.Background(), devchain.ChainID)
+		if err != nil || onBoard.TrustViolation == nil || onBoard.TrustViolation.Number != v.Number {
+			return fmt.Errorf("status board: got %+v, %v; want the violation", onBoard, err)
+		}
+		return nil
+	})
 	// The indexer keeps following the head, but publishes nothing more.
 	now := steps(t, demo, 2)
 	poll.Until(t, 30*time.Second, func() error {
