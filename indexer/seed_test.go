@@ -3,9 +3,16 @@ package indexer_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/balidx/balidx"
 	"github.com/balidx/balidx/indexer"
+	"github.com/balidx/balidx/indexer/devchain"
 	"github.com/ethereum/go-ethereum/common"
 )
 
@@ -100,5 +107,37 @@ func TestReadStateReadsTheWholeState(t *testing.T) {
 	}
 	if _, err := node.AccountRange(ctx, head.Hash(), nil, indexer.MaxAccountPage+1); err == nil {
 		t.Fatal("a page over the node's maximum was asked for")
+	}
+}
+
+// A token list naming an address without a contract at the seed's block
+// stops the start with the address and the fix, before anything of the
+// token is published.
+func TestSeedRefusesATokenWithoutContract(t *testing.T) {
+	demo := mustDemo(t)
+	steps(t, demo, 3)
+	head, err := demo.Chain.Client.BlockNumber(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, board := mustLog(t)
+	typo := common.HexToAddress("0x00000000000000000000000000000000000070b0")
+	ix, err := indexer.New(context.Background(), indexer.Config{
+		Node: indexer.NewNode(demo.Chain.RPC), Events: stream, Board: board, Policy: balidx.Policy{Confirmations: 1},
+		StartBlock: head - 1, Seed: true, SeedTokens: []indexer.SeedToken{{Contract: demo.Token}, {Contract: typo}},
+		PollInterval: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = ix.Run(ctx)
+	if !errors.Is(err, indexer.ErrUnseedableToken) || !strings.Contains(err.Error(), typo.Hex()) || !strings.Contains(err.Error(), "no contract") {
+		t.Fatalf("got %v, want ErrUnseedableToken naming %s", err, typo.Hex())
+	}
+	last, _, err := stream.Last(context.Background(), devchain.ChainID)
+	if err != nil || last == nil || last.Seed == nil || last.Seed.Token == nil || *last.Seed.Token != demo.Token || last.Seed.Last {
+		t.Fatalf("the stream ends with %+v (%v): want the first token's last page, the seed not ended", last, err)
 	}
 }

@@ -52,11 +52,24 @@ func (s *seeding) seedToken(ctx context.Context, t SeedToken, from uint64, last 
 	ts := &tokenSeed{s: s, token: t, last: last, seen: map[common.Address]struct{}{}, span: min(firstLogSpan, s.ix.cfg.SeedLogSpan)}
 	n := s.block.Number
 	s.ix.cfg.Log.Info("seeding a token", "token", t.Contract, "logs_from", from, "block", n)
+	// A list's address without a contract at N is a mistake to fix (a
+	// typo, another chain's token), not a token to withhold.
+	var deployed bool
+	err := s.ix.retrying(ctx, "look for the token", func() (err error) {
+		deployed, err = s.ix.cfg.Node.HasCode(ctx, t.Contract, s.hash)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !deployed {
+		return nil, fmt.Errorf("%w: %s has no contract at block %d: fix its address in the token list, or remove it", ErrUnseedableToken, t.Contract.Hex(), n)
+	}
 	// What balanceOf depends on, traced at the seed's block (with the
 	// token's own address as the holder): a token the indexer cannot keep
 	// exact is withheld from the seed's block on, its holders not read.
 	var reason balidx.Reason
-	err := s.ix.retrying(ctx, "trace balanceOf", func() (err error) {
+	err = s.ix.retrying(ctx, "trace balanceOf", func() (err error) {
 		_, reason, err = s.ix.derive.profile(ctx, s.head, t.Contract, t.Contract)
 		return err
 	})
