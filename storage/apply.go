@@ -212,23 +212,23 @@ func (a *applyTx) full(n uint64, token common.Address) error {
 // seeded ends the seed of token at block n: its coverage is full from n
 // when its amounts seeded add up to its total supply — no holder was
 // missed — and partial otherwise (a holder got some without a Transfer
-// log, or the total is unreadable).
+// log, or the total is unreadable): the token stays indexed, its sum
+// dropped.
 func (a *applyTx) seeded(n uint64, token common.Address, total *uint256.Int) error {
 	v := a.tokens.Get(token[:])
-	if len(v) == 9 && v[8] == tokenFullMark {
-		return nil // a page applied again
+	if len(v) == 8 || isFull(v) {
+		return nil // partial with nothing seeded, or full already
 	}
 	var sum uint256.Int
 	if len(v) == 9+32 && v[8] == tokenSeeding {
 		sum.SetBytes32(v[9:])
 	}
-	mark := binary.BigEndian.AppendUint64(nil, n)
-	if len(v) >= 8 {
-		mark = slices.Clone(v[:8])
-	}
 	if total != nil && sum == *total {
-		mark = append(mark, tokenFullMark)
-		a.m.FullTokens++
+		return a.full(n, token)
+	}
+	mark := binary.BigEndian.AppendUint64(nil, n)
+	if len(v) > 8 && v[8] == tokenSeeding {
+		mark = slices.Clone(v[:8])
 	}
 	if err := a.tokens.Put(token[:], mark); err != nil {
 		return fmt.Errorf("seed of block %d: token %s: %w", n, token.Hex(), err)

@@ -32,15 +32,23 @@ import (
 	"github.com/ethereum/go-ethereum/rpc"
 )
 
+// gethBinary is the geth that `make test` and `make e2e` build and name in
+// BALIDX_GETH; without it the test is skipped.
+func gethBinary(tb testing.TB) string {
+	tb.Helper()
+	bin := os.Getenv("BALIDX_GETH")
+	if bin == "" {
+		tb.Skip("BALIDX_GETH is not set: `make test` and `make e2e` build geth and run this test")
+	}
+	return bin
+}
+
 // TestGethE2E runs `balidx run` against a real `geth --dev` (the binary in
 // BALIDX_GETH, built by `make e2e` / `make test` from the version go.mod
 // pins), started and stopped by the test on loopback, and checks every
 // served balance against geth at the answer's block.
 func TestGethE2E(t *testing.T) {
-	gethBin := os.Getenv("BALIDX_GETH")
-	if gethBin == "" {
-		t.Skip("BALIDX_GETH is not set: `make e2e` builds geth and runs this test")
-	}
+	gethBin := gethBinary(t)
 	ws := startGeth(t, gethBin, "eth,net,web3,debug")
 	rc, eth, dev := dialGeth(t, ws)
 	sender := newDevSender(t, rc, eth, dev)
@@ -192,10 +200,7 @@ func (s *devSender) send(tb testing.TB, tx map[string]any) common.Hash {
 
 // A node without the debug API is refused at start, with the flag to add.
 func TestGethWithoutDebugAPI(t *testing.T) {
-	gethBin := os.Getenv("BALIDX_GETH")
-	if gethBin == "" {
-		t.Skip("BALIDX_GETH is not set: `make e2e` builds geth and runs this test")
-	}
+	gethBin := gethBinary(t)
 	ws := startGeth(t, gethBin, "eth,net,web3")
 	err := run(context.Background(), []string{"indexer", "--rpc", ws, "--data", t.TempDir(), "--nats-listen", "127.0.0.1:0"},
 		func(string) string { return "" }, io.Discard, io.Discard)
@@ -291,10 +296,7 @@ func (g *gethProc) stop(tb testing.TB) {
 // The node goes away and comes back: the query tier keeps answering from
 // the last trusted snapshot meanwhile, and the indexer resumes without a gap.
 func TestGethOutage(t *testing.T) {
-	gethBin := os.Getenv("BALIDX_GETH")
-	if gethBin == "" {
-		t.Skip("BALIDX_GETH is not set: `make e2e` builds geth and runs this test")
-	}
+	gethBin := gethBinary(t)
 	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir()}
 	g.start(t)
 	defer g.stop(t)

@@ -66,10 +66,7 @@ func walletClientsFile(tb testing.TB) string {
 
 func startWalletChain(t *testing.T) *walletChain {
 	t.Helper()
-	gethBin := os.Getenv("BALIDX_GETH")
-	if gethBin == "" {
-		t.Skip("BALIDX_GETH is not set: `make test` builds geth and runs this test")
-	}
+	gethBin := gethBinary(t)
 	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), httpPort: freePort(t), dir: t.TempDir(), onDemand: true}
 	g.start(t)
 	t.Cleanup(func() { g.stop(t) })

@@ -30,10 +30,7 @@ import (
 // it keeps (--cache.preimages); without them, the accounts it cannot name
 // refuse the seed with the fix, instead of a smaller state taken for whole.
 func TestGethAccountRange(t *testing.T) {
-	gethBin := os.Getenv("BALIDX_GETH")
-	if gethBin == "" {
-		t.Skip("BALIDX_GETH is not set: `make test` builds geth and runs this test")
-	}
+	gethBin := gethBinary(t)
 	for _, preimages := range []bool{true, false} {
 		g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir(), onDemand: true, noPreimages: !preimages}
 		g.start(t)
@@ -82,10 +79,7 @@ func TestGethAccountRange(t *testing.T) {
 // from that block (on both nodes); a token with holders before N that is
 // not in the list is partial on the seeded node, and full on the other.
 func TestSeededStartAgreesWithGenesis(t *testing.T) {
-	gethBin := os.Getenv("BALIDX_GETH")
-	if gethBin == "" {
-		t.Skip("BALIDX_GETH is not set: `make test` builds geth and runs this test")
-	}
+	gethBin := gethBinary(t)
 	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir(), onDemand: true, args: []string{"--rpc.rangelimit", "4"}}
 	g.start(t)
 	t.Cleanup(func() { g.stop(t) })
@@ -247,10 +241,7 @@ func TestSeededStartAgreesWithGenesis(t *testing.T) {
 // process started again each time, ends as a seed that was never
 // interrupted: the same block and digest, every balance the chain's.
 func TestSeedSurvivesSIGKILL(t *testing.T) {
-	gethBin := os.Getenv("BALIDX_GETH")
-	if gethBin == "" {
-		t.Skip("BALIDX_GETH is not set: `make test` builds geth and runs this test")
-	}
+	gethBin := gethBinary(t)
 	bin := buildBalidx(t)
 	g := &gethProc{bin: gethBin, apis: "eth,net,web3,debug", port: freePort(t), dir: t.TempDir(), onDemand: true}
 	g.start(t)

@@ -31,10 +31,7 @@ import (
 // continued instead of publishing. At the end the stream holds every block
 // once, in order, each the chain's.
 func TestStandbyIndexerTakesOver(t *testing.T) {
-	gethBin := os.Getenv("BALIDX_GETH")
-	if gethBin == "" {
-		t.Skip("BALIDX_GETH is not set: make test builds bin/geth")
-	}
+	gethBin := gethBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	d := startDeployment(t, ctx, gethBin)
