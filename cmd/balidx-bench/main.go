@@ -49,6 +49,7 @@ type config struct {
 	plot     string
 	goBench  string
 	hot      int
+	rest     bool
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -63,6 +64,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses, and one of the bare handler to FILE.bare (their pprof; -duration under 10s)")
 	fs.StringVar(&cfg.plot, "plot", "", "also write an SVG of p99 latency against throughput at rising load")
 	fs.IntVar(&cfg.hot, "hot", 100_000, "the active accounts (a random sample of them) that known-address loads ask for; balidx's cache is warmed with them first")
+	fs.BoolVar(&cfg.rest, "rest", false, "only the REST loads on known addresses (bare echo, signed, anonymous, access log off), no attack: for iterating on the query path")
 	fs.StringVar(&cfg.goBench, "go-bench", "", "output of `go test -bench` (storage, pipeline, query) to fold into the summary")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -183,14 +185,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
-	targets := []*target{
-		{name: "bare echo (baseline)", server: bare, requests: signedGets(known), once: true},
-		{name: "balidx, known addresses", server: node, requests: signedGets(known), once: true},
-		{name: "balidx, unknown addresses", server: node, requests: signedGets(unknownAddress), once: true},
-		{name: fmt.Sprintf("balidx, any of the %d accounts", len(accounts)), server: nodeAll, requests: signedGets(anyAccount), once: true},
-		{name: "balidx, known addresses, anonymous", server: node, requests: plainGets(known)},
-		{name: "balidx, known addresses, access log off", server: quiet, requests: signedGets(known), once: true},
+	m := margins{
+		bare:      &target{name: "bare echo (baseline)", server: bare, requests: signedGets(known), once: true},
+		signed:    &target{name: "balidx, known addresses", server: node, requests: signedGets(known), once: true},
+		anonymous: &target{name: "balidx, known addresses, anonymous", server: node, requests: plainGets(known)},
+		quiet:     &target{name: "balidx, known addresses, access log off", server: quiet, requests: signedGets(known), once: true},
 	}
+	targets := []*target{m.bare, m.signed}
+	if !cfg.rest {
+		targets = append(targets,
+			&target{name: "balidx, unknown addresses", server: node, requests: signedGets(unknownAddress), once: true},
+			&target{name: fmt.Sprintf("balidx, any of the %d accounts", len(accounts)), server: nodeAll, requests: signedGets(anyAccount), once: true})
+	}
+	targets = append(targets, m.anonymous, m.quiet)
 	// The same protocol as geth's: eth_getBalance over JSON-RPC, signed,
 	// one call and batches, on the same addresses.
 	everyone := fmt.Sprintf("any of the %d accounts", len(accounts))
@@ -206,18 +213,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	rpcKnown, rpcKnown100 := rpcTarget(node, known, "known addresses", 1, true), rpcTarget(node, known, "known addresses", 100, true)
 	rpcAll := []*target{rpcTarget(nodeAll, anyAccount, everyone, 1, true), rpcTarget(nodeAll, anyAccount, everyone, 10, true), rpcTarget(nodeAll, anyAccount, everyone, 100, true)}
-	targets = append(targets, rpcKnown, rpcKnown100)
-	targets = append(targets, rpcAll...)
+	if !cfg.rest {
+		targets = append(targets, rpcKnown, rpcKnown100)
+	}
+	if !cfg.rest {
+		targets = append(targets, rpcAll...)
+	}
 	var comparisons []comparison
 	var gethOnState *target // geth's single calls on the large state, plotted
-	if gethDev != nil {
+	if gethDev != nil && !cfg.rest {
 		gethTiny, gethTiny100 := rpcTarget(gethDev, known, "tiny dev chain", 1, false), rpcTarget(gethDev, known, "tiny dev chain", 100, false)
 		gethAll := []*target{rpcTarget(gethState, anyAccount, everyone, 1, false), rpcTarget(gethState, anyAccount, everyone, 10, false), rpcTarget(gethState, anyAccount, everyone, 100, false)}
 		targets = append(targets, gethTiny, gethTiny100)
 		targets = append(targets, gethAll...)
 		gethOnState = gethAll[0]
 		comparisons = []comparison{
-			{"GET /v1/balances ÷ geth eth_getBalance, tiny dev chain", targets[1], gethTiny, 2},
+			{"GET /v1/balances ÷ geth eth_getBalance, tiny dev chain", m.signed, gethTiny, 2},
 			{"GET /v1/balances ÷ geth eth_getBalance, " + everyone, targets[3], gethAll[0], 3},
 			{"POST /rpc ÷ geth, eth_getBalance calls/s, tiny dev chain", rpcKnown, gethTiny, 0},
 			{"POST /rpc ÷ geth, eth_getBalance calls/s, batches of 100, tiny dev chain", rpcKnown100, gethTiny100, 0},
@@ -236,9 +247,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		for _, t := range order {
 			if pass == 0 && cfg.profile != "" {
 				switch t {
-				case targets[0]:
+				case m.bare:
 					b.profile = cfg.profile + ".bare"
-				case targets[1]:
+				case m.signed:
 					b.profile = cfg.profile
 				}
 			}
@@ -251,13 +262,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	s := summary{}
-	report(out, targets, comparisons, cfg, &s)
-	if err := underAttack(ctx, b, targets[1], &s); err != nil {
+	report(out, targets, m, comparisons, cfg, &s)
+	if cfg.rest {
+		s.print(out)
+		return nil
+	}
+	if err := underAttack(ctx, b, m.signed, &s); err != nil {
 		return err
 	}
 	if cfg.plot != "" {
 		// bare echo, balidx and geth on the large state
-		plotted := []*target{targets[0], targets[1]}
+		plotted := []*target{m.bare, m.signed}
 		if gethOnState != nil {
 			plotted = append(plotted, gethOnState)
 		}
