@@ -280,8 +280,8 @@ func rawPath(r *http.Request) string {
 }
 
 // hasCredentials reports whether the request carries any auth header.
-func hasCredentials(h http.Header) bool {
-	return header(h, keyClientID) != "" || header(h, keySignature) != "" || header(h, keyTimestamp) != "" || header(h, keyNonce) != ""
+func (r *signedRequest) hasCredentials() bool {
+	return r.clientID != "" || r.signature != "" || r.timestamp != "" || r.nonce != ""
 }
 
 // The header names as net/http stores them (X-Client-ID becomes X-Client-Id).

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,6 +74,44 @@ func BenchmarkBalanceSignedCacheHit(b *testing.B) {
 	path := "/v1/balances/" + holder.Hex()
 	i := 0
 	serve(b, s.query.Handler, func() *http.Request { i++; return signedGet(path, i) })
+}
+
+// The same two answers asked on every core at once: what the state
+// requests share (the replay cache, the client's bucket and counters, the
+// metrics, the access log) costs when they meet.
+func BenchmarkBalanceSignedParallel(b *testing.B) {
+	s := benchServer(b, false)
+	path := "/v1/balances/" + holder.Hex()
+	serveParallel(b, s.query.Handler, func(i int) *http.Request { return signedGet(path, i) })
+}
+
+func BenchmarkBalanceAnonymousParallel(b *testing.B) {
+	s := benchServer(b, false)
+	serveParallel(b, s.query.Handler, func(int) *http.Request { return httptest.NewRequest("GET", "/v1/balances/"+holder.Hex(), nil) })
+}
+
+// serveParallel serves b.N requests, made beforehand, from GOMAXPROCS
+// goroutines.
+func serveParallel(b *testing.B, h http.Handler, newReq func(i int) *http.Request) {
+	reqs := make([]*http.Request, b.N)
+	for i := range reqs {
+		reqs[i] = newReq(i)
+		reqs[i].RemoteAddr = "192.0.2.1:1234"
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := &discardWriter{header: http.Header{}}
+		for pb.Next() {
+			w.reset()
+			h.ServeHTTP(w, reqs[next.Add(1)-1])
+			if w.status != http.StatusOK {
+				b.Errorf("status %d", w.status)
+				return
+			}
+		}
+	})
 }
 
 // signedGet is a GET of path signed by the "wallet" client with nonce number i.

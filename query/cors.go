@@ -35,7 +35,7 @@ const (
 // check sets the CORS fields. done is true when it answered a preflight.
 func (c *cors) check(ctx echo.Context) (done bool, err error) {
 	req := ctx.Request()
-	origin := req.Header.Get("Origin")
+	origin := header(req.Header, "Origin")
 	h := ctx.Response().Header()
 	if len(h["Vary"]) == 0 {
 		h["Vary"] = varyOrigin

@@ -125,7 +125,8 @@ func (g *guard) admit(c echo.Context) (authResult, *atomic.Int64, error) {
 	req := c.Request()
 	ip := c.RealIP()
 	h := c.Response().Header()
-	if !hasCredentials(req.Header) {
+	sr := signedHeaders(req)
+	if !sr.hasCredentials() {
 		anon := g.anonIP.Load()
 		if anon == nil {
 			return authResult{status: "missing_credentials"}, nil, errMissingCredentials
@@ -146,7 +147,6 @@ func (g *guard) admit(c echo.Context) (authResult, *atomic.Int64, error) {
 		requestOf(c).charged = charged
 		return authResult{status: "anonymous"}, slot, nil
 	}
-	sr := signedHeaders(req)
 	client, err := g.signer.identify(&sr, now)
 	if err != nil {
 		err = g.failed(ip, now, h, err)

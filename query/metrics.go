@@ -195,7 +195,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if l := s.cfg.AccessLog; l != nil {
 			l.Write(&accesslog.Line{
 				Time: end, Method: c.Request().Method, Route: route, Status: status, Latency: elapsed,
-				ClientIP: c.RealIP(), UserAgent: c.Request().UserAgent(), ClientID: res.clientID,
+				ClientIP: r.RealIP(), UserAgent: c.Request().UserAgent(), ClientID: res.clientID,
 				AuthStatus: res.status, SignatureValid: res.sigValid, BackendCalls: r.reads,
 			})
 		}

@@ -32,6 +32,16 @@ type request struct {
 	// a JSON-RPC batch spends one request of each per call.
 	charged quota
 	demand  *atomic.Int64
+	ip      string // RealIP's, once asked
+}
+
+// RealIP is the client's address as echo extracts it, worked out once a
+// request: the guard and the access log both ask.
+func (r *request) RealIP() string {
+	if r.ip == "" {
+		r.ip = r.Context.RealIP()
+	}
+	return r.ip
 }
 
 var requests = sync.Pool{New: func() any { return new(request) }}
