@@ -92,7 +92,7 @@ bench:
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(GO) build -pgo=off -o bin/ github.com/ethereum/go-ethereum/cmd/geth ./cmd/balidx-bench ./cmd/balidx
 	$(GO) test -vet=off -run XXX -bench Pipeline -benchtime=1x -count=3 ./cmd/balidx/ > bin/bench-go.txt
-	$(GO) test -vet=off -run XXX -bench 'BareEcho|Balance|RPCGetBalance$$|Verify|ParseAddress|Write' -benchtime=100000x -count=3 ./query/ ./query/accesslog/ >> bin/bench-go.txt
+	$(GO) test -vet=off -run XXX -bench 'BareEcho|^BenchmarkBalance|RPCGetBalance$$|Verify|ParseAddress|Write' -benchtime=100000x -count=3 ./query/ ./query/accesslog/ >> bin/bench-go.txt
 	$(GO) test -vet=off -run XXX -bench 'RPCGetBalanceBatch100' -benchtime=2000x -count=3 ./query/ >> bin/bench-go.txt
 	$(GO) test -vet=off -run XXX -bench 'BloomRebuild|NonceCache' -benchtime=1x ./query/ >> bin/bench-go.txt
 	$(GO) test -vet=off -run XXX -bench 'Apply$$' -benchtime=10x -count=3 ./storage/ >> bin/bench-go.txt

@@ -265,3 +265,15 @@ func TestWrkThreadsStartTogether(t *testing.T) {
 		t.Errorf("%d of %d requests arrived before the last thread was ready", early.Load(), all.Load())
 	}
 }
+
+func TestStealOf(t *testing.T) {
+	stat := "cpu  313649 0 87215 210740 5784 0 27198 9226 0 0\ncpu0 155695 0 42802 108426 2068 0 13409 4546 0 0\n"
+	if got := stealOf(stat); got != 92260*time.Millisecond {
+		t.Errorf("steal of %q: %v, want 92.26s", stat, got)
+	}
+	for _, bad := range []string{"", "intr 1 2 3 4 5 6 7 8 9", "cpu 1 2 3"} {
+		if got := stealOf(bad); got != 0 {
+			t.Errorf("steal of %q: %v, want 0", bad, got)
+		}
+	}
+}

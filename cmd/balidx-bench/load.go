@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -122,6 +123,7 @@ type result struct {
 	non2xx, errs       int
 	responseBytes      int           // on the wire, headers included
 	serverCPU, loadCPU time.Duration // per request
+	steal              time.Duration // CPU time the host took from this machine during the run
 }
 
 var (
@@ -154,16 +156,18 @@ func runWrk(ctx context.Context, dir, url, prefix string, conns int, d time.Dura
 	if serverCPU != nil {
 		before = serverCPU()
 	}
+	stolen := hostSteal()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
 	}
+	stolen = hostSteal() - stolen
 	var server time.Duration
 	if serverCPU != nil {
 		server = serverCPU() - before
 	}
 	s := string(out)
-	var r result
+	r := result{steal: stolen}
 	m := reRPS.FindStringSubmatch(s)
 	n := reReqs.FindStringSubmatch(s)
 	if m == nil || n == nil {
@@ -193,6 +197,60 @@ func runWrk(ctx context.Context, dir, url, prefix string, conns int, d time.Dura
 		r.loadCPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()) / time.Duration(total)
 	}
 	return r, nil
+}
+
+// A run during which the host took more than maxSteal of CPU time is made
+// again, up to stealAttempts runs in all, and the least stolen one kept.
+// The hypervisor here freezes a CPU for 100 ms at a time (steal comes in
+// blocks of 10 ticks), and more often when this machine uses both CPUs in
+// full, which a loaded balidx does and the bare handler, with wrk idle
+// ~5% of the time, mostly does not: one freeze in a 3 s run takes ~2% of
+// its CPU and stalls every connection waiting on that CPU for 100 ms.
+const (
+	maxSteal      = 50 * time.Millisecond
+	stealAttempts = 3
+)
+
+// measureUnstolen is b.measure, made again while the host took CPU time
+// during the run; it returns the kept run and how many were made again.
+func (b *bench) measureUnstolen(ctx context.Context, t *target, conns int, d time.Duration) (result, int, error) {
+	var kept result
+	for attempt := range stealAttempts {
+		r, err := b.measure(ctx, t, conns, d)
+		if err != nil {
+			return r, attempt, err
+		}
+		if attempt == 0 || r.steal < kept.steal {
+			kept = r
+		}
+		if r.steal <= maxSteal {
+			return kept, attempt, nil
+		}
+	}
+	return kept, stealAttempts - 1, nil
+}
+
+// hostSteal is the CPU time the hypervisor has taken from this machine's
+// CPUs since boot (/proc/stat's steal, in ticks of 10 ms): here it comes in
+// blocks of 100 ms, a CPU frozen at once.
+func hostSteal() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	return stealOf(string(data))
+}
+
+// stealOf reads the steal time from the text of /proc/stat (0 if it has
+// none).
+func stealOf(stat string) time.Duration {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	ticks, _ := strconv.ParseInt(f[8], 10, 64)
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 func duration(m []string) time.Duration {
