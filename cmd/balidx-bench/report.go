@@ -48,6 +48,10 @@ func ms(d time.Duration) string { return d.Round(10 * time.Microsecond).String()
 // log's cost.
 type margins struct{ bare, signed, anonymous, quiet *target }
 
+func (m margins) has(t *target) bool {
+	return t == m.bare || t == m.signed || t == m.anonymous || t == m.quiet
+}
+
 // report prints the medians of every target against the bare handler and
 // adds the ratios the targets name to the summary.
 func report(w io.Writer, targets []*target, mt margins, comparisons []comparison, cfg config, s *summary) {
