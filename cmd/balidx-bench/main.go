@@ -215,8 +215,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	rpcAll := []*target{rpcTarget(nodeAll, anyAccount, everyone, 1, true), rpcTarget(nodeAll, anyAccount, everyone, 10, true), rpcTarget(nodeAll, anyAccount, everyone, 100, true)}
 	if !cfg.rest {
 		targets = append(targets, rpcKnown, rpcKnown100)
-	}
-	if !cfg.rest {
 		targets = append(targets, rpcAll...)
 	}
 	var comparisons []comparison
