@@ -219,7 +219,7 @@ PASS
 }
 
 func TestFlagsRefused(t *testing.T) {
-	for _, args := range [][]string{{"-hot", "0"}, {"-accounts", "0"}, {"-runs", "0"}, {"-connections", "1"}, {"-duration", "10ms"}} {
+	for _, args := range [][]string{{"-hot", "0"}, {"-accounts", "0"}, {"-runs", "0"}, {"-rounds", "0"}, {"-processes", "0"}, {"-connections", "1"}, {"-duration", "10ms"}} {
 		if err := run(context.Background(), args, io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
 			t.Errorf("%v: %v, want an error naming %s", args, err, args[0])
 		}

@@ -214,13 +214,13 @@ const (
 	stealAttempts = 3
 )
 
-// measureUnstolen is b.measure, made again up to attempts runs in all
-// while the host took CPU time during the run; it returns the kept run and
-// how many were made again.
-func (b *bench) measureUnstolen(ctx context.Context, t *target, conns int, d time.Duration, attempts int) (result, int, error) {
+// measureUnstolen is b.measure, made again up to stealAttempts runs in
+// all while the host took CPU time during the run; it returns the kept run
+// and how many were made again.
+func (b *bench) measureUnstolen(ctx context.Context, t *target) (result, int, error) {
 	var kept result
-	for attempt := range attempts {
-		r, err := b.measure(ctx, t, conns, d)
+	for attempt := range stealAttempts {
+		r, err := b.measure(ctx, t, b.cfg.conns, b.cfg.duration)
 		if err != nil {
 			return r, attempt, err
 		}
@@ -231,7 +231,7 @@ func (b *bench) measureUnstolen(ctx context.Context, t *target, conns int, d tim
 			return kept, attempt, nil
 		}
 	}
-	return kept, attempts - 1, nil
+	return kept, stealAttempts - 1, nil
 }
 
 // hostSteal is the CPU time the hypervisor has taken from this machine's

@@ -39,17 +39,19 @@ func main() {
 }
 
 type config struct {
-	geth     string
-	balidx   string
-	accounts int
-	duration time.Duration
-	runs     int
-	conns    int
-	profile  string
-	plot     string
-	goBench  string
-	hot      int
-	rest     bool
+	geth      string
+	balidx    string
+	accounts  int
+	duration  time.Duration
+	runs      int
+	conns     int
+	profile   string
+	plot      string
+	goBench   string
+	hot       int
+	rest      bool
+	rounds    int
+	processes int
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -59,12 +61,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.balidx, "balidx", "", "balidx binary: times `balidx run --seed` of geth's whole state (empty: the read alone)")
 	fs.IntVar(&cfg.accounts, "accounts", 1_000_000, "accounts in the genesis geth and balidx both hold (queried at random)")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "each wrk run")
-	fs.IntVar(&cfg.runs, "runs", 3, "passes over every target (medians are reported)")
+	fs.IntVar(&cfg.runs, "runs", 3, "passes over every target but the margins' (medians are reported)")
+	fs.IntVar(&cfg.rounds, "rounds", 6, "rounds of the margins' loads (bare echo, balidx signed, anonymous, access log off), each seconds long; a margin is the median of its rounds' ratios")
+	fs.IntVar(&cfg.processes, "processes", 3, "processes each margins' configuration runs in, a round on each in turn")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses, and one of the bare handler to FILE.bare (their pprof; -duration under 10s)")
 	fs.StringVar(&cfg.plot, "plot", "", "also write an SVG of p99 latency against throughput at rising load")
 	fs.IntVar(&cfg.hot, "hot", 100_000, "the active accounts (a random sample of them) that known-address loads ask for; balidx's cache is warmed with them first")
-	fs.BoolVar(&cfg.rest, "rest", false, "only the REST loads on known addresses (bare echo, signed, anonymous, access log off), no attack: for iterating on the query path")
+	fs.BoolVar(&cfg.rest, "rest", false, "only the margins' rounds, no other load and no attack: for iterating on the query path")
 	fs.StringVar(&cfg.goBench, "go-bench", "", "output of `go test -bench` (storage, pipeline, query) to fold into the summary")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -72,8 +76,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	switch {
 	case cfg.accounts < 1 || cfg.hot < 1:
 		return errors.New("-accounts and -hot must be at least 1")
-	case cfg.runs < 1:
-		return errors.New("-runs must be at least 1")
+	case cfg.runs < 1 || cfg.rounds < 1 || cfg.processes < 1:
+		return errors.New("-runs, -rounds and -processes must be at least 1")
 	case cfg.conns < wrkThreads:
 		return fmt.Errorf("-connections must be at least %d (one a wrk thread)", wrkThreads)
 	case cfg.duration < time.Second:
@@ -125,17 +129,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return p, err
 	}
 	// The query tiers run as `balidx run` does, access log included,
-	// appended to a file as --access-log-file does.
-	b.accessLog = filepath.Join(dir, "access.log")
-	node, err := serve("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10), b.accessLog)
-	if err != nil {
-		return err
+	// appended to a file as --access-log-file does, and the same without
+	// it (what the log costs), each in cfg.processes processes (margins).
+	m := &margins{}
+	for i := range cfg.processes {
+		node, err := serve("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10), filepath.Join(dir, fmt.Sprintf("access-%d.log", i)))
+		if err != nil {
+			return err
+		}
+		quiet, err := serve("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10), "-")
+		if err != nil {
+			return err
+		}
+		m.nodes, m.quiets = append(m.nodes, node), append(m.quiets, quiet)
 	}
-	// The same without its access log: what the log costs.
-	quiet, err := serve("balidx", snapshot, strconv.FormatInt(query.DefaultCacheBytes, 10), "-")
-	if err != nil {
-		return err
-	}
+	node := m.nodes[0] // also under the other loads on known or unknown addresses, and the attack
+	b.accessLog = filepath.Join(dir, "access-0.log")
 	// Loads over all the accounts go to a second query tier on the same
 	// snapshot, so that they do not evict the active set from the first
 	// one's cache. Its cache is sized for every account, 512 bytes each (as
@@ -158,12 +167,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := os.WriteFile(answer, body, 0o600); err != nil {
 		return err
 	}
-	bare, err := serve("bare", answer)
-	if err != nil {
-		return err
+	for range cfg.processes {
+		bare, err := serve("bare", answer)
+		if err != nil {
+			return err
+		}
+		m.bares = append(m.bares, bare)
 	}
-	fmt.Fprintf(out, "balidx: warming the first tiers' caches with the %d active accounts…\n", len(hot))
-	for _, p := range []*proc{node, quiet} {
+	fmt.Fprintf(out, "balidx: warming the first tiers' caches (%d processes) with the %d active accounts…\n", 2*cfg.processes, len(hot))
+	for _, p := range append(slices.Clone(m.nodes), m.quiets...) {
 		if err := warmUp(ctx, p.host, hot); err != nil {
 			return err
 		}
@@ -185,19 +197,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
-	m := margins{
-		bare:      &target{name: "bare echo (baseline)", server: bare, requests: signedGets(known), once: true},
-		signed:    &target{name: "balidx, known addresses", server: node, requests: signedGets(known), once: true},
-		anonymous: &target{name: "balidx, known addresses, anonymous", server: node, requests: plainGets(known)},
-		quiet:     &target{name: "balidx, known addresses, access log off", server: quiet, requests: signedGets(known), once: true},
-	}
-	targets := []*target{m.bare, m.signed}
+	m.bare = &target{name: "bare echo (baseline)", requests: signedGets(known), once: true}
+	m.signed = &target{name: "balidx, known addresses", requests: signedGets(known), once: true}
+	m.anonymous = &target{name: "balidx, known addresses, anonymous", requests: plainGets(known)}
+	m.quiet = &target{name: "balidx, known addresses, access log off", requests: signedGets(known), once: true}
+	m.use(0)
+	var others []*target // every other load, in passes
+	var anyOf *target
 	if !cfg.rest {
-		targets = append(targets,
-			&target{name: "balidx, unknown addresses", server: node, requests: signedGets(unknownAddress), once: true},
-			&target{name: fmt.Sprintf("balidx, any of the %d accounts", len(accounts)), server: nodeAll, requests: signedGets(anyAccount), once: true})
+		anyOf = &target{name: fmt.Sprintf("balidx, any of the %d accounts", len(accounts)), server: nodeAll, requests: signedGets(anyAccount), once: true}
+		others = append(others, &target{name: "balidx, unknown addresses", server: node, requests: signedGets(unknownAddress), once: true}, anyOf)
 	}
-	targets = append(targets, m.anonymous, m.quiet)
 	// The same protocol as geth's: eth_getBalance over JSON-RPC, signed,
 	// one call and batches, on the same addresses.
 	everyone := fmt.Sprintf("any of the %d accounts", len(accounts))
@@ -214,20 +224,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	rpcKnown, rpcKnown100 := rpcTarget(node, known, "known addresses", 1, true), rpcTarget(node, known, "known addresses", 100, true)
 	rpcAll := []*target{rpcTarget(nodeAll, anyAccount, everyone, 1, true), rpcTarget(nodeAll, anyAccount, everyone, 10, true), rpcTarget(nodeAll, anyAccount, everyone, 100, true)}
 	if !cfg.rest {
-		targets = append(targets, rpcKnown, rpcKnown100)
-		targets = append(targets, rpcAll...)
+		others = append(others, rpcKnown, rpcKnown100)
+		others = append(others, rpcAll...)
 	}
 	var comparisons []comparison
 	var gethOnState *target // geth's single calls on the large state, plotted
 	if gethDev != nil && !cfg.rest {
 		gethTiny, gethTiny100 := rpcTarget(gethDev, known, "tiny dev chain", 1, false), rpcTarget(gethDev, known, "tiny dev chain", 100, false)
 		gethAll := []*target{rpcTarget(gethState, anyAccount, everyone, 1, false), rpcTarget(gethState, anyAccount, everyone, 10, false), rpcTarget(gethState, anyAccount, everyone, 100, false)}
-		targets = append(targets, gethTiny, gethTiny100)
-		targets = append(targets, gethAll...)
+		others = append(others, gethTiny, gethTiny100)
+		others = append(others, gethAll...)
 		gethOnState = gethAll[0]
 		comparisons = []comparison{
 			{"GET /v1/balances ÷ geth eth_getBalance, tiny dev chain", m.signed, gethTiny, 2},
-			{"GET /v1/balances ÷ geth eth_getBalance, " + everyone, targets[3], gethAll[0], 3},
+			{"GET /v1/balances ÷ geth eth_getBalance, " + everyone, anyOf, gethAll[0], 3},
 			{"POST /rpc ÷ geth, eth_getBalance calls/s, tiny dev chain", rpcKnown, gethTiny, 0},
 			{"POST /rpc ÷ geth, eth_getBalance calls/s, batches of 100, tiny dev chain", rpcKnown100, gethTiny100, 0},
 			{"POST /rpc ÷ geth, eth_getBalance calls/s, " + everyone, rpcAll[0], gethAll[0], 3},
@@ -235,43 +245,27 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			{"POST /rpc ÷ geth, eth_getBalance calls/s, batches of 100, " + everyone, rpcAll[2], gethAll[2], 10},
 		}
 	}
-	repeated, stolen := 0, 0 // runs made again for the host's steal; kept runs still over maxSteal
-	// Passes over every target in turn, every other pass in reverse order,
-	// so that a drift in the machine's speed falls on all of them alike.
+	if err := m.measure(ctx, b); err != nil {
+		return err
+	}
+	// Passes over every other target in turn, every other pass in reverse
+	// order, so that a drift in the machine's speed falls on all of them alike.
 	for pass := 0; pass < cfg.runs; pass++ {
-		order := slices.Clone(targets)
+		order := slices.Clone(others)
 		if pass%2 == 1 {
 			slices.Reverse(order)
 		}
 		for _, t := range order {
-			if pass == 0 && cfg.profile != "" {
-				switch t {
-				case m.bare:
-					b.profile = cfg.profile + ".bare"
-				case m.signed:
-					b.profile = cfg.profile
-				}
-			}
-			attempts := 1
-			if m.has(t) {
-				attempts = stealAttempts
-			}
-			r, again, err := b.measureUnstolen(ctx, t, cfg.conns, cfg.duration, attempts)
+			r, err := b.measure(ctx, t, cfg.conns, cfg.duration)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
 			}
-			repeated += again
-			if r.steal > maxSteal && attempts > 1 {
-				stolen++
-			}
 			t.results = append(t.results, r)
-			fmt.Fprintf(out, "pass %d  %-45s %8.0f req/s  p99 %s  steal %v (runs made again: %d)\n", pass+1, t.name, r.rps, r.p99.Round(time.Microsecond), r.steal, again)
+			fmt.Fprintf(out, "pass %d  %-45s %8.0f req/s  p99 %s  steal %v\n", pass+1, t.name, r.rps, r.p99.Round(time.Microsecond), r.steal)
 		}
 	}
 	s := summary{}
-	report(out, targets, m, comparisons, cfg, &s)
-	s.add(fmt.Sprintf("margins' runs made again because the host took over %v of CPU during them (steal)", maxSteal), float64(repeated), "", 0)
-	s.add(fmt.Sprintf("margins' runs kept with over %v of steal (%d attempts each at most)", maxSteal, stealAttempts), float64(stolen), "", 0)
+	report(out, append(m.targets(), others...), m, comparisons, cfg, &s)
 	if cfg.rest {
 		s.print(out)
 		return nil
@@ -328,7 +322,7 @@ type bench struct {
 // target is one server under load.
 type target struct {
 	name     string
-	server   *proc
+	server   *proc // the process under load (the margins' loads take theirs round by round)
 	requests func(host string, run int) requests
 	once     bool // each request may be sent once (a signed nonce)
 	calls    int  // JSON-RPC calls a request (0: not JSON-RPC, one answer a request)

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// margins are the loads of issue 18's targets: balidx's known-address
+// answers, signed and anonymous, against the bare handler, and balidx with
+// its access log against without. Each is a ratio of close configurations,
+// and this host's noise is as large as the differences between them, so
+// they are measured apart from the other loads:
+//   - The host's speed drifts over minutes: the bare handler made 28k
+//     requests/s in one pass of run BN and 44k in the next. So the four
+//     loads are run in rounds, one after the other, and a margin is the
+//     median of its rounds' ratios: each compares runs seconds apart.
+//   - A process keeps its own speed for its life, up to ~15% off its twin
+//     (two identical balidx tiers of one run). So each configuration runs
+//     in several processes, a round on each in turn.
+//   - The host freezes a CPU for 100 ms at a time: a run during which it
+//     took more than maxSteal is made again (measureUnstolen).
+type margins struct {
+	bare, signed, anonymous, quiet *target
+	// The processes: bares serve the bare handler, nodes the signed and
+	// anonymous loads (balidx with its access log), quiets the log off.
+	bares, nodes, quiets []*proc
+	// Each round's ratios: signed and anonymous ÷ bare, signed ÷ quiet.
+	signedRatios, anonymousRatios, logCosts []float64
+	repeated                                int // runs made again for the host's steal
+	stolen                                  int // runs kept with over maxSteal, every attempt stolen
+}
+
+func (m *margins) targets() []*target { return []*target{m.bare, m.signed, m.anonymous, m.quiet} }
+
+// use puts the loads on the processes of round.
+func (m *margins) use(round int) {
+	m.bare.server = m.bares[round%len(m.bares)]
+	m.signed.server = m.nodes[round%len(m.nodes)]
+	m.anonymous.server = m.signed.server
+	m.quiet.server = m.quiets[round%len(m.quiets)]
+}
+
+// measure runs b.cfg.rounds rounds of the four loads, each round in the
+// order of the last turned by one, and leaves the loads on the first
+// round's processes (the attack and the plot load those).
+func (m *margins) measure(ctx context.Context, b *bench) error {
+	defer m.use(0)
+	loads := m.targets()
+	for round := range b.cfg.rounds {
+		m.use(round)
+		got := make(map[*target]result, len(loads))
+		for i := range loads {
+			t := loads[(round+i)%len(loads)]
+			if round == 0 && b.cfg.profile != "" {
+				switch t {
+				case m.bare:
+					b.profile = b.cfg.profile + ".bare"
+				case m.signed:
+					b.profile = b.cfg.profile
+				}
+			}
+			r, again, err := b.measureUnstolen(ctx, t)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+			m.repeated += again
+			if r.steal > maxSteal {
+				m.stolen++
+			}
+			t.results = append(t.results, r)
+			got[t] = r
+			fmt.Fprintf(b.out, "round %d  %-45s %8.0f req/s  p99 %s  steal %v (runs made again: %d)\n", round+1, t.name, r.rps, r.p99.Round(time.Microsecond), r.steal, again)
+		}
+		bare := got[m.bare].rps
+		m.signedRatios = append(m.signedRatios, got[m.signed].rps/bare)
+		m.anonymousRatios = append(m.anonymousRatios, got[m.anonymous].rps/bare)
+		m.logCosts = append(m.logCosts, got[m.signed].rps/got[m.quiet].rps)
+		fmt.Fprintf(b.out, "round %d  processes %d: signed ÷ bare %.2f, anonymous ÷ bare %.2f, log's cost (with ÷ without) %.2f\n",
+			round+1, round%len(m.nodes)+1, m.signedRatios[round], m.anonymousRatios[round], m.logCosts[round])
+	}
+	return nil
+}
+
+// summarize adds the margins to the summary, with their rounds' spread.
+func (m *margins) summarize(s *summary) {
+	for _, r := range []struct {
+		what   string
+		ratios []float64
+		want   float64
+	}{
+		{"balidx ÷ bare echo throughput (known addresses, signed; the defaults, access log on)", m.signedRatios, 0.85},
+		{"balidx ÷ bare echo throughput (known addresses, anonymous; the defaults, access log on)", m.anonymousRatios, 0.9},
+		{"access log's cost: balidx with it ÷ without (known addresses, signed)", m.logCosts, 0.97},
+	} {
+		s.add(fmt.Sprintf("%s, median of %d rounds (%.2f–%.2f)", r.what, len(r.ratios), slices.Min(r.ratios), slices.Max(r.ratios)), middle(r.ratios), ">=", r.want)
+	}
+	s.add(fmt.Sprintf("margins' runs made again because the host took over %v of CPU during them (steal)", maxSteal), float64(m.repeated), "", 0)
+	s.add(fmt.Sprintf("margins' runs kept with over %v of steal (%d attempts each at most)", maxSteal, stealAttempts), float64(m.stolen), "", 0)
+}
