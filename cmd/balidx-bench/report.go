@@ -12,11 +12,16 @@ import (
 	"time"
 )
 
-// middle is the median of v (the upper one of an even count).
+// middle is the median of v: of an even count, the mean of the two
+// middle values.
 func middle(v []float64) float64 {
 	v = slices.Clone(v)
 	slices.Sort(v)
-	return v[len(v)/2]
+	n := len(v)
+	if n%2 == 0 {
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	return v[n/2]
 }
 
 func median(rs []result) result {
@@ -153,8 +158,7 @@ func (s *summary) addGoBench(file string) error {
 		if len(v) == 0 {
 			return 0, false
 		}
-		slices.Sort(v)
-		return v[len(v)/2], true
+		return middle(v), true
 	}
 	add := func(what, key, op string, want float64) {
 		if v, ok := get(key); ok {
