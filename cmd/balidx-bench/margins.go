@@ -23,8 +23,8 @@ import (
 //     took more than maxSteal is made again (measureUnstolen).
 //   - A process's first run of a load is not counted: it grows the replay
 //     cache and the heap from nothing, as a node does once, not in its
-//     steady state (in four -rest and make bench runs, the signed ratio of
-//     the first round was the lowest of six in three: 0.60–0.66).
+//     steady state (in three runs of six rounds that counted it, the first
+//     round's signed ratio was the lowest of six in two: 0.60 and 0.64).
 type margins struct {
 	bare, signed, anonymous, quiet *target
 	// The processes: bares serve the bare handler, nodes the signed and
