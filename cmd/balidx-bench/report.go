@@ -119,6 +119,9 @@ func (s *summary) print(w io.Writer) {
 			}
 		}
 		value := fmt.Sprintf("%.2f", r.value)
+		if r.op != "" && r.value < 10 { // a third decimal: 0.895 is not "0.90" against 0.9
+			value = fmt.Sprintf("%.3f", r.value)
+		}
 		if r.value >= 100 || r.value == float64(int64(r.value)) {
 			value = fmt.Sprintf("%.0f", r.value)
 		}
