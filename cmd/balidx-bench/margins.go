@@ -30,10 +30,8 @@ type margins struct {
 	// The processes: bares serve the bare handler, nodes the signed and
 	// anonymous loads (balidx with its access log), quiets the log off.
 	bares, nodes, quiets []*proc
-	// Each round's ratios: signed and anonymous ÷ bare, signed ÷ quiet.
-	signedRatios, anonymousRatios, logCosts []float64
-	repeated                                int // runs made again for the host's steal
-	stolen                                  int // runs kept with over maxSteal, every attempt stolen
+	repeated             int // runs made again for the host's steal
+	stolen               int // runs kept with over maxSteal, every attempt stolen
 }
 
 func (m *margins) targets() []*target { return []*target{m.bare, m.signed, m.anonymous, m.quiet} }
@@ -64,7 +62,6 @@ func (m *margins) measure(ctx context.Context, b *bench) error {
 	}
 	for round := range b.cfg.rounds {
 		m.use(round)
-		got := make(map[*target]result, len(loads))
 		for i := range loads {
 			t := loads[(round+i)%len(loads)]
 			if round == 0 && b.cfg.profile != "" {
@@ -84,15 +81,10 @@ func (m *margins) measure(ctx context.Context, b *bench) error {
 				m.stolen++
 			}
 			t.results = append(t.results, r)
-			got[t] = r
 			fmt.Fprintf(b.out, "round %d  %-45s %8.0f req/s  p99 %s  steal %v (runs made again: %d)\n", round+1, t.name, r.rps, r.p99.Round(time.Microsecond), r.steal, again)
 		}
-		bare := got[m.bare].rps
-		m.signedRatios = append(m.signedRatios, got[m.signed].rps/bare)
-		m.anonymousRatios = append(m.anonymousRatios, got[m.anonymous].rps/bare)
-		m.logCosts = append(m.logCosts, got[m.signed].rps/got[m.quiet].rps)
 		fmt.Fprintf(b.out, "round %d  processes %d: signed ÷ bare %.2f, anonymous ÷ bare %.2f, log's cost (with ÷ without) %.2f\n",
-			round+1, round%len(m.nodes)+1, m.signedRatios[round], m.anonymousRatios[round], m.logCosts[round])
+			round+1, round%len(m.nodes)+1, ratios(m.signed, m.bare)[round], ratios(m.anonymous, m.bare)[round], ratios(m.signed, m.quiet)[round])
 	}
 	return nil
 }
@@ -104,12 +96,22 @@ func (m *margins) summarize(s *summary) {
 		ratios []float64
 		want   float64
 	}{
-		{"balidx ÷ bare echo throughput (known addresses, signed; the defaults, access log on)", m.signedRatios, 0.85},
-		{"balidx ÷ bare echo throughput (known addresses, anonymous; the defaults, access log on)", m.anonymousRatios, 0.9},
-		{"access log's cost: balidx with it ÷ without (known addresses, signed)", m.logCosts, 0.97},
+		{"balidx ÷ bare echo throughput (known addresses, signed; the defaults, access log on)", ratios(m.signed, m.bare), 0.85},
+		{"balidx ÷ bare echo throughput (known addresses, anonymous; the defaults, access log on)", ratios(m.anonymous, m.bare), 0.9},
+		{"access log's cost: balidx with it ÷ without (known addresses, signed)", ratios(m.signed, m.quiet), 0.97},
 	} {
 		s.add(fmt.Sprintf("%s, median of %d rounds (%.2f–%.2f)", r.what, len(r.ratios), slices.Min(r.ratios), slices.Max(r.ratios)), middle(r.ratios), ">=", r.want)
 	}
 	s.add(fmt.Sprintf("margins' runs made again because the host took over %v of CPU during them (steal)", maxSteal), float64(m.repeated), "", 0)
 	s.add(fmt.Sprintf("margins' runs kept with over %v of steal (%d attempts each at most)", maxSteal, stealAttempts), float64(m.stolen), "", 0)
+}
+
+// ratios is a's throughput ÷ b's, round by round: each of the margins' loads
+// has one result a round, in order.
+func ratios(a, b *target) []float64 {
+	v := make([]float64, len(a.results))
+	for i := range v {
+		v[i] = a.results[i].rps / b.results[i].rps
+	}
+	return v
 }
