@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.rounds, "rounds", 6, "rounds of the margins' loads (bare echo, balidx signed, anonymous, access log off), each seconds long; a margin is the median of its rounds' ratios")
 	fs.IntVar(&cfg.processes, "processes", 3, "processes each margins' configuration runs in, a round on each in turn")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
-	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses, and one of the bare handler to FILE.bare (their pprof; -duration under 10s)")
+	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses, signed, one of it on the anonymous tier to FILE.anonymous and one of the bare handler to FILE.bare (their pprof, of the first round; -duration under 10s)")
 	fs.StringVar(&cfg.plot, "plot", "", "also write an SVG of p99 latency against throughput at rising load")
 	fs.IntVar(&cfg.hot, "hot", 100_000, "the active accounts (a random sample of them) that known-address loads ask for; balidx's cache is warmed with them first")
 	fs.BoolVar(&cfg.rest, "rest", false, "only the margins' rounds, no other load and no attack: for iterating on the query path")
@@ -159,20 +159,24 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	known := func(rng *randSource) address { return hot[rng.IntN(len(hot))] }
 	anyAccount := func(rng *randSource) address { return accounts[rng.IntN(len(accounts))].addr }
-	body, err := answerBody(ctx, node.host, hot[0])
+	body, fields, err := answer(ctx, node.host, hot[0])
 	if err != nil {
 		return err
 	}
-	answer := filepath.Join(dir, "answer.json")
-	if err := os.WriteFile(answer, body, 0o600); err != nil {
+	bodyFile, fieldsFile := filepath.Join(dir, "answer.json"), filepath.Join(dir, "answer.fields")
+	if err := writeAnswer(bodyFile, fieldsFile, body, fields); err != nil {
 		return err
 	}
 	for range cfg.processes {
-		bare, err := serve("bare", answer)
+		bare, err := serve("bare", bodyFile)
 		if err != nil {
 			return err
 		}
-		m.bares = append(m.bares, bare)
+		fielded, err := serve("bare", bodyFile, fieldsFile)
+		if err != nil {
+			return err
+		}
+		m.bares, m.fieldeds = append(m.bares, bare), append(m.fieldeds, fielded)
 	}
 	fmt.Fprintf(out, "balidx: warming the first tiers' caches (%d processes) with the %d active accounts…\n", 2*cfg.processes, len(hot))
 	for _, p := range append(slices.Clone(m.nodes), m.quiets...) {
@@ -198,6 +202,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	m.bare = &target{name: "bare echo (baseline)", requests: signedGets(known), once: true}
+	m.fielded = &target{name: "bare echo, balidx's header fields", requests: signedGets(known), once: true}
 	m.signed = &target{name: "balidx, known addresses", requests: signedGets(known), once: true}
 	m.anonymous = &target{name: "balidx, known addresses, anonymous", requests: plainGets(known)}
 	m.quiet = &target{name: "balidx, known addresses, access log off", requests: signedGets(known), once: true}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -25,8 +26,9 @@ import (
 // balidx-bench runs them as itself with serveArg first.
 const serveArg = "-serve"
 
-// serveMain is a server process: "bare BODYFILE" serves the body with a
-// bare echo handler, "balidx SNAPSHOT CACHEBYTES ACCESSLOG" serves the
+// serveMain is a server process: "bare BODYFILE [FIELDSFILE]" serves the
+// body with a bare echo handler (and the header fields in FIELDSFILE, an
+// HTTP header block, on every answer), "balidx SNAPSHOT CACHEBYTES ACCESSLOG" serves the
 // snapshot file (opened read-only) through balidx's query tier, its access
 // log appended to the file ACCESSLOG ("-": no access log). It prints "HOST ADMIN"
 // on out once listening (ADMIN: balidx's admin listener, or the bare
@@ -37,12 +39,18 @@ func serveMain(args []string, out io.Writer) error {
 	var host, admin string
 	var served <-chan struct{} // balidx's: closed once it has stopped and written its access log out
 	switch {
-	case len(args) == 2 && args[0] == "bare":
+	case (len(args) == 2 || len(args) == 3) && args[0] == "bare":
 		body, err := os.ReadFile(args[1])
 		if err != nil {
 			return err
 		}
-		if host, err = startBareEcho(ctx, body); err != nil {
+		var fields http.Header
+		if len(args) == 3 {
+			if fields, err = readFields(args[2]); err != nil {
+				return err
+			}
+		}
+		if host, err = startBareEcho(ctx, body, fields); err != nil {
 			return err
 		}
 		if admin, err = startProfiler(ctx); err != nil {
@@ -62,7 +70,7 @@ func serveMain(args []string, out io.Writer) error {
 			return err
 		}
 	default:
-		return fmt.Errorf("%s bare BODYFILE | %s balidx SNAPSHOT CACHEBYTES ACCESSLOG", serveArg, serveArg)
+		return fmt.Errorf("%s bare BODYFILE [FIELDSFILE] | %s balidx SNAPSHOT CACHEBYTES ACCESSLOG", serveArg, serveArg)
 	}
 	fmt.Fprintln(out, host, admin)
 	<-ctx.Done()
@@ -70,6 +78,21 @@ func serveMain(args []string, out io.Writer) error {
 		<-served
 	}
 	return nil
+}
+
+// readFields reads an HTTP header block (as http.Header.Write writes it,
+// then an empty line).
+func readFields(file string) (http.Header, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fields, err := textproto.NewReader(bufio.NewReader(f)).ReadMIMEHeader()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return http.Header(fields), nil
 }
 
 // proc is a server under load in a process of its own: geth, or

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -78,10 +80,20 @@ func writeGenesis(file string, accounts []account) error {
 
 // startBareEcho serves body, a constant, with a bare echo handler on an
 // http.Server set as balidx's (timeouts, header limit): the physical limit
-// of the framework for an answer of that size.
-func startBareEcho(ctx context.Context, body []byte) (string, error) {
+// of the framework for an answer of that size. fields, if not nil, are set
+// on every answer as well (balidx's own header fields: the limit for an
+// answer of that size and shape).
+func startBareEcho(ctx context.Context, body []byte, fields http.Header) (string, error) {
 	e := echo.New()
-	e.GET("/v1/balances/:address", func(c echo.Context) error { return c.JSONBlob(http.StatusOK, body) })
+	e.GET("/v1/balances/:address", func(c echo.Context) error {
+		if fields != nil {
+			h := c.Response().Header()
+			for k, v := range fields {
+				h[k] = v // never mutated: net/http copies the map when the status is written
+			}
+		}
+		return c.JSONBlob(http.StatusOK, body)
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -107,14 +119,39 @@ func startProfiler(ctx context.Context) (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// answerBody is balidx's answer for a, fetched once without a signature:
-// what the bare handler returns, so that both send bodies of one size.
-func answerBody(ctx context.Context, host string, a address) ([]byte, error) {
-	return get(ctx, &http.Client{Timeout: 10 * time.Second}, fmt.Sprintf("http://%s/v1/balances/%s", host, a.Hex()))
+// answer is balidx's answer for a, fetched once without a signature, and
+// the header fields balidx set on it (net/http's own, Date and
+// Content-Length, and the Content-Type every handler sets, left out): what
+// the bare handlers return, so that all send bodies of one size, and one
+// of them the same fields.
+func answer(ctx context.Context, host string, a address) ([]byte, http.Header, error) {
+	var fields http.Header
+	body, err := getWith(ctx, &http.Client{Timeout: 10 * time.Second}, fmt.Sprintf("http://%s/v1/balances/%s", host, a.Hex()), &fields)
+	for _, k := range []string{"Date", "Content-Length", "Content-Type"} {
+		delete(fields, k)
+	}
+	return body, fields, err
+}
+
+// writeAnswer writes the answer's body and its header fields (an HTTP
+// header block) for the bare handlers' processes.
+func writeAnswer(bodyFile, fieldsFile string, body []byte, fields http.Header) error {
+	var b bytes.Buffer
+	if err := fields.Write(&b); err != nil {
+		return err
+	}
+	b.WriteString("\r\n")
+	return errors.Join(os.WriteFile(bodyFile, body, 0o600), os.WriteFile(fieldsFile, b.Bytes(), 0o600))
 }
 
 // get returns the body of a 200 answer to GET url (at most 16 MiB).
 func get(ctx context.Context, hc *http.Client, url string) ([]byte, error) {
+	return getWith(ctx, hc, url, nil)
+}
+
+// getWith is get that also keeps the answer's header fields in *fields
+// (fields nil: not kept).
+func getWith(ctx context.Context, hc *http.Client, url string, fields *http.Header) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return nil, err
@@ -124,6 +161,9 @@ func get(ctx context.Context, hc *http.Client, url string) ([]byte, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if fields != nil {
+		*fields = resp.Header
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return nil, err
