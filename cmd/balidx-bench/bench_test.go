@@ -113,6 +113,54 @@ func TestSignedRequestsAreAccepted(t *testing.T) {
 	}
 }
 
+// The bare handlers send balidx's answer: the same body, and the second
+// the same header fields too (each a process, as the margins run them).
+func TestBareHandlersSendBalidxsAnswer(t *testing.T) {
+	ctx := context.Background()
+	accounts := genesisAccounts(3)
+	node := serveAccounts(t, accounts)
+	body, fields, err := answer(ctx, node.host, accounts[0].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"Etag", "Cache-Control", "Vary", query.HeaderBlock, query.HeaderBlockHash} {
+		if len(fields[k]) == 0 {
+			t.Fatalf("balidx's answer has no %s: %v", k, fields)
+		}
+	}
+	dir := t.TempDir()
+	bodyFile, fieldsFile := filepath.Join(dir, "answer.json"), filepath.Join(dir, "answer.fields")
+	if err := writeAnswer(bodyFile, fieldsFile, body, fields); err != nil {
+		t.Fatal(err)
+	}
+	url := "/v1/balances/" + accounts[1].addr.Hex()
+	for _, args := range [][]string{{"bare", bodyFile}, {"bare", bodyFile, fieldsFile}} {
+		bare, err := startServer(args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(bare.stop)
+		var got http.Header
+		gotBody, err := getWith(ctx, &http.Client{Timeout: 10 * time.Second}, "http://"+bare.host+url, &got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(gotBody, body) || got.Get("Content-Type") != "application/json" {
+			t.Fatalf("%v: %s %s, want balidx's %s", args, got.Get("Content-Type"), gotBody, body)
+		}
+		for _, k := range []string{"Date", "Content-Length", "Content-Type"} {
+			delete(got, k)
+		}
+		want := fields
+		if len(args) == 2 {
+			want = http.Header{}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%v: header fields %v, want %v", args, got, want)
+		}
+	}
+}
+
 // A warm-up reads every address once from bbolt and leaves them all in the
 // cache: warming again reads none.
 func TestWarmUpFillsTheCache(t *testing.T) {
