@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&cfg.accounts, "accounts", 1_000_000, "accounts in the genesis geth and balidx both hold (queried at random)")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "each wrk run")
 	fs.IntVar(&cfg.runs, "runs", 3, "passes over every target but the margins' (medians are reported)")
-	fs.IntVar(&cfg.rounds, "rounds", 6, "rounds of the margins' loads (bare echo, balidx signed, anonymous, access log off), each seconds long; a margin is the median of its rounds' ratios")
+	fs.IntVar(&cfg.rounds, "rounds", 6, "rounds of the margins' loads (bare echo, bare echo with balidx's header fields, balidx signed, anonymous, access log off), each seconds long; a margin is the median of its rounds' ratios")
 	fs.IntVar(&cfg.processes, "processes", 3, "processes each margins' configuration runs in, a round on each in turn")
 	fs.IntVar(&cfg.conns, "connections", 64, "wrk connections (2 threads)")
 	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of the balidx server while wrk asks it for known addresses, signed, one of it on the anonymous tier to FILE.anonymous and one of the bare handler to FILE.bare (their pprof, of the first round; -duration under 10s)")
