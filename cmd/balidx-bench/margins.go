@@ -16,7 +16,7 @@ import (
 // and this host's noise is as large as the differences between them, so
 // they are measured apart from the other loads:
 //   - The host's speed drifts over minutes: the bare handler made 28k
-//     requests/s in one pass of run BN and 44k in the next. So the five
+//     requests/s in one pass of run BN and 44k in the next. So the
 //     loads are run in rounds, one after the other, and a margin is the
 //     median of its rounds' ratios: each compares runs seconds apart.
 //   - A process keeps its own speed for its life, up to ~15% off its twin
@@ -51,7 +51,7 @@ func (m *margins) use(round int) {
 	m.quiet.server = m.quiets[round%len(m.quiets)]
 }
 
-// measure runs b.cfg.rounds rounds of the five loads, each round in the
+// measure runs b.cfg.rounds rounds of the margins' loads, each round in the
 // order of the last turned by one, and leaves the loads on the first
 // round's processes (the attack and the plot load those).
 func (m *margins) measure(ctx context.Context, b *bench) error {

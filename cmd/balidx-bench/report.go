@@ -58,8 +58,8 @@ func ms(d time.Duration) string { return d.Round(10 * time.Microsecond).String()
 // adds the ratios the targets name to the summary.
 func report(w io.Writer, targets []*target, mt *margins, comparisons []comparison, cfg config, s *summary) {
 	base := median(mt.bare.results)
-	fmt.Fprintf(w, "\nwrk -t%d -c%d -d%s, medians of the %d margins' rounds (the first four rows, %d processes each) and of %d passes (the others); wrk shares the 2 cores with the servers\n\n",
-		wrkThreads, cfg.conns, cfg.duration, cfg.rounds, cfg.processes, cfg.runs)
+	fmt.Fprintf(w, "\nwrk -t%d -c%d -d%s, medians of the %d margins' rounds (the first %d rows, %d processes each) and of %d passes (the others); wrk shares the 2 cores with the servers\n\n",
+		wrkThreads, cfg.conns, cfg.duration, cfg.rounds, len(mt.targets()), cfg.processes, cfg.runs)
 	fmt.Fprintf(w, "| target | req/s | calls/s | × bare | p50 | p99 | p99.9 | p99 ÷ bare | server CPU µs/req | wrk CPU µs/req | bytes/response | non-2xx | socket errors |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range targets {
