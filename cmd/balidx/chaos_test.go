@@ -121,7 +121,9 @@ func TestChaos(t *testing.T) {
 	poll.Until(t, 2*time.Minute, func() error {
 		for _, p := range replicas {
 			if n := trusted(p); n < 3 {
-				return fmt.Errorf("%s at block %d", p.name, n)
+				var st struct{ Trusted struct{ Number uint64 } }
+				err := getJSON("http://"+p.http+"/v1/status", &st)
+				return fmt.Errorf("%s at block %d (status: %v); stream at block %d; its log:\n%s", p.name, n, err, lastBlock(), tail(p.logs.String()))
 			}
 		}
 		return nil
