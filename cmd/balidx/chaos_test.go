@@ -123,7 +123,11 @@ func TestChaos(t *testing.T) {
 			if n := trusted(p); n < 3 {
 				var st struct{ Trusted struct{ Number uint64 } }
 				err := getJSON("http://"+p.http+"/v1/status", &st)
-				return fmt.Errorf("%s at block %d (status: %v); stream at block %d; its log:\n%s", p.name, n, err, lastBlock(), tail(p.logs.String()))
+				logs := p.name + ":\n" + tail(p.logs.String())
+				for _, ix := range indexers {
+					logs += "\n" + ix.name + ":\n" + tail(ix.logs.String())
+				}
+				return fmt.Errorf("%s at block %d (status: %v); stream at block %d; logs:\n%s", p.name, n, err, lastBlock(), logs)
 			}
 		}
 		return nil
