@@ -25,4 +25,7 @@ var (
 	// ErrConsumerLost: the server no longer has the consumer delivering to
 	// consume; nothing after it will arrive on that channel.
 	ErrConsumerLost = errors.New("stream consumer lost")
+	// ErrSnapshotGone: the snapshot asked for is no longer in the object
+	// store (pruned after it was listed): list again.
+	ErrSnapshotGone = errors.New("snapshot no longer in the object store")
 )

@@ -97,9 +97,13 @@ func (s *Snapshots) List(ctx context.Context, chainID uint64) ([]SnapshotInfo, e
 	return out, nil
 }
 
-// Get writes the snapshot's file to w.
+// Get writes the snapshot's file to w; ErrSnapshotGone if it was pruned
+// since it was listed.
 func (s *Snapshots) Get(ctx context.Context, info SnapshotInfo, w io.Writer) error {
 	r, err := s.os.Get(ctx, info.Name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return fmt.Errorf("get snapshot %s: %w", info.Name, ErrSnapshotGone)
+	}
 	if err != nil {
 		return fmt.Errorf("get snapshot %s: %w", info.Name, err)
 	}

@@ -69,7 +69,7 @@ func TestChaos(t *testing.T) {
 		p := &proc{name: fmt.Sprintf("indexer-%d", i), admin: testaddr.Free(t), data: t.TempDir()}
 		p.args = func() []string {
 			return []string{"indexer", "--rpc", ws, "--nats", cluster.URLs(), "--replicas", "3", "--data", p.data, "--admin", p.admin,
-				"--confirmations", "1", "--indexer-name", p.name, "--lease-ttl", ttl.String(), "--log-level", "warn"}
+				"--confirmations", "1", "--indexer-name", p.name, "--lease-ttl", ttl.String(), "--log-level", "info"}
 		}
 		start(p)
 		indexers = append(indexers, p)

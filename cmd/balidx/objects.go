@@ -49,17 +49,44 @@ func bootstrap(ctx context.Context, nl *events.Log, snaps *events.Snapshots, dir
 	if chainID == 0 {
 		return nil // an empty replica of an unnamed chain: nothing to choose from
 	}
-	list, err := snaps.List(ctx, chainID)
-	if err != nil || len(list) == 0 {
+	tmp := path + ".bootstrapping"
+	var newest events.SnapshotInfo
+	for attempt := 1; ; attempt++ {
+		list, err := snaps.List(ctx, chainID)
+		if err != nil || len(list) == 0 {
+			return err
+		}
+		newest = list[0]
+		err = getStoredSnapshot(ctx, snaps, newest, tmp)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, events.ErrSnapshotGone) || attempt == bootstrapAttempts {
+			return fmt.Errorf("bootstrap from %s: %w", newest.Name, err)
+		}
+		log.Warn("the newest snapshot was pruned before it was fetched: fetching the newest again", "snapshot", newest.Name)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	newest := list[0]
-	tmp := path + ".bootstrapping"
+	log.Info("bootstrapped from the object store", "snapshot", newest.Name, "block", newest.Block, "stream_seq", newest.StreamSeq, "bytes", newest.Size)
+	return nil
+}
+
+// bootstrapAttempts bounds how often bootstrap lists the snapshots again
+// when the newest was pruned between the listing and the fetch (snapshots
+// published faster than a fetch begins: keepSnapshots of them every
+// --snapshot-every blocks).
+const bootstrapAttempts = 5
+
+// getStoredSnapshot writes info's file to tmp, synced, and checks it; on
+// failure tmp is removed.
+func getStoredSnapshot(ctx context.Context, snaps *events.Snapshots, info events.SnapshotInfo, tmp string) error {
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	err = snaps.Get(ctx, newest, f)
+	err = snaps.Get(ctx, info, f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -67,17 +94,12 @@ func bootstrap(ctx context.Context, nl *events.Log, snaps *events.Snapshots, dir
 		err = cerr
 	}
 	if err == nil {
-		err = checkSnapshot(tmp, newest)
+		err = checkSnapshot(tmp, info)
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("bootstrap from %s: %w", newest.Name, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	log.Info("bootstrapped from the object store", "snapshot", newest.Name, "block", newest.Block, "stream_seq", newest.StreamSeq, "bytes", newest.Size)
-	return nil
+	return err
 }
 
 // positionLost reports whether the stream has dropped messages the
